@@ -1,0 +1,31 @@
+# selfsup_add_plugin(NAME SOURCES src...)
+#
+# Builds a selfsup plugin: a MODULE library that links only the SDK (and through it
+# LibTorch), exports nothing but its info alias, and refuses undefined symbols.
+# Inside the selfsup tree it lands in the build tree's plugin folder; out of tree it
+# lands in the caller's binary dir unless OUTPUT_DIRECTORY is given.
+function(selfsup_add_plugin name)
+  cmake_parse_arguments(ARG "" "OUTPUT_DIRECTORY" "SOURCES" ${ARGN})
+  if(NOT ARG_SOURCES)
+    message(FATAL_ERROR "selfsup_add_plugin(${name}): SOURCES is required")
+  endif()
+  add_library(${name} MODULE ${ARG_SOURCES})
+  if(TARGET selfsup_sdk)
+    target_link_libraries(${name} PRIVATE selfsup_sdk)
+  else()
+    target_link_libraries(${name} PRIVATE SelfSup::sdk)
+  endif()
+  set_target_properties(${name} PROPERTIES
+    PREFIX "lib"
+    CXX_VISIBILITY_PRESET hidden
+    VISIBILITY_INLINES_HIDDEN ON)
+  target_link_options(${name} PRIVATE -Wl,--no-undefined)
+  if(ARG_OUTPUT_DIRECTORY)
+    set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${ARG_OUTPUT_DIRECTORY})
+  elseif(DEFINED SELFSUP_PLUGIN_OUTPUT_DIRECTORY)
+    set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${SELFSUP_PLUGIN_OUTPUT_DIRECTORY})
+  endif()
+  if(COMMAND selfsup_warnings)
+    selfsup_warnings(${name})
+  endif()
+endfunction()

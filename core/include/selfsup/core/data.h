@@ -1,0 +1,123 @@
+#pragma once
+// The data layer of the engine: IDX files, pipelines, datasets with `pipeline` and
+// `indices`, batching, and the threaded loader.
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <torch/types.h>
+
+#include <selfsup/config.h>
+#include <selfsup/export.h>
+#include <selfsup/interfaces/data.h>
+
+namespace selfsup::core {
+
+/// An IDX array (the MNIST file format), gzip-compressed or not.
+struct IdxArray {
+  std::vector<int64_t> dims;
+  std::vector<uint8_t> data;  // only unsigned-byte (0x08) payloads are supported
+};
+
+/// Reads an IDX file; throws ValueError naming the file on a bad magic, a truncated payload
+/// or an unsupported element type.
+SELFSUP_CORE_API IdxArray read_idx(const std::string& path);
+
+/// A list of transforms applied in order (a config list of transform dicts).
+class SELFSUP_CORE_API Pipeline {
+ public:
+  Pipeline() = default;
+  /// Builds each element of a config list through the registry.
+  explicit Pipeline(const Config& list);
+  void apply(Sample& sample, Rng& rng) const;
+  [[nodiscard]] size_t size() const { return steps_.size(); }
+
+ private:
+  std::vector<std::shared_ptr<Transform>> steps_;
+};
+
+/// The per-sample seed: a hash of (run seed, epoch, dataset index).
+SELFSUP_CORE_API uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index);
+
+/// A registered dataset plus MMEngine's generic dataset keys: `pipeline` (list of
+/// transforms) and `indices` (an int N for the first N samples, or a list of indices).
+class SELFSUP_CORE_API PipelinedDataset {
+ public:
+  explicit PipelinedDataset(const Config& cfg);
+  [[nodiscard]] int64_t size() const { return int64_t(indices_.size()); }
+  /// The sample at position i (after `indices`), run through the pipeline with `rng`.
+  [[nodiscard]] Sample get(int64_t i, Rng& rng) const;
+  [[nodiscard]] const Dataset& raw() const { return *dataset_; }
+
+ private:
+  std::shared_ptr<Dataset> dataset_;
+  Pipeline pipeline_;
+  std::vector<int64_t> indices_;
+};
+
+/// One batch: each view stacked to uint8 [B,C,H,W] (all samples of a view must agree in
+/// shape), plus labels and dataset indices.
+struct Batch {
+  std::vector<torch::Tensor> views;
+  torch::Tensor gt_label;
+  torch::Tensor sample_idx;
+};
+
+/// Stacks samples (their `views`, or `img` when a sample has no views).
+SELFSUP_CORE_API Batch collate(const std::vector<Sample>& samples);
+
+struct LoaderOptions {
+  int64_t batch_size = 32;
+  bool shuffle = true;
+  bool drop_last = false;
+  int num_workers = 2;
+  int prefetch = 2;  // batches prepared ahead per worker
+  uint64_t seed = 0;
+};
+
+/// Batches from a PipelinedDataset, prepared by a pool of threads with bounded prefetch.
+/// Order and content depend only on (seed, epoch), never on the number of threads.
+class SELFSUP_CORE_API DataLoader {
+ public:
+  DataLoader(std::shared_ptr<PipelinedDataset> dataset, LoaderOptions options);
+  /// From an MMEngine-style dataloader config: batch_size, num_workers, persistent_workers,
+  /// drop_last, prefetch_factor, sampler {type: DefaultSampler, shuffle}, collate_fn
+  /// {type: default_collate}, dataset {...}.
+  static std::unique_ptr<DataLoader> from_config(const Config& cfg, uint64_t seed);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  [[nodiscard]] int64_t num_batches() const;
+  [[nodiscard]] const PipelinedDataset& dataset() const { return *dataset_; }
+  [[nodiscard]] const LoaderOptions& options() const { return options_; }
+  /// Starts an epoch (its order is a function of seed and epoch) and its prefetching.
+  void start_epoch(int64_t epoch);
+  /// The next batch of the epoch, or nullopt at its end. Rethrows a worker's error.
+  std::optional<Batch> next();
+
+ private:
+  void stop();
+  void worker();
+
+  std::shared_ptr<PipelinedDataset> dataset_;
+  LoaderOptions options_;
+  std::vector<int64_t> order_;
+  int64_t epoch_ = 0;
+  int64_t next_to_take_ = 0;     // next batch a worker will build
+  int64_t next_to_return_ = 0;   // next batch next() returns
+  std::map<int64_t, Batch> ready_;
+  std::exception_ptr error_;
+  bool stopping_ = false;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace selfsup::core
