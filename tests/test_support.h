@@ -24,3 +24,18 @@ class TempDir {
 void write_file(const std::filesystem::path& path, const std::string& text);
 
 }  // namespace selfsup::test
+
+#include <cstdint>
+#include <vector>
+
+namespace selfsup::test {
+
+/// Writes an IDX file of unsigned bytes, gzip-compressed if `gzip`.
+void write_idx(const std::filesystem::path& path, const std::vector<int32_t>& dims,
+               const std::vector<uint8_t>& data, bool gzip = true);
+
+/// A fake Fashion-MNIST root: `n_train` / `n_test` 28x28 images of 10 classes, each class a
+/// distinct noisy pattern, in Debian's file names.
+void make_fake_fmnist(const std::filesystem::path& root, int n_train, int n_test);
+
+}  // namespace selfsup::test

@@ -1,1 +1,301 @@
-// placeholder
+// Batching and the threaded loader.
+//
+// Workers build whole batches. Batch numbers are taken in increasing order (never more than
+// num_workers * prefetch ahead of the consumer) and delivered in order, and every sample's
+// random source is seeded from (seed, epoch, dataset index), so the batches of an epoch are
+// the same whatever the number of threads.
+#include <selfsup/core/data.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <utility>
+
+#include <selfsup/errors.h>
+#include <selfsup/schema.h>
+
+namespace selfsup::core {
+
+// ---------------------------------------------------------------------------------------
+// collate
+
+Batch collate(const std::vector<Sample>& samples) {
+  if (samples.empty()) throw ValueError("collate: no samples to batch");
+  auto views_of = [](const Sample& s) -> std::pair<const Image*, size_t> {
+    if (!s.views.empty()) return {s.views.data(), s.views.size()};
+    if (!s.img.empty()) return {&s.img, 1};
+    return {nullptr, 0};
+  };
+  const auto [first, num_views] = views_of(samples[0]);
+  if (num_views == 0)
+    throw ValueError("collate: sample " + std::to_string(samples[0].sample_idx) +
+                     " has no image and no views");
+  const auto B = int64_t(samples.size());
+  Batch batch;
+  batch.gt_label = torch::empty({B}, torch::kInt64);
+  batch.sample_idx = torch::empty({B}, torch::kInt64);
+  auto* labels = batch.gt_label.data_ptr<int64_t>();
+  auto* indices = batch.sample_idx.data_ptr<int64_t>();
+  for (size_t v = 0; v < num_views; ++v) {
+    const Image& ref = first[v];
+    batch.views.push_back(
+        torch::empty({B, ref.channels, ref.height, ref.width}, torch::kUInt8));
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    const Sample& s = samples[size_t(b)];
+    labels[b] = s.gt_label;
+    indices[b] = s.sample_idx;
+    const auto [imgs, n] = views_of(s);
+    if (n != num_views)
+      throw ValueError("collate: sample " + std::to_string(s.sample_idx) + " has " +
+                       std::to_string(n) + " views, but sample " +
+                       std::to_string(samples[0].sample_idx) + " has " +
+                       std::to_string(num_views));
+    for (size_t v = 0; v < num_views; ++v) {
+      const Image& img = imgs[v];
+      const Image& ref = first[v];
+      if (img.height != ref.height || img.width != ref.width || img.channels != ref.channels)
+        throw ValueError("collate: view " + std::to_string(v) + " of sample " +
+                         std::to_string(s.sample_idx) + " is " + std::to_string(img.height) +
+                         "x" + std::to_string(img.width) + "x" + std::to_string(img.channels) +
+                         " (HxWxC), but sample " + std::to_string(samples[0].sample_idx) +
+                         " has " + std::to_string(ref.height) + "x" + std::to_string(ref.width) +
+                         "x" + std::to_string(ref.channels));
+      const size_t hw = size_t(img.height) * size_t(img.width);
+      const size_t c = size_t(img.channels);
+      uint8_t* dst = batch.views[v].data_ptr<uint8_t>() + size_t(b) * hw * c;
+      const uint8_t* src = img.data.data();
+      if (c == 1) {
+        std::memcpy(dst, src, hw);
+      } else if (c == 3) {  // HWC -> CHW
+        uint8_t* d0 = dst;
+        uint8_t* d1 = dst + hw;
+        uint8_t* d2 = dst + 2 * hw;
+        for (size_t i = 0; i < hw; ++i, src += 3) {
+          d0[i] = src[0];
+          d1[i] = src[1];
+          d2[i] = src[2];
+        }
+      } else {
+        for (size_t i = 0; i < hw; ++i)
+          for (size_t k = 0; k < c; ++k) dst[k * hw + i] = src[i * c + k];
+      }
+    }
+  }
+  return batch;
+}
+
+// ---------------------------------------------------------------------------------------
+// DataLoader
+
+DataLoader::DataLoader(std::shared_ptr<PipelinedDataset> dataset, LoaderOptions options)
+    : dataset_(std::move(dataset)), options_(options) {
+  if (!dataset_) throw ValueError("DataLoader: no dataset");
+  if (options_.batch_size <= 0)
+    throw ValueError("DataLoader: batch_size must be > 0, got " +
+                     std::to_string(options_.batch_size));
+  if (options_.num_workers < 0)
+    throw ValueError("DataLoader: num_workers must be >= 0, got " +
+                     std::to_string(options_.num_workers));
+  if (options_.prefetch < 1)
+    throw ValueError("DataLoader: prefetch must be >= 1, got " +
+                     std::to_string(options_.prefetch));
+}
+
+DataLoader::~DataLoader() { stop(); }
+
+namespace {
+
+Schema loader_schema() {
+  return Schema("An MMEngine-style dataloader.")
+      .required("batch_size", ArgType::Int, "samples per batch (per process), > 0")
+      .optional("num_workers", ArgType::Int, 2,
+                "threads building batches; 0 builds them in the consumer thread")
+      .optional("persistent_workers", ArgType::Bool, false,
+                "accepted for compatibility (threads are restarted each epoch; cheap)")
+      .optional("drop_last", ArgType::Bool, false, "drop the last incomplete batch")
+      .optional("prefetch_factor", ArgType::Int, 2, "batches prepared ahead per worker, > 0")
+      .optional("pin_memory", ArgType::Bool, false, "accepted; no effect on CPU")
+      .optional("sampler", ArgType::Dict,
+                Json::object({{"type", "DefaultSampler"}, {"shuffle", true}}),
+                "{type: 'DefaultSampler', shuffle: bool, seed: int, round_up: bool}")
+      .optional("collate_fn", ArgType::Dict, Json::object({{"type", "default_collate"}}),
+                "{type: 'default_collate'}")
+      .required("dataset", ArgType::Dict, "the dataset dict (type, pipeline, indices, ...)");
+}
+
+Schema sampler_schema() {
+  return Schema("DefaultSampler")
+      .optional("shuffle", ArgType::Bool, true, "shuffle the order each epoch")
+      .optional("seed", ArgType::Int, Json(), "the shuffle seed (default: the run's seed)")
+      .optional("round_up", ArgType::Bool, true, "accepted; matters only when distributed");
+}
+
+void require_type(const Config& cfg, const std::string& expected) {
+  if (!cfg.has("type")) cfg.fail_key("type", "required key is missing (expected '" + expected + "')");
+  const std::string t = cfg["type"].as<std::string>();
+  if (t != expected)
+    cfg.fail_key("type", "unsupported type '" + t + "' (supported: '" + expected + "')");
+}
+
+}  // namespace
+
+std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t seed) {
+  const Config c(loader_schema().apply(cfg), cfg.path());
+  LoaderOptions opt;
+  opt.batch_size = c.get<int64_t>("batch_size");
+  if (opt.batch_size <= 0)
+    c.fail_key("batch_size", "expected an int > 0, got " + std::to_string(opt.batch_size));
+  opt.num_workers = c.get<int>("num_workers");
+  if (opt.num_workers < 0)
+    c.fail_key("num_workers", "expected an int >= 0, got " + std::to_string(opt.num_workers));
+  opt.prefetch = c.get<int>("prefetch_factor");
+  if (opt.prefetch <= 0)
+    c.fail_key("prefetch_factor", "expected an int > 0, got " + std::to_string(opt.prefetch));
+  opt.drop_last = c.get<bool>("drop_last");
+  opt.seed = seed;
+
+  const Config sampler_raw = c["sampler"];
+  require_type(sampler_raw, "DefaultSampler");
+  const Config sampler(sampler_schema().apply(sampler_raw), sampler_raw.path());
+  opt.shuffle = sampler.get<bool>("shuffle");
+  if (sampler.has("seed")) opt.seed = uint64_t(sampler.get<int64_t>("seed"));
+
+  const Config collate_fn = c["collate_fn"];
+  require_type(collate_fn, "default_collate");
+  for (const auto& key : collate_fn.keys())
+    if (key != "type") collate_fn.fail_key(key, "unknown key (default_collate takes none)");
+
+  auto dataset = std::make_shared<PipelinedDataset>(c["dataset"]);
+  return std::make_unique<DataLoader>(std::move(dataset), opt);
+}
+
+int64_t DataLoader::num_batches() const {
+  const int64_t n = dataset_->size();
+  const int64_t bs = options_.batch_size;
+  return options_.drop_last ? n / bs : (n + bs - 1) / bs;
+}
+
+void DataLoader::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+void DataLoader::start_epoch(int64_t epoch) {
+  stop();
+  const int64_t n = dataset_->size();
+  order_.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) order_[size_t(i)] = i;
+  if (options_.shuffle && n > 1) {
+    // Fisher-Yates from a generator seeded by (seed, epoch).
+    std::mt19937_64 gen(sample_seed(options_.seed, epoch, -1));
+    for (int64_t i = n - 1; i > 0; --i) {
+      const auto j = int64_t(gen() % uint64_t(i + 1));
+      std::swap(order_[size_t(i)], order_[size_t(j)]);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    epoch_ = epoch;
+    next_to_take_ = 0;
+    next_to_return_ = 0;
+    ready_.clear();
+    error_ = nullptr;
+    error_batch_ = -1;
+    stopping_ = false;
+    started_ = true;
+  }
+  const int64_t workers = std::min<int64_t>(options_.num_workers, num_batches());
+  try {
+    for (int64_t w = 0; w < workers; ++w) threads_.emplace_back([this] { worker(); });
+  } catch (...) {
+    stop();
+    throw;
+  }
+}
+
+Batch DataLoader::build_batch(int64_t batch) const {
+  const int64_t n = int64_t(order_.size());
+  const int64_t begin = batch * options_.batch_size;
+  const int64_t end = std::min(n, begin + options_.batch_size);
+  std::vector<Sample> samples;
+  samples.reserve(size_t(end - begin));
+  for (int64_t k = begin; k < end; ++k) {
+    const int64_t index = order_[size_t(k)];
+    Rng rng(sample_seed(options_.seed, epoch_, index));
+    samples.push_back(dataset_->get(index, rng));
+  }
+  return collate(samples);
+}
+
+void DataLoader::worker() {
+  const int64_t total = num_batches();
+  const int64_t window = int64_t(options_.num_workers) * options_.prefetch;
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    cv_.wait(lock, [&] {
+      return stopping_ || error_ || next_to_take_ >= total ||
+             next_to_take_ < next_to_return_ + window;
+    });
+    if (stopping_ || error_ || next_to_take_ >= total) return;
+    const int64_t b = next_to_take_++;
+    lock.unlock();
+    std::optional<Batch> batch;
+    std::exception_ptr err;
+    try {
+      batch = build_batch(b);
+    } catch (...) {
+      err = std::current_exception();
+    }
+    lock.lock();
+    if (err) {
+      // Keep the error of the earliest failing batch; earlier batches still arrive first.
+      if (!error_ || b < error_batch_) {
+        error_ = err;
+        error_batch_ = b;
+      }
+    } else {
+      ready_.emplace(b, std::move(*batch));
+    }
+    cv_.notify_all();
+  }
+}
+
+std::optional<Batch> DataLoader::next() {
+  if (!started_) start_epoch(epoch_);
+  const int64_t total = num_batches();
+  if (options_.num_workers == 0 || threads_.empty()) {
+    if (next_to_return_ >= total) return std::nullopt;
+    if (error_) std::rethrow_exception(error_);
+    const int64_t b = next_to_return_;
+    try {
+      Batch batch = build_batch(b);
+      ++next_to_return_;
+      return batch;
+    } catch (...) {
+      error_ = std::current_exception();
+      error_batch_ = b;
+      throw;
+    }
+  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (next_to_return_ >= total) return std::nullopt;
+  const int64_t b = next_to_return_;
+  cv_.wait(lock, [&] { return ready_.count(b) > 0 || (error_ && error_batch_ <= b); });
+  auto it = ready_.find(b);
+  if (it == ready_.end()) std::rethrow_exception(error_);
+  Batch batch = std::move(it->second);
+  ready_.erase(it);
+  ++next_to_return_;
+  lock.unlock();
+  cv_.notify_all();
+  return batch;
+}
+
+}  // namespace selfsup::core

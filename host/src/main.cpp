@@ -1,1 +1,79 @@
-int main() { return 0; }
+// selfsup: train self-supervised models from JSON configs.
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include <boost/program_options/errors.hpp>
+#include <c10/util/Exception.h>
+
+#include <selfsup/core/runner.h>
+#include <selfsup/errors.h>
+#include <selfsup/registry.h>
+#include <selfsup/version.h>
+
+#include "cli.h"
+
+namespace {
+
+void usage(std::ostream& os) {
+  os << "Usage: selfsup <command> [options]\n\n"
+        "Commands:\n"
+        "  train CONFIG   train a model from a JSON config\n"
+        "  list           list plugins and registered types\n"
+        "  config CONFIG  print the merged config as JSON\n\n"
+        "Run 'selfsup <command> --help' for the options of a command.\n";
+}
+
+int dispatch(int argc, char** argv) {
+  using namespace selfsup::host;
+  if (argc < 2) {
+    usage(std::cerr);
+    return kUsage;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+    usage(std::cout);
+    return kOk;
+  }
+  if (cmd == "--version") {
+    std::cout << "selfsup " << SELFSUP_VERSION_STRING << "\n";
+    return kOk;
+  }
+  if (cmd == "train") return cmd_train(argc - 1, argv + 1);
+  if (cmd == "list") return cmd_list(argc - 1, argv + 1);
+  if (cmd == "config") return cmd_config(argc - 1, argv + 1);
+  std::cerr << "selfsup: unknown command '" << cmd << "'\n\n";
+  usage(std::cerr);
+  return kUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace selfsup::host;
+  int rc = kFailure;
+  try {
+    rc = dispatch(argc, argv);
+  } catch (const boost::program_options::error& e) {
+    std::cerr << "selfsup: " << e.what() << " (see --help)\n";
+    rc = kUsage;
+  } catch (const selfsup::ConfigError& e) {
+    std::cerr << "selfsup: config error: " << e.what() << "\n";
+    rc = kUsage;
+  } catch (const selfsup::RegistryError& e) {
+    std::cerr << "selfsup: config error: " << e.what() << "\n";
+    rc = kUsage;
+  } catch (const selfsup::core::Interrupted& e) {
+    std::cerr << "selfsup: " << e.what() << "\n";
+    rc = kFailure;
+  } catch (const c10::Error& e) {
+    std::cerr << "selfsup: error: " << e.what_without_backtrace() << "\n";
+    rc = kFailure;
+  } catch (const std::exception& e) {
+    std::cerr << "selfsup: error: " << e.what() << "\n";
+    rc = kFailure;
+  }
+  // Products of plugins must go before the registry releases the libraries' handles.
+  selfsup::Registry::global().clear();
+  return rc;
+}

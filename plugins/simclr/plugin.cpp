@@ -1,1 +1,15 @@
-// placeholder
+#include <selfsup/plugin.h>
+
+#include "simclr.h"
+
+namespace selfsup::plugins::simclr {
+
+void register_types(Registrar& r) {
+  r.add<Algorithm>(
+      "SimCLR", [](const Config& cfg) { return std::make_shared<SimCLRImpl>(cfg); },
+      SimCLRImpl::schema());
+}
+
+}  // namespace selfsup::plugins::simclr
+
+SELFSUP_PLUGIN("simclr", "0.1.0", selfsup::plugins::simclr::register_types)

@@ -213,9 +213,9 @@ void ParamScheduler::bind(int64_t iters_per_epoch, int64_t max_epochs) {
   iters_per_epoch_ = std::max<int64_t>(1, iters_per_epoch);
   double end = std::min(end_cfg_, by_epoch_ ? double(max_epochs) : double(max_epochs) * iters_per_epoch_);
   iter_units_ = !by_epoch_ || convert_;
-  double scale = (by_epoch_ && convert_) ? double(iters_per_epoch_) : 1.0;
-  begin_ = begin_cfg_ * scale;
-  end_ = std::max(begin_ + 1, end * scale);
+  scale_ = (by_epoch_ && convert_) ? double(iters_per_epoch_) : 1.0;
+  begin_ = begin_cfg_ * scale_;
+  end_ = std::max(begin_ + 1, end * scale_);
 }
 
 double ParamScheduler::apply(int64_t iter, double value) const {

@@ -74,6 +74,11 @@ const RegistryEntry* Registry::find(const std::string& kind, const std::string& 
   if (auto dot = name.find('.'); dot != std::string::npos) {
     plugin = name.substr(0, dot);
     type = name.substr(dot + 1);
+    // OpenMMLab scopes ("mmcls.CrossEntropyLoss") name a package, not a plugin: any
+    // provider of the type will do, so MMSelfSup configs read as they are.
+    static const char* const kScopes[] = {"mmcls", "mmselfsup", "mmpretrain", "mmengine", "mmdet"};
+    for (const char* scope : kScopes)
+      if (plugin == scope) plugin.clear();
   }
   for (const auto& e : entries_)
     if (e->kind == kind && e->name == type && (plugin.empty() || plugin == e->plugin))

@@ -41,7 +41,8 @@ class SELFSUP_SDK_API Registry {
   /// taken (naming both providers), leaving the registry unchanged.
   void commit(std::vector<RegistryEntry> entries);
 
-  /// The entry for `name` ("Type" or "plugin.Type") of `kind`, or nullptr.
+  /// The entry for `name` ("Type" or "plugin.Type") of `kind`, or nullptr. OpenMMLab scope
+  /// prefixes (mmcls., mmselfsup., mmpretrain., mmengine.) match any provider.
   [[nodiscard]] const RegistryEntry* find(const std::string& kind, const std::string& name) const;
   /// All entries of a kind ("" for all), sorted by kind then name.
   [[nodiscard]] std::vector<const RegistryEntry*> entries(const std::string& kind = "") const;

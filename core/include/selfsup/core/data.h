@@ -105,6 +105,7 @@ class SELFSUP_CORE_API DataLoader {
  private:
   void stop();
   void worker();
+  [[nodiscard]] Batch build_batch(int64_t batch) const;
 
   std::shared_ptr<PipelinedDataset> dataset_;
   LoaderOptions options_;
@@ -114,6 +115,8 @@ class SELFSUP_CORE_API DataLoader {
   int64_t next_to_return_ = 0;   // next batch next() returns
   std::map<int64_t, Batch> ready_;
   std::exception_ptr error_;
+  int64_t error_batch_ = -1;  // the batch whose building failed (the lowest such)
+  bool started_ = false;      // start_epoch has run (next() starts epoch 0 otherwise)
   bool stopping_ = false;
   std::mutex mutex_;
   std::condition_variable cv_;

@@ -72,6 +72,11 @@ class SELFSUP_SDK_API ParamScheduler {
   [[nodiscard]] const std::string& param_name() const { return param_name_; }
 
  protected:
+  /// Progress units per configured unit: iterations per epoch when begin/end count epochs
+  /// but progress counts iterations (convert_to_iter_based), else 1.
+  [[nodiscard]] double scale() const { return scale_; }
+  /// Where the schedule starts, in progress units.
+  [[nodiscard]] double begin() const { return begin_; }
   /// `t` in [0, total] progress units since `begin`; returns the new value.
   [[nodiscard]] virtual double compute(double t, double total, double value) const = 0;
 
@@ -80,7 +85,7 @@ class SELFSUP_SDK_API ParamScheduler {
   bool by_epoch_, convert_;
   std::string param_name_;
   int64_t iters_per_epoch_ = 1;
-  double begin_ = 0, end_ = 0;
+  double begin_ = 0, end_ = 0, scale_ = 1;
   bool iter_units_ = true;
 };
 

@@ -1,0 +1,38 @@
+#pragma once
+// Training output: a progress bar with ETA on a terminal, plain periodic lines otherwise,
+// and scalars.jsonl (one JSON object per iteration) in the work dir.
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace selfsup::core {
+
+class ProgressLogger {
+ public:
+  ProgressLogger(bool tty, int64_t interval, const std::string& jsonl_path);
+  ~ProgressLogger();
+
+  void begin_epoch(int64_t epoch, int64_t max_epochs, int64_t num_iters, int64_t first_iter);
+  /// After an iteration: `done` iterations of this epoch are finished.
+  void after_iter(int64_t done, int64_t global_iter, int64_t remaining_total, double lr,
+                  const std::vector<std::pair<std::string, double>>& scalars);
+  void end_epoch();
+  /// A line of text that does not break the bar.
+  void message(const std::string& text);
+
+ private:
+  bool tty_;
+  int64_t interval_;
+  std::ofstream jsonl_;
+  int64_t epoch_ = 0, max_epochs_ = 0, num_iters_ = 0, first_iter_ = 0;
+  bool bar_open_ = false;
+  std::chrono::steady_clock::time_point epoch_start_, last_;
+  double avg_iter_s_ = 0;
+};
+
+std::string format_duration(double seconds);
+
+}  // namespace selfsup::core

@@ -1,0 +1,26 @@
+#pragma once
+// Shared pieces of the `selfsup` sub-commands.
+#include <string>
+#include <vector>
+
+#include <selfsup/core/plugin_loader.h>
+#include <selfsup/json.h>
+
+namespace selfsup::host {
+
+/// Exit codes: 0 success, 1 failure, 2 bad usage or bad config.
+enum ExitCode : int { kOk = 0, kFailure = 1, kUsage = 2 };
+
+/// Registers the engine's types and loads plugins from the default places plus `dirs`.
+void load_plugins(core::PluginLoader& loader, const std::vector<std::string>& dirs);
+
+/// Loads a config file, applies --cfg-options, then loads the plugins its "plugins" list
+/// names (paths relative to the config file).
+Json load_config(const std::string& path, const std::vector<std::string>& overrides,
+                 core::PluginLoader* loader);
+
+int cmd_train(int argc, char** argv);
+int cmd_list(int argc, char** argv);
+int cmd_config(int argc, char** argv);
+
+}  // namespace selfsup::host

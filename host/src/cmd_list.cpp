@@ -1,0 +1,93 @@
+#include <iostream>
+
+#include <boost/program_options.hpp>
+
+#include <selfsup/registry.h>
+
+#include "cli.h"
+
+namespace po = boost::program_options;
+
+namespace selfsup::host {
+
+int cmd_list(int argc, char** argv) {
+  po::options_description opts("selfsup list [options]");
+  std::vector<std::string> plugin_dirs;
+  opts.add_options()("help,h", "show this help")("verbose,v", "also print each type's arguments")(
+      "json", "machine-readable output: {plugins, types: {kind: [...]}, refused}")(
+      "plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)");
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << "Lists every plugin (version, file) and every registered type by kind.\n"
+              << opts << "\n";
+    return kOk;
+  }
+  const bool verbose = vm.count("verbose") > 0;
+  core::PluginLoader loader;
+  if (vm.count("json")) loader.on_refusal = nullptr;  // reported inside the JSON instead
+  load_plugins(loader, plugin_dirs);
+  const auto& registry = Registry::global();
+
+  if (vm.count("json")) {
+    Json plugins = Json::array();
+    for (const auto& p : loader.plugins()) {
+      Json types = Json::array();
+      for (const auto& t : p.types) types.push_back(t);
+      Json j = Json::object({{"name", p.name}, {"version", p.version}, {"file", p.file}});
+      j.set("selfsup_version", p.selfsup_version);
+      j.set("torch_version", p.torch_version);
+      j.set("types", types);
+      plugins.push_back(std::move(j));
+    }
+    Json types = Json::object();
+    for (const auto& kind : registry_kinds()) {
+      Json list = Json::array();
+      for (const auto* e : registry.entries(kind)) {
+        Json j = Json::object({{"name", e->name}, {"plugin", e->plugin}, {"file", e->file}});
+        j.set("doc", e->schema.doc());
+        if (verbose) j.set("args", e->schema.to_json().find("args") ? *e->schema.to_json().find("args") : Json::array());
+        list.push_back(std::move(j));
+      }
+      types.set(kind, std::move(list));
+    }
+    Json refused = Json::array();
+    for (const auto& r : loader.refusals())
+      refused.push_back(Json::object({{"file", r.file}, {"reason", r.reason}}));
+    Json out = Json::object({{"plugins", plugins}, {"types", types}, {"refused", refused}});
+    std::cout << out.dump(2) << "\n";
+    return kOk;
+  }
+
+  std::cout << "Plugins:\n";
+  for (const auto& p : loader.plugins())
+    std::cout << "  " << p.name << " " << p.version << "  " << p.file << "\n";
+  for (const auto& kind : registry_kinds()) {
+    auto entries = registry.entries(kind);
+    if (entries.empty()) continue;
+    std::cout << "\n" << kind << ":\n";
+    for (const auto* e : entries) {
+      std::string name = e->name;
+      name.resize(std::max<size_t>(name.size(), 24), ' ');
+      std::cout << "  " << name << " [" << e->plugin << "] " << e->schema.doc() << "\n";
+      if (!verbose) continue;
+      for (const auto& a : e->schema.args()) {
+        std::cout << "      " << a.name << ": " << arg_type_name(a.type);
+        if (a.required) {
+          std::cout << " (required)";
+        } else if (!a.default_value.is_null()) {
+          std::cout << " = " << a.default_value.dump();
+        }
+        std::cout << "  " << a.doc << "\n";
+      }
+    }
+  }
+  if (!loader.refusals().empty()) {
+    std::cout << "\nRefused:\n";
+    for (const auto& r : loader.refusals()) std::cout << "  " << r.file << ": " << r.reason << "\n";
+  }
+  return kOk;
+}
+
+}  // namespace selfsup::host

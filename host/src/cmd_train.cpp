@@ -1,0 +1,83 @@
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+
+#include <boost/program_options.hpp>
+
+#include <selfsup/core/runner.h>
+
+#include "cli.h"
+
+namespace po = boost::program_options;
+
+namespace selfsup::host {
+
+namespace {
+extern "C" void on_signal(int) { core::request_stop(); }
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;  // a second signal ends the process at once
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+}  // namespace
+
+int cmd_train(int argc, char** argv) {
+  po::options_description opts("selfsup train CONFIG [options]");
+  std::vector<std::string> overrides, plugin_dirs;
+  std::string work_dir, resume, device = "cpu";
+  int64_t seed = -1;
+  int threads = 0;
+  opts.add_options()
+      ("help,h", "show this help")
+      ("work-dir", po::value(&work_dir), "where logs, checkpoints and the merged config go "
+                                         "(default: cfg.work_dir, else work_dirs/<config name>)")
+      ("cfg-options", po::value(&overrides)->multitoken(),
+       "override config keys: a.b=value ... (numbers, true/false, null, [lists], strings)")
+      ("resume", po::value(&resume), "continue from a checkpoint path, or 'auto' for the latest "
+                                     "in the work dir")
+      ("seed", po::value(&seed), "random seed (default: cfg.randomness.seed, else 0)")
+      ("threads", po::value(&threads), "compute threads (default: all cores)")
+      ("device", po::value(&device), "cpu or cuda")
+      ("plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)");
+  po::options_description hidden;
+  std::string config;
+  hidden.add_options()("config", po::value(&config));
+  po::positional_options_description pos;
+  pos.add("config", 1);
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return kOk;
+  }
+  if (config.empty()) {
+    std::cerr << "selfsup train: a CONFIG file is required\n\n" << opts << "\n";
+    return kUsage;
+  }
+  if (threads < 0) throw po::error("--threads must be >= 0");
+
+  core::PluginLoader loader;
+  load_plugins(loader, plugin_dirs);
+  Json cfg = load_config(config, overrides, &loader);
+
+  core::TrainOptions options;
+  options.work_dir = work_dir;
+  if (seed >= 0) options.seed = uint64_t(seed);
+  options.threads = threads;
+  options.device = device;
+  options.resume = resume;
+  options.config_name = std::filesystem::path(config).stem().string();
+  core::Runner runner(std::move(cfg), options);
+  install_signal_handlers();
+  runner.train();
+  return kOk;
+}
+
+}  // namespace selfsup::host

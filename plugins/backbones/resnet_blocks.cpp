@@ -1,0 +1,156 @@
+#include "resnet_blocks.h"
+
+#include <torch/torch.h>
+
+namespace selfsup::plugins::backbones {
+
+// ---- NormCfg ---------------------------------------------------------------------------
+
+NormCfg NormCfg::from_config(const Config& cfg) {
+  if (!cfg.is_object()) cfg.fail("expected a dict like {\"type\": \"BN\"}, got " +
+                                 describe_value(cfg.json()));
+  NormCfg out;
+  for (const auto& key : cfg.keys()) {
+    if (key != "type" && key != "requires_grad" && key != "eps" && key != "momentum")
+      cfg.fail_key(key, "unknown key (accepted: type, requires_grad, eps, momentum)");
+  }
+  if (!cfg.has("type")) cfg.fail_key("type", "required key is missing ('BN' or 'SyncBN')");
+  out.type = cfg.get<std::string>("type");
+  if (out.type != "BN" && out.type != "SyncBN")
+    cfg.fail_key("type", "unsupported norm layer '" + out.type +
+                             "' (expected 'BN' or 'SyncBN'; SyncBN acts as BN on one process)");
+  out.requires_grad = cfg.get<bool>("requires_grad", true);
+  out.eps = cfg.get<double>("eps", 1e-5);
+  out.momentum = cfg.get<double>("momentum", 0.1);
+  if (!(out.eps > 0)) cfg.fail_key("eps", "expected a number > 0, got " + std::to_string(out.eps));
+  if (!(out.momentum >= 0 && out.momentum <= 1))
+    cfg.fail_key("momentum", "expected a number in [0, 1], got " + std::to_string(out.momentum));
+  return out;
+}
+
+torch::nn::BatchNorm2d NormCfg::make(int64_t channels) const {
+  torch::nn::BatchNorm2d bn(torch::nn::BatchNorm2dOptions(channels).eps(eps).momentum(momentum));
+  // torchvision's scheme (also mmcv's Constant(1) on _BatchNorm): weight 1, bias 0.
+  torch::NoGradGuard no_grad;
+  bn->weight.fill_(1.0);
+  bn->bias.zero_();
+  if (!requires_grad)
+    for (auto& p : bn->parameters()) p.set_requires_grad(false);
+  return bn;
+}
+
+torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
+                            int64_t dilation) {
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(in, out, kernel)
+                             .stride(stride)
+                             .padding(dilation * (kernel / 2))
+                             .dilation(dilation)
+                             .bias(false));
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+  return conv;
+}
+
+namespace {
+
+torch::nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride,
+                                      const NormCfg& norm) {
+  // torchvision: Sequential(conv1x1(in, out, stride), norm) -> downsample.0, downsample.1.
+  return torch::nn::Sequential(make_conv(in, out, 1, stride), norm.make(out));
+}
+
+void print_block(std::ostream& s, const char* name, int64_t inplanes, int64_t planes,
+                 int64_t expansion, int64_t stride, int64_t dilation, bool downsample) {
+  s << "selfsup::plugins::backbones::" << name << "(in=" << inplanes << ", planes=" << planes
+    << ", out=" << planes * expansion << ", stride=" << stride;
+  if (dilation != 1) s << ", dilation=" << dilation;
+  if (downsample) s << ", downsample";
+  s << ")";
+}
+
+}  // namespace
+
+// ---- BasicBlock ------------------------------------------------------------------------
+
+BasicBlockImpl::BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride,
+                               int64_t dilation, const NormCfg& norm) {
+  // Registration order = torchvision's state_dict order: conv1, bn1, conv2, bn2, downsample.
+  conv1_ = register_module("conv1", make_conv(inplanes, planes, 3, stride, dilation));
+  bn1_ = register_module("bn1", norm.make(planes));
+  conv2_ = register_module("conv2", make_conv(planes, planes, 3, 1));
+  bn2_ = register_module("bn2", norm.make(planes));
+  if (stride != 1 || inplanes != planes * kExpansion)
+    downsample_ =
+        register_module("downsample", make_downsample(inplanes, planes * kExpansion, stride, norm));
+}
+
+torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
+  torch::Tensor out = bn1_(conv1_(x)).relu_();
+  out = bn2_(conv2_(out));
+  out += downsample_ ? downsample_->forward(x) : x;
+  return out.relu_();
+}
+
+void BasicBlockImpl::pretty_print(std::ostream& stream) const {
+  print_block(stream, "BasicBlock", conv1_->options.in_channels(),
+              conv1_->options.out_channels(), kExpansion, conv1_->options.stride()->at(0),
+              conv1_->options.dilation()->at(0), !downsample_.is_empty());
+}
+
+// ---- Bottleneck ------------------------------------------------------------------------
+
+BottleneckImpl::BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride,
+                               int64_t dilation, const NormCfg& norm) {
+  conv1_ = register_module("conv1", make_conv(inplanes, planes, 1, 1));
+  bn1_ = register_module("bn1", norm.make(planes));
+  conv2_ = register_module("conv2", make_conv(planes, planes, 3, stride, dilation));
+  bn2_ = register_module("bn2", norm.make(planes));
+  conv3_ = register_module("conv3", make_conv(planes, planes * kExpansion, 1, 1));
+  bn3_ = register_module("bn3", norm.make(planes * kExpansion));
+  if (stride != 1 || inplanes != planes * kExpansion)
+    downsample_ =
+        register_module("downsample", make_downsample(inplanes, planes * kExpansion, stride, norm));
+}
+
+torch::Tensor BottleneckImpl::forward(const torch::Tensor& x) {
+  torch::Tensor out = bn1_(conv1_(x)).relu_();
+  out = bn2_(conv2_(out)).relu_();
+  out = bn3_(conv3_(out));
+  out += downsample_ ? downsample_->forward(x) : x;
+  return out.relu_();
+}
+
+void BottleneckImpl::pretty_print(std::ostream& stream) const {
+  print_block(stream, "Bottleneck", conv1_->options.in_channels(),
+              conv1_->options.out_channels(), kExpansion, conv2_->options.stride()->at(0),
+              conv2_->options.dilation()->at(0), !downsample_.is_empty());
+}
+
+// ---- ResLayer --------------------------------------------------------------------------
+
+ResLayerImpl::ResLayerImpl(bool bottleneck, int64_t inplanes, int64_t planes,
+                           int64_t num_blocks, int64_t stride, int64_t dilation,
+                           const NormCfg& norm) {
+  const int64_t expansion = bottleneck ? BottleneckImpl::kExpansion : BasicBlockImpl::kExpansion;
+  for (int64_t i = 0; i < num_blocks; ++i) {
+    const int64_t in = i == 0 ? inplanes : planes * expansion;
+    const int64_t s = i == 0 ? stride : 1;
+    std::shared_ptr<ResBlockImpl> block;
+    if (bottleneck)
+      block = std::make_shared<BottleneckImpl>(in, planes, s, dilation, norm);
+    else
+      block = std::make_shared<BasicBlockImpl>(in, planes, s, dilation, norm);
+    blocks_.push_back(register_module(std::to_string(i), block));
+  }
+}
+
+torch::Tensor ResLayerImpl::forward(torch::Tensor x) {
+  for (const auto& block : blocks_) x = block->forward(x);
+  return x;
+}
+
+void ResLayerImpl::pretty_print(std::ostream& stream) const {
+  stream << "selfsup::plugins::backbones::ResLayer(blocks=" << blocks_.size() << ")";
+}
+
+}  // namespace selfsup::plugins::backbones

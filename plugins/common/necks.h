@@ -1,0 +1,124 @@
+#pragma once
+// Shared necks: NonLinearNeck (the SimCLR/BYOL/SimSiam projection MLP), LinearNeck,
+// AvgPool2dNeck. Module names follow MMSelfSup (fc0, bn0, fc1, ...; fc) so weights map 1:1.
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <torch/arg.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/types.h>
+
+#include <selfsup/config.h>
+#include <selfsup/interfaces/modules.h>
+#include <selfsup/schema.h>
+
+namespace selfsup::plugins::common {
+
+/// mmcv's `norm_cfg` for [N, C] features: 'BN' or 'SyncBN' (BN on one process, as MMEngine
+/// reverts it), plus `requires_grad`, `eps`, `momentum`.
+struct NormCfg {
+  std::string type = "SyncBN";
+  bool requires_grad = true;
+  double eps = 1e-5;
+  double momentum = 0.1;
+
+  static NormCfg from_config(const Config& cfg);
+  /// A BatchNorm1d with weight 1, bias 0 (MMSelfSup's Constant(1) init).
+  [[nodiscard]] torch::nn::BatchNorm1d make(int64_t channels, bool affine = true) const;
+};
+
+// ---- NonLinearNeck ---------------------------------------------------------------------
+
+struct NonLinearNeckOptions {
+  NonLinearNeckOptions(int64_t in, int64_t hid, int64_t out)
+      : in_channels_(in), hid_channels_(hid), out_channels_(out) {}
+  static NonLinearNeckOptions from_config(const Config& cfg);
+
+  TORCH_ARG(int64_t, in_channels);
+  TORCH_ARG(int64_t, hid_channels);
+  TORCH_ARG(int64_t, out_channels);
+  TORCH_ARG(int64_t, num_layers) = 2;
+  /// Bias of the hidden fc layers.
+  TORCH_ARG(bool, with_bias) = false;
+  TORCH_ARG(bool, with_last_bn) = true;
+  TORCH_ARG(bool, with_last_bn_affine) = true;
+  TORCH_ARG(bool, with_last_bias) = false;
+  TORCH_ARG(bool, with_avg_pool) = true;
+  /// Take the last input tensor (a ViT's cls token) instead of requiring exactly one.
+  TORCH_ARG(bool, vit_backbone) = false;
+  TORCH_ARG(NormCfg, norm_cfg) = {};
+};
+
+/// `[avgpool] -> fc0 -> bn0 -> (relu -> fc_i -> bn_i) for i = 1..num_layers-1`; the last fc
+/// uses `with_last_bias` and its BN exists iff `with_last_bn` (affine per
+/// `with_last_bn_affine`). Returns one [N, C] tensor (C = hid if num_layers == 1, else out).
+class NonLinearNeckImpl final : public selfsup::Neck {
+ public:
+  explicit NonLinearNeckImpl(const NonLinearNeckOptions& options);
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& x) override;
+  void pretty_print(std::ostream& stream) const override;
+  void reset();
+
+  NonLinearNeckOptions options;
+
+ private:
+  std::vector<torch::nn::Linear> fcs_;
+  std::vector<torch::nn::BatchNorm1d> bns_;  // null where a layer has no BN
+};
+
+// ---- LinearNeck ------------------------------------------------------------------------
+
+struct LinearNeckOptions {
+  LinearNeckOptions(int64_t in, int64_t out) : in_channels_(in), out_channels_(out) {}
+  static LinearNeckOptions from_config(const Config& cfg);
+
+  TORCH_ARG(int64_t, in_channels);
+  TORCH_ARG(int64_t, out_channels);
+  TORCH_ARG(bool, with_avg_pool) = true;
+  TORCH_ARG(bool, vit_backbone) = false;
+};
+
+/// `[avgpool] -> fc` (with bias). Returns one [N, out_channels] tensor.
+class LinearNeckImpl final : public selfsup::Neck {
+ public:
+  explicit LinearNeckImpl(const LinearNeckOptions& options);
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& x) override;
+  void pretty_print(std::ostream& stream) const override;
+  void reset();
+
+  LinearNeckOptions options;
+
+ private:
+  torch::nn::Linear fc_{nullptr};
+};
+
+// ---- AvgPool2dNeck ---------------------------------------------------------------------
+
+struct AvgPool2dNeckOptions {
+  static AvgPool2dNeckOptions from_config(const Config& cfg);
+  TORCH_ARG(int64_t, output_size) = 1;
+};
+
+/// Adaptive average pooling of the single input map to output_size x output_size.
+class AvgPool2dNeckImpl final : public selfsup::Neck {
+ public:
+  explicit AvgPool2dNeckImpl(const AvgPool2dNeckOptions& options) : options(options) {}
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& x) override;
+  void pretty_print(std::ostream& stream) const override;
+
+  AvgPool2dNeckOptions options;
+};
+
+selfsup::Schema nonlinear_neck_schema();
+selfsup::Schema linear_neck_schema();
+selfsup::Schema avgpool2d_neck_schema();
+std::shared_ptr<selfsup::Neck> make_nonlinear_neck(const Config& cfg);
+std::shared_ptr<selfsup::Neck> make_linear_neck(const Config& cfg);
+std::shared_ptr<selfsup::Neck> make_avgpool2d_neck(const Config& cfg);
+
+}  // namespace selfsup::plugins::common

@@ -1,0 +1,129 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include <selfsup/core/plugin_loader.h>
+#include <selfsup/interfaces/data.h>
+
+#include "test_support.h"
+
+using namespace selfsup;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string fixture(const std::string& name) {
+  return std::string(SELFSUP_TEST_FIXTURE_DIR) + "/libfixture_" + name + ".so";
+}
+
+struct Loaded {
+  Registry registry;
+  core::PluginLoader loader{registry};
+  std::vector<std::string> lines;
+  Loaded() {
+    loader.on_refusal = [this](const std::string& l) { lines.push_back(l); };
+  }
+  bool has(const std::string& type) { return registry.find("transform", type) != nullptr; }
+};
+
+// Loads `good` then `bad` and checks that `bad` was refused with `reason` and left nothing.
+void expect_refused(const std::string& bad, const std::string& reason,
+                    const std::vector<std::string>& absent_types) {
+  Loaded l;
+  ASSERT_TRUE(l.loader.load_file(fixture("good")));
+  EXPECT_FALSE(l.loader.load_file(fixture(bad)));
+  ASSERT_EQ(l.loader.refusals().size(), 1u);
+  EXPECT_NE(l.loader.refusals()[0].reason.find(reason), std::string::npos)
+      << l.loader.refusals()[0].reason;
+  ASSERT_EQ(l.lines.size(), 1u);
+  EXPECT_NE(l.lines[0].find("libfixture_" + bad + ".so"), std::string::npos) << l.lines[0];
+  EXPECT_EQ(l.lines[0].find('\n'), std::string::npos);
+  for (const auto& t : absent_types) EXPECT_FALSE(l.has(t)) << t;
+  EXPECT_TRUE(l.has("FixtureInvert"));
+  EXPECT_EQ(l.loader.plugins().size(), 1u);
+}
+
+}  // namespace
+
+TEST(PluginLoaderTest, LoadsGoodPluginWithProvenance) {
+  Loaded l;
+  ASSERT_TRUE(l.loader.load_file(fixture("good")));
+  ASSERT_EQ(l.loader.plugins().size(), 1u);
+  const auto& p = l.loader.plugins()[0];
+  EXPECT_EQ(p.name, "fixture_good");
+  EXPECT_EQ(p.version, "1.2.3");
+  EXPECT_EQ(p.types, std::vector<std::string>{"transform/FixtureInvert"});
+  const RegistryEntry* e = l.registry.find("transform", "FixtureInvert");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->plugin, "fixture_good");
+  EXPECT_EQ(e->file, fs::canonical(fixture("good")).string());
+  // The product works and keeps its library referenced.
+  auto t = std::static_pointer_cast<Transform>(
+      l.registry.build_any("transform", Config(Json::object({{"type", "FixtureInvert"}}))));
+  Sample s;
+  s.img = Image(1, 2, 1);
+  s.img.data = {0, 200};
+  Rng rng(0);
+  t->apply(s, rng);
+  EXPECT_EQ(s.img.data, (std::vector<uint8_t>{255, 55}));
+  // The same file reached twice loads once.
+  EXPECT_TRUE(l.loader.load_file(fixture("good")));
+  EXPECT_EQ(l.loader.plugins().size(), 1u);
+}
+
+TEST(PluginLoaderTest, RefusesNotElf) { expect_refused("x_not_elf", "not a shared library", {}); }
+TEST(PluginLoaderTest, RefusesMissingEntryPoint) {
+  expect_refused("x_no_entry", "no selfsup entry point", {});
+}
+TEST(PluginLoaderTest, RefusesAbiMismatchNamingBothVersions) {
+  expect_refused("x_bad_abi", "plugin ABI version 42, this selfsup expects 1", {});
+}
+TEST(PluginLoaderTest, RefusesFingerprintMismatch) {
+  expect_refused("x_bad_fingerprint", "built with [abi=1;torch=2.1;cxx11abi=0;compiler=gcc-9]", {});
+}
+TEST(PluginLoaderTest, RefusesThrowingRegisterWithoutHalfRegistering) {
+  expect_refused("x_throws", "fixture failure while registering", {"FixtureThrowsInvert"});
+}
+TEST(PluginLoaderTest, RefusesDuplicateTypeWithoutHalfRegistering) {
+  expect_refused("x_dup_type", "'FixtureInvert' is already registered", {"FixtureDupFresh"});
+}
+TEST(PluginLoaderTest, RefusesDuplicatePluginName) {
+  expect_refused("x_dup_name", "plugin name 'fixture_good' is already provided",
+                 {"FixtureDupNameInvert"});
+}
+TEST(PluginLoaderTest, RefusesPluginThatRegistersNothing) {
+  expect_refused("x_empty", "registers no types", {});
+}
+
+TEST(PluginLoaderTest, FolderWithBrokenFilesStillLoadsGoodOnes) {
+  test::TempDir dir;
+  for (const auto& entry : fs::directory_iterator(SELFSUP_TEST_FIXTURE_DIR))
+    if (entry.path().extension() == ".so") fs::copy_file(entry.path(), dir.path() / entry.path().filename());
+  test::write_file(dir.path() / "README.txt", "not a plugin, not considered");
+  fs::create_directory(dir.path() / "libdir.so");  // not a regular file, not considered
+  Loaded l;
+  l.loader.load_directory(dir.str());
+  std::vector<std::string> names;
+  for (const auto& p : l.loader.plugins()) names.push_back(p.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"fixture_good", "fixture_good_twin"}));
+  EXPECT_EQ(l.loader.refusals().size(), 8u);
+  EXPECT_EQ(l.lines.size(), 8u);
+  EXPECT_TRUE(l.has("FixtureInvert"));
+  EXPECT_TRUE(l.has("FixtureTwinInvert"));
+  for (const char* t : {"FixtureThrowsInvert", "FixtureDupFresh", "FixtureDupNameInvert"})
+    EXPECT_FALSE(l.has(t)) << t;
+  // A config naming a type of a refused plugin hears why.
+  try {
+    (void)l.registry.build_any("transform", Config(Json::object({{"type", "FixtureDupFresh"}})));
+    FAIL() << "expected an error";
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("libfixture_x_dup_type.so was refused"), std::string::npos) << msg;
+  }
+}
+
+TEST(PluginLoaderTest, MissingFolderIsReportedNotFatal) {
+  Loaded l;
+  l.loader.load_directory("/nonexistent/selfsup/plugins");
+  EXPECT_EQ(l.loader.refusals().size(), 1u);
+}
