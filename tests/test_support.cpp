@@ -80,7 +80,8 @@ void write_idx(const std::filesystem::path& path, const std::vector<int32_t>& di
 void make_fake_fmnist(const std::filesystem::path& root, int n_train, int n_test) {
   std::mt19937 gen(1234);
   auto make = [&](const std::string& prefix, int n) {
-    std::vector<uint8_t> images(size_t(n) * 28 * 28), labels(size_t(n));
+    std::vector<uint8_t> images(size_t(n) * 28 * 28);
+    std::vector<uint8_t> labels(static_cast<size_t>(n));
     for (int i = 0; i < n; ++i) {
       int c = i % 10;
       labels[size_t(i)] = uint8_t(c);

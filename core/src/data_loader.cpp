@@ -6,8 +6,11 @@
 // the same whatever the number of threads.
 #include <selfsup/core/data.h>
 
+#include <opencv2/core.hpp>
+
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <utility>
 
@@ -38,8 +41,7 @@ Batch collate(const std::vector<Sample>& samples) {
   auto* indices = batch.sample_idx.data_ptr<int64_t>();
   for (size_t v = 0; v < num_views; ++v) {
     const Image& ref = first[v];
-    batch.views.push_back(
-        torch::empty({B, ref.channels, ref.height, ref.width}, torch::kUInt8));
+    batch.views.push_back(torch::empty({B, ref.channels, ref.height, ref.width}, torch::kUInt8));
   }
   for (int64_t b = 0; b < B; ++b) {
     const Sample& s = samples[size_t(b)];
@@ -49,18 +51,17 @@ Batch collate(const std::vector<Sample>& samples) {
     if (n != num_views)
       throw ValueError("collate: sample " + std::to_string(s.sample_idx) + " has " +
                        std::to_string(n) + " views, but sample " +
-                       std::to_string(samples[0].sample_idx) + " has " +
-                       std::to_string(num_views));
+                       std::to_string(samples[0].sample_idx) + " has " + std::to_string(num_views));
     for (size_t v = 0; v < num_views; ++v) {
       const Image& img = imgs[v];
       const Image& ref = first[v];
       if (img.height != ref.height || img.width != ref.width || img.channels != ref.channels)
         throw ValueError("collate: view " + std::to_string(v) + " of sample " +
-                         std::to_string(s.sample_idx) + " is " + std::to_string(img.height) +
-                         "x" + std::to_string(img.width) + "x" + std::to_string(img.channels) +
-                         " (HxWxC), but sample " + std::to_string(samples[0].sample_idx) +
-                         " has " + std::to_string(ref.height) + "x" + std::to_string(ref.width) +
-                         "x" + std::to_string(ref.channels));
+                         std::to_string(s.sample_idx) + " is " + std::to_string(img.height) + "x" +
+                         std::to_string(img.width) + "x" + std::to_string(img.channels) +
+                         " (HxWxC), but sample " + std::to_string(samples[0].sample_idx) + " has " +
+                         std::to_string(ref.height) + "x" + std::to_string(ref.width) + "x" +
+                         std::to_string(ref.channels));
       const size_t hw = size_t(img.height) * size_t(img.width);
       const size_t c = size_t(img.channels);
       uint8_t* dst = batch.views[v].data_ptr<uint8_t>() + size_t(b) * hw * c;
@@ -98,8 +99,14 @@ DataLoader::DataLoader(std::shared_ptr<PipelinedDataset> dataset, LoaderOptions 
     throw ValueError("DataLoader: num_workers must be >= 0, got " +
                      std::to_string(options_.num_workers));
   if (options_.prefetch < 1)
-    throw ValueError("DataLoader: prefetch must be >= 1, got " +
-                     std::to_string(options_.prefetch));
+    throw ValueError("DataLoader: prefetch must be >= 1, got " + std::to_string(options_.prefetch));
+  if (options_.num_workers > 0) {
+    // The loader's threads are the parallelism: OpenCV runs sequentially inside them, as
+    // MMEngine sets up its workers (env_cfg.mp_cfg.opencv_num_threads=0). Results do not
+    // depend on this; it only avoids oversubscribing the cores.
+    static std::once_flag once;
+    std::call_once(once, [] { cv::setNumThreads(0); });
+  }
 }
 
 DataLoader::~DataLoader() { stop(); }
@@ -132,7 +139,8 @@ Schema sampler_schema() {
 }
 
 void require_type(const Config& cfg, const std::string& expected) {
-  if (!cfg.has("type")) cfg.fail_key("type", "required key is missing (expected '" + expected + "')");
+  if (!cfg.has("type"))
+    cfg.fail_key("type", "required key is missing (expected '" + expected + "')");
   const std::string t = cfg["type"].as<std::string>();
   if (t != expected)
     cfg.fail_key("type", "unsupported type '" + t + "' (supported: '" + expected + "')");

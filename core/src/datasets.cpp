@@ -98,8 +98,8 @@ IdxArray read_idx(const std::string& path) {
   uint64_t total = 1;
   for (int d = 0; d < ndims; ++d) {
     const uint8_t* p = &header[size_t(d) * 4];
-    const uint64_t n = (uint64_t(p[0]) << 24) | (uint64_t(p[1]) << 16) | (uint64_t(p[2]) << 8) |
-                       uint64_t(p[3]);
+    const uint64_t n =
+        (uint64_t(p[0]) << 24) | (uint64_t(p[1]) << 16) | (uint64_t(p[2]) << 8) | uint64_t(p[3]);
     out.dims.push_back(int64_t(n));
     total *= n;
     if (total > (uint64_t(1) << 40))
@@ -244,8 +244,8 @@ class FashionMnist final : public Dataset {
                        std::to_string(images.dims[2]));
     for (size_t i = 0; i < labels.data.size(); ++i)
       if (labels.data[i] >= kNumClasses)
-        throw ValueError(labels_path + ": label " + std::to_string(labels.data[i]) +
-                         " at index " + std::to_string(i) + " is not in [0, 10)");
+        throw ValueError(labels_path + ": label " + std::to_string(labels.data[i]) + " at index " +
+                         std::to_string(i) + " is not in [0, 10)");
     n_ = images.dims[0];
     h_ = int(images.dims[1]);
     w_ = int(images.dims[2]);

@@ -56,6 +56,7 @@ bool is_norm_module(const std::string& module_name) {
 
 void request_stop() { g_stop.store(true); }
 bool stop_requested() { return g_stop.load(); }
+void clear_stop_request() { g_stop.store(false); }
 
 Interrupted::Interrupted(const std::string& what) : Error(what) {}
 Interrupted::~Interrupted() = default;

@@ -84,8 +84,7 @@ std::string get_choice(const Config& cfg, const char* key,
 // A [lo, hi] pair of numbers.
 std::pair<double, double> get_range(const Config& cfg, const char* key) {
   const Config c = cfg[key];
-  if (!c.is_array() || c.size() != 2 || !c.at(0).json().is_number() ||
-      !c.at(1).json().is_number())
+  if (!c.is_array() || c.size() != 2 || !c.at(0).json().is_number() || !c.at(1).json().is_number())
     c.fail("expected a list of two numbers [min, max], got " + describe_value(c.json()));
   const double lo = c.at(0).json().as_number(), hi = c.at(1).json().as_number();
   if (!(lo <= hi)) c.fail("expected min <= max, got " + describe_value(c.json()));
@@ -128,8 +127,7 @@ class RandomResizedCrop final : public Transform {
       out_h_ = size.at(0).as<int>();
       out_w_ = size.at(1).as<int>();
     } else {
-      size.fail("expected an int or a list [h, w] of two ints, got " +
-                describe_value(size.json()));
+      size.fail("expected an int or a list [h, w] of two ints, got " + describe_value(size.json()));
     }
     if (out_h_ <= 0 || out_w_ <= 0)
       size.fail("expected sizes > 0, got " + describe_value(size.json()));
@@ -413,8 +411,9 @@ class RandomApply final : public Transform {
 };
 
 Schema random_apply_schema() {
-  return Schema("Applies a list of transforms, all or none, with probability `prob` (mmcv "
-                "RandomApply).")
+  return Schema(
+             "Applies a list of transforms, all or none, with probability `prob` (mmcv "
+             "RandomApply).")
       .required("transforms", ArgType::List, "the transforms (a list of transform dicts)")
       .optional("prob", ArgType::Float, 0.5, "probability of applying them, in [0, 1]");
 }
@@ -425,7 +424,8 @@ Schema random_apply_schema() {
 class RandomGrayscale final : public Transform {
  public:
   explicit RandomGrayscale(const Config& cfg)
-      : prob_(get_prob(cfg, "prob")), keep_channels_(cfg.get<bool>("keep_channels")),
+      : prob_(get_prob(cfg, "prob")),
+        keep_channels_(cfg.get<bool>("keep_channels")),
         hsv_(get_choice(cfg, "color_format", {"bgr", "rgb", "hsv"}) == "hsv") {
     const Config w = cfg["channel_weights"];
     const auto weights = w.as<std::vector<double>>();
@@ -433,7 +433,8 @@ class RandomGrayscale final : public Transform {
       w.fail("expected 3 weights (one per channel), got " + describe_value(w.json()));
     double sum = 0;
     for (double x : weights) sum += x;
-    if (!(sum > 0.0)) w.fail("expected weights with a positive sum, got " + describe_value(w.json()));
+    if (!(sum > 0.0))
+      w.fail("expected weights with a positive sum, got " + describe_value(w.json()));
     for (size_t i = 0; i < 3; ++i) weights_[i] = float(weights[i] / sum);
   }
 
@@ -494,11 +495,12 @@ Schema random_grayscale_schema() {
 class RandomGaussianBlur final : public Transform {
  public:
   explicit RandomGaussianBlur(const Config& cfg)
-      : sigma_min_(cfg.get<double>("sigma_min")), sigma_max_(cfg.get<double>("sigma_max")),
+      : sigma_min_(cfg.get<double>("sigma_min")),
+        sigma_max_(cfg.get<double>("sigma_max")),
         prob_(get_prob(cfg, "prob")) {
     if (!(sigma_min_ >= 0.0))
-      cfg.fail_key("sigma_min", "expected a number >= 0, got " +
-                                    describe_value(cfg["sigma_min"].json()));
+      cfg.fail_key("sigma_min",
+                   "expected a number >= 0, got " + describe_value(cfg["sigma_min"].json()));
     if (!(sigma_max_ >= sigma_min_))
       cfg.fail_key("sigma_max", "expected sigma_max >= sigma_min (" +
                                     describe_value(cfg["sigma_min"].json()) + "), got " +
@@ -562,8 +564,9 @@ class RandomSolarize final : public Transform {
 };
 
 Schema random_solarize_schema() {
-  return Schema("Solarizes with probability `prob`: x < threshold ? x : 255 - x (mmselfsup "
-                "RandomSolarize, BYOL).")
+  return Schema(
+             "Solarizes with probability `prob`: x < threshold ? x : 255 - x (mmselfsup "
+             "RandomSolarize, BYOL).")
       .optional("threshold", ArgType::Float, 128, "pixels at or above it are inverted")
       .optional("prob", ArgType::Float, 0.5, "probability of solarizing, in [0, 1]");
 }
@@ -589,13 +592,12 @@ class MultiView final : public Transform {
               "), got " + describe_value(nv.json()));
     for (size_t i = 0; i < counts.size(); ++i)
       if (counts[i] < 1)
-        (nv.is_array() ? nv.at(i) : nv).fail("expected a view count >= 1, got " +
-                                             std::to_string(counts[i]));
+        (nv.is_array() ? nv.at(i) : nv)
+            .fail("expected a view count >= 1, got " + std::to_string(counts[i]));
     for (size_t i = 0; i < list.size(); ++i) {
       const Config p = list.at(i);
       if (!p.is_array())
-        p.fail("expected a pipeline (a list of transform dicts), got " +
-               describe_value(p.json()));
+        p.fail("expected a pipeline (a list of transform dicts), got " + describe_value(p.json()));
       pipelines_.emplace_back(std::make_shared<Pipeline>(p), counts[i]);
     }
   }
@@ -629,8 +631,7 @@ Schema multi_view_schema() {
              "Runs each pipeline num_views[i] times on a copy of the sample and collects the "
              "resulting images as the sample's views, in order (mmselfsup MultiView). The "
              "single `img` is consumed.")
-      .required("transforms", ArgType::List,
-                "a list of pipelines, each a list of transform dicts")
+      .required("transforms", ArgType::List, "a list of pipelines, each a list of transform dicts")
       .required("num_views", ArgType::Any,
                 "views per pipeline: a list of ints (same length as transforms), or one int");
 }
@@ -712,8 +713,9 @@ class ColorConvert final : public Transform {
 };
 
 Schema color_convert_schema() {
-  return Schema("Sets the number of channels: 1 -> 3 replicates grey into B, G and R; 3 -> 1 "
-                "takes the luma (0.299 R + 0.587 G + 0.114 B) of the BGR image.")
+  return Schema(
+             "Sets the number of channels: 1 -> 3 replicates grey into B, G and R; 3 -> 1 "
+             "takes the luma (0.299 R + 0.587 G + 0.114 B) of the BGR image.")
       .required("channels", ArgType::Int, "1 or 3");
 }
 
@@ -730,8 +732,7 @@ void register_transforms(Registrar& r) {
   r.add<Transform>("ColorJitter", &make<ColorJitter>, color_jitter_schema());
   r.add<Transform>("RandomApply", &make<RandomApply>, random_apply_schema());
   r.add<Transform>("RandomGrayscale", &make<RandomGrayscale>, random_grayscale_schema());
-  r.add<Transform>("RandomGaussianBlur", &make<RandomGaussianBlur>,
-                   random_gaussian_blur_schema());
+  r.add<Transform>("RandomGaussianBlur", &make<RandomGaussianBlur>, random_gaussian_blur_schema());
   r.add<Transform>("RandomSolarize", &make<RandomSolarize>, random_solarize_schema());
   r.add<Transform>("MultiView", &make<MultiView>, multi_view_schema());
   r.add<Transform>("PackSelfSupInputs", &make<PackSelfSupInputs>, pack_schema());

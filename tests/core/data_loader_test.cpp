@@ -25,17 +25,22 @@ namespace {
 class LoaderTestDataset final : public Dataset {
  public:
   explicit LoaderTestDataset(const Config& cfg)
-      : size_(cfg.get<int64_t>("size")), h_(cfg.get<int>("height")), w_(cfg.get<int>("width")),
-        c_(cfg.get<int>("channels")), fail_at_(cfg.get<int64_t>("fail_at")),
+      : size_(cfg.get<int64_t>("size")),
+        h_(cfg.get<int>("height")),
+        w_(cfg.get<int>("width")),
+        c_(cfg.get<int>("channels")),
+        fail_at_(cfg.get<int64_t>("fail_at")),
         delay_us_(cfg.get<int64_t>("delay_us")) {}
   [[nodiscard]] int64_t size() const override { return size_; }
   [[nodiscard]] int64_t num_classes() const override { return 10; }
   [[nodiscard]] Sample get(int64_t index) const override {
     if (delay_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us_));
-    if (index == fail_at_) throw ValueError("LoaderTestDataset: broken sample " + std::to_string(index));
+    if (index == fail_at_)
+      throw ValueError("LoaderTestDataset: broken sample " + std::to_string(index));
     Sample s;
     s.img = Image(h_, w_, c_);
-    for (size_t k = 0; k < s.img.data.size(); ++k) s.img.data[k] = uint8_t((7 * index + int64_t(k)) % 256);
+    for (size_t k = 0; k < s.img.data.size(); ++k)
+      s.img.data[k] = uint8_t((7 * index + int64_t(k)) % 256);
     s.gt_label = index % 10;
     s.sample_idx = index;
     return s;
@@ -181,7 +186,8 @@ TEST_F(DataLoaderTest, EveryIndexOnceAndEpochsDiffer) {
   for (const auto* epoch : {&e0, &e1}) {
     std::set<int64_t> seen;
     for (const auto& b : *epoch)
-      for (int64_t i = 0; i < b.sample_idx.size(0); ++i) seen.insert(b.sample_idx[i].item<int64_t>());
+      for (int64_t i = 0; i < b.sample_idx.size(0); ++i)
+        seen.insert(b.sample_idx[i].item<int64_t>());
     EXPECT_EQ(seen.size(), 40u);
   }
   EXPECT_FALSE(torch::equal(e0[0].sample_idx, e1[0].sample_idx));
@@ -206,7 +212,8 @@ TEST_F(DataLoaderTest, UnshuffledBatchesArriveInOrder) {
   const auto batches = run_epoch(loader, 0);
   ASSERT_EQ(batches.size(), 10u);
   for (int64_t b = 0; b < 10; ++b)
-    for (int64_t i = 0; i < 10; ++i) EXPECT_EQ(batches[size_t(b)].sample_idx[i].item<int64_t>(), 10 * b + i);
+    for (int64_t i = 0; i < 10; ++i)
+      EXPECT_EQ(batches[size_t(b)].sample_idx[i].item<int64_t>(), 10 * b + i);
   EXPECT_FALSE(loader.next().has_value());  // stays at the end
 }
 
@@ -284,8 +291,8 @@ Config loader_cfg(const std::string& body) {
   return Config(Json::parse(body, "test"), "train_dataloader");
 }
 
-const std::string kDataset =
-    R"("dataset": {"type": "LoaderTestDataset", "size": 20, "pipeline": [{"type": "PackSelfSupInputs"}]})";
+const std::string kDataset = R"("dataset": {"type": "LoaderTestDataset", "size": 20,
+                                           "pipeline": [{"type": "PackSelfSupInputs"}]})";
 
 TEST_F(DataLoaderTest, FromConfig) {
   auto loader = DataLoader::from_config(
@@ -339,9 +346,8 @@ TEST_F(DataLoaderTest, FromConfigErrorsNamePath) {
   expect_error(R"({"batch_size": 2, "collate_fn": {"type": "pseudo_collate"}, )" + kDataset + "}",
                "train_dataloader.collate_fn.type");
   expect_error(R"({"batch_size": 2})", "train_dataloader.dataset");
-  expect_error(
-      R"({"batch_size": 2, "dataset": {"type": "LoaderTestDataset", "indices": 99}})",
-      "train_dataloader.dataset.indices");
+  expect_error(R"({"batch_size": 2, "dataset": {"type": "LoaderTestDataset", "indices": 99}})",
+               "train_dataloader.dataset.indices");
   expect_error(R"({"batch_size": 2, "dataset": {"type": "LoaderTestDataset", "pipeline": [
                    {"type": "RandomFlip", "prob": 0.5}, {"type": "RandomFlip", "prob": -1}]}})",
                "train_dataloader.dataset.pipeline[1].prob");
@@ -354,7 +360,8 @@ TEST_F(DataLoaderTest, ThroughputSimClrOnFashionMnistSizedImages) {
       {"type": "RandomResizedCrop", "size": 32, "backend": "pillow"},
       {"type": "RandomFlip", "prob": 0.5},
       {"type": "RandomApply", "prob": 0.8, "transforms": [
-        {"type": "ColorJitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1}]},
+        {"type": "ColorJitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4,
+         "hue": 0.1}]},
       {"type": "RandomGrayscale", "prob": 0.2, "keep_channels": true,
        "channel_weights": [0.114, 0.587, 0.2989]},
       {"type": "RandomGaussianBlur", "sigma_min": 0.1, "sigma_max": 2.0, "prob": 0.5}]]},

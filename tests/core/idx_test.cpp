@@ -64,7 +64,8 @@ void write_fake_fmnist(const fs::path& root, uint32_t n) {
   for (uint32_t i = 0; i < n; ++i) {
     labels[i] = uint8_t(i % 10);
     for (int y = 0; y < 28; ++y)
-      for (int x = 0; x < 28; ++x) pixels[(size_t(i) * 28 + size_t(y)) * 28 + size_t(x)] = uint8_t(i + y + x);
+      for (int x = 0; x < 28; ++x)
+        pixels[(size_t(i) * 28 + size_t(y)) * 28 + size_t(x)] = uint8_t(i + y + x);
   }
   write_idx(root / "train-images-idx3-ubyte.gz", idx_bytes(0x08, {n, 28, 28}, pixels), true);
   write_idx(root / "train-labels-idx1-ubyte.gz", idx_bytes(0x08, {n}, labels), true);
@@ -213,8 +214,8 @@ TEST_F(IdxFashionMnistTest, BadSplitNamesKey) {
 TEST_F(IdxFashionMnistTest, MissingFilesNameRootAndFile) {
   test::TempDir empty;
   try {
-    (void)build<Dataset>(dataset_cfg("{\"type\": \"FashionMNIST\", \"data_root\": \"" +
-                                     empty.str() + "\"}"));
+    (void)build<Dataset>(
+        dataset_cfg("{\"type\": \"FashionMNIST\", \"data_root\": \"" + empty.str() + "\"}"));
     ADD_FAILURE() << "expected an error";
   } catch (const Error& e) {
     const std::string msg = e.what();
@@ -226,7 +227,9 @@ TEST_F(IdxFashionMnistTest, MissingFilesNameRootAndFile) {
 TEST_F(IdxFashionMnistTest, MismatchedCountsNameFiles) {
   write_idx(dir_.path() / "train-labels-idx1-ubyte.gz", idx_bytes(0x08, {4}, {0, 1, 2, 3}), true);
   expect_throw_with<ValueError>(
-      [&] { (void)build<Dataset>(dataset_cfg("{\"type\": \"FashionMNIST\", " + root_json() + "}")); },
+      [&] {
+        (void)build<Dataset>(dataset_cfg("{\"type\": \"FashionMNIST\", " + root_json() + "}"));
+      },
       "train-labels-idx1-ubyte.gz");
 }
 
@@ -286,17 +289,18 @@ TEST_F(IdxFashionMnistTest, PipelineRunsAndErrorsNamePath) {
   EXPECT_EQ(s.views[0].data[0], 255 - 1);
   expect_throw_with<ConfigError>(
       [&] {
-        PipelinedDataset bad(dataset_cfg(
-            "{\"type\": \"FashionMNIST\", " + root_json() +
-            ", \"pipeline\": [{\"type\": \"RandomFlip\", \"prob\": 0.5},"
-            " {\"type\": \"RandomFlip\", \"prob\": 1.5}]}"));
+        PipelinedDataset bad(
+            dataset_cfg("{\"type\": \"FashionMNIST\", " + root_json() +
+                        ", \"pipeline\": [{\"type\": \"RandomFlip\", \"prob\": 0.5},"
+                        " {\"type\": \"RandomFlip\", \"prob\": 1.5}]}"));
       },
       "dataset.pipeline[1].prob");
 }
 
 TEST(IdxRealFashionMnistTest, LoadsInstalledDataset) {
   const fs::path root = "/usr/share/datasets/fashion-mnist";
-  if (!fs::exists(root / "t10k-images-idx3-ubyte.gz") && !fs::exists(root / "t10k-images-idx3-ubyte"))
+  if (!fs::exists(root / "t10k-images-idx3-ubyte.gz") &&
+      !fs::exists(root / "t10k-images-idx3-ubyte"))
     GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   register_builtins();
   auto ds = build<Dataset>(dataset_cfg("{\"type\": \"FashionMNIST\", \"split\": \"test\"}"));

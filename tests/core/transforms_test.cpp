@@ -3,8 +3,8 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -81,11 +81,11 @@ Image ramp(int h, int w) {
 // --- RandomSolarize -------------------------------------------------------------------
 
 TEST_F(TransformTest, SolarizeInvertsAtOrAboveThreshold) {
-  const Sample s = apply(R"({"type": "RandomSolarize", "prob": 1.0})",
-                         gray(1, 5, {0, 127, 128, 200, 255}));
+  const Sample s =
+      apply(R"({"type": "RandomSolarize", "prob": 1.0})", gray(1, 5, {0, 127, 128, 200, 255}));
   EXPECT_EQ(s.img.data, (std::vector<uint8_t>{0, 127, 127, 55, 0}));
-  const Sample t = apply(R"({"type": "RandomSolarize", "threshold": 10, "prob": 1.0})",
-                         gray(1, 3, {9, 10, 11}));
+  const Sample t =
+      apply(R"({"type": "RandomSolarize", "threshold": 10, "prob": 1.0})", gray(1, 3, {9, 10, 11}));
   EXPECT_EQ(t.img.data, (std::vector<uint8_t>{9, 245, 244}));
 }
 
@@ -141,8 +141,8 @@ TEST_F(TransformTest, GrayscaleUsesNormalisedChannelWeights) {
   const auto g1 = uint8_t(std::lround((0.114 * 200 + 0.587 * 100) / sum));
   EXPECT_EQ(s.img.data, (std::vector<uint8_t>{g0, g0, g0, g1, g1, g1}));
 
-  const Sample b = apply(R"({"type": "RandomGrayscale", "prob": 1.0, "channel_weights": [1, 0, 0]})",
-                         img);
+  const Sample b =
+      apply(R"({"type": "RandomGrayscale", "prob": 1.0, "channel_weights": [1, 0, 0]})", img);
   ASSERT_EQ(b.img.channels, 1);  // keep_channels defaults to false
   EXPECT_EQ(b.img.data, (std::vector<uint8_t>{10, 200}));
 
@@ -237,13 +237,13 @@ TEST_F(TransformTest, ColorJitterBrightnessStaysInFactorBounds) {
   }
   EXPECT_GE(lo, 50);
   EXPECT_LE(hi, 150);
-  EXPECT_LT(lo, 60);   // the whole range is reached
+  EXPECT_LT(lo, 60);  // the whole range is reached
   EXPECT_GT(hi, 140);
 }
 
 TEST_F(TransformTest, ColorJitterContrastKeepsUniformImages) {
-  const Sample s = apply(R"({"type": "ColorJitter", "contrast": [0.2, 1.8]})",
-                         uniform(3, 3, 3, 77), 5);
+  const Sample s =
+      apply(R"({"type": "ColorJitter", "contrast": [0.2, 1.8]})", uniform(3, 3, 3, 77), 5);
   for (uint8_t x : s.img.data) EXPECT_EQ(x, 77);
   const Sample z = apply(R"({"type": "ColorJitter", "contrast": [0, 0]})", ramp(4, 4));
   for (uint8_t x : z.img.data) EXPECT_EQ(x, z.img.data[0]);  // factor 0: the mean grey
@@ -270,8 +270,7 @@ TEST_F(TransformTest, ColorJitterHueRotatesColourKeepsGrey) {
 
 TEST_F(TransformTest, ColorJitterSaturationAndHueIgnoreGreyImages) {
   const Image img = ramp(4, 4);
-  const Sample s =
-      apply(R"({"type": "ColorJitter", "saturation": 0.9, "hue": 0.5})", img, 3);
+  const Sample s = apply(R"({"type": "ColorJitter", "saturation": 0.9, "hue": 0.5})", img, 3);
   EXPECT_EQ(s.img.channels, 1);
   EXPECT_EQ(s.img.data, img.data);
 }
@@ -300,9 +299,9 @@ TEST_F(TransformTest, GaussianBlurSpreadsAnImpulse) {
   int total = 0;
   for (uint8_t v : s.img.data) total += v;
   EXPECT_NEAR(total, 255, 12);
-  const Sample u = apply(
-      R"({"type": "RandomGaussianBlur", "sigma_min": 0.1, "sigma_max": 2.0, "prob": 1.0})",
-      uniform(5, 5, 3, 66));
+  const Sample u =
+      apply(R"({"type": "RandomGaussianBlur", "sigma_min": 0.1, "sigma_max": 2.0, "prob": 1.0})",
+            uniform(5, 5, 3, 66));
   for (uint8_t v : u.img.data) EXPECT_EQ(v, 66);
   const Sample n = apply(
       R"({"type": "RandomGaussianBlur", "sigma_min": 1.0, "sigma_max": 2.0, "prob": 0.0})", img);
@@ -310,7 +309,8 @@ TEST_F(TransformTest, GaussianBlurSpreadsAnImpulse) {
 }
 
 TEST_F(TransformTest, GaussianBlurConfigErrors) {
-  expect_config_error(R"({"type": "RandomGaussianBlur", "sigma_min": 1.0})", "pipeline[0].sigma_max");
+  expect_config_error(R"({"type": "RandomGaussianBlur", "sigma_min": 1.0})",
+                      "pipeline[0].sigma_max");
   expect_config_error(R"({"type": "RandomGaussianBlur", "sigma_min": 2.0, "sigma_max": 1.0})",
                       "pipeline[0].sigma_max");
   expect_config_error(
@@ -321,7 +321,8 @@ TEST_F(TransformTest, GaussianBlurConfigErrors) {
 // --- RandomApply ----------------------------------------------------------------------
 
 TEST_F(TransformTest, RandomApplyAllOrNothing) {
-  const std::string inner = R"("transforms": [{"type": "RandomSolarize", "threshold": 0, "prob": 1.0},
+  const std::string inner =
+      R"("transforms": [{"type": "RandomSolarize", "threshold": 0, "prob": 1.0},
                                               {"type": "RandomFlip", "prob": 1.0}])";
   const Image img = gray(1, 3, {0, 10, 20});
   EXPECT_EQ(apply(R"({"type": "RandomApply", "prob": 1.0, )" + inner + "}", img).img.data,
@@ -383,8 +384,9 @@ TEST_F(TransformTest, TransformsAfterMultiViewFailClearly) {
 }
 
 TEST_F(TransformTest, PackMovesImageIntoViews) {
-  const Sample s = apply(R"({"type": "PackSelfSupInputs", "algorithm_keys": ["gt_label", "sample_idx"]})",
-                         gray(1, 2, {5, 6}));
+  const Sample s =
+      apply(R"({"type": "PackSelfSupInputs", "algorithm_keys": ["gt_label", "sample_idx"]})",
+            gray(1, 2, {5, 6}));
   ASSERT_EQ(s.views.size(), 1u);
   EXPECT_TRUE(s.img.empty());
   EXPECT_EQ(s.views[0].data, (std::vector<uint8_t>{5, 6}));

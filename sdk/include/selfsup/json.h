@@ -13,6 +13,10 @@
 
 namespace selfsup {
 
+class Json;
+/// Deep equality; ints and floats compare by value (1 == 1.0), object key order is ignored.
+SELFSUP_SDK_API bool operator==(const Json& a, const Json& b);
+
 class SELFSUP_SDK_API Json {
  public:
   enum class Type { Null, Bool, Int, Float, String, Array, Object };

@@ -28,6 +28,8 @@ struct TrainOptions {
 /// Asks a running Runner to stop after the current iteration (async-signal-safe).
 SELFSUP_CORE_API void request_stop();
 [[nodiscard]] SELFSUP_CORE_API bool stop_requested();
+/// Clears a stop request (for embedding and tests).
+SELFSUP_CORE_API void clear_stop_request();
 
 /// Thrown by Runner::train when a stop was requested; a checkpoint was saved first.
 class SELFSUP_CORE_API Interrupted : public Error {

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages selfsup needs, if any is missing. Idempotent and quiet when
+# everything is there. Needs root (or sudo) only when something must be installed.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config
+  libtorch-dev            # LibTorch 1.13 (CPU)
+  libopenblas0-openmp     # makes libblas.so.3 an optimised BLAS instead of the reference one
+  libboost-dev libboost-program-options-dev
+  rapidjson-dev zlib1g-dev
+  libopencv-imgproc-dev libopencv-imgcodecs-dev
+  libgtest-dev libgmock-dev
+  dataset-fashion-mnist   # /usr/share/datasets/fashion-mnist
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "selfsup: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

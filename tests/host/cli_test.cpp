@@ -1,0 +1,145 @@
+// End-to-end tests of the selfsup executable on a tiny generated dataset.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <selfsup/json.h>
+
+#include "test_support.h"
+
+using namespace selfsup;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string output;  // stdout and stderr
+};
+
+Result run(const std::string& args) {
+  std::string cmd = std::string(SELFSUP_TEST_BIN_DIR) + "/selfsup " + args + " 2>&1";
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+std::string config_dir() { return std::string(SELFSUP_SOURCE_DIR) + "/configs"; }
+
+// A tiny run of the shipped SimCLR Fashion-MNIST config, pointed at generated data.
+std::string tiny_overrides(const fs::path& data) {
+  const std::string root = data.string();
+  return " --cfg-options train_dataloader.dataset.data_root=" + root +
+         " custom_hooks.0.bank_dataloader.dataset.data_root=" + root +
+         " custom_hooks.0.query_dataloader.dataset.data_root=" + root +
+         " train_dataloader.batch_size=16 train_cfg.max_epochs=2"
+         " model.backbone.base_channels=4 model.neck.in_channels=32 model.neck.hid_channels=32"
+         " param_scheduler.0.end=1 param_scheduler.1.begin=1 param_scheduler.1.end=2"
+         " param_scheduler.1.T_max=1 custom_hooks.0.k=5 default_hooks.checkpoint.interval=1";
+}
+
+}  // namespace
+
+TEST(CliTest, HelpAndUsageExitCodes) {
+  EXPECT_EQ(run("--help").code, 0);
+  for (const char* cmd : {"train", "list", "config"}) {
+    Result r = run(std::string(cmd) + " --help");
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_NE(r.output.find("--"), std::string::npos) << r.output;
+  }
+  EXPECT_EQ(run("frobnicate").code, 2);
+  EXPECT_EQ(run("train").code, 2);
+  EXPECT_EQ(run("train --no-such-flag x.json").code, 2);
+  Result missing = run("train /nonexistent/cfg.json");
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.output.find("/nonexistent/cfg.json"), std::string::npos) << missing.output;
+}
+
+TEST(CliTest, ListJsonGroupsTypesByKind) {
+  Result r = run("list --json");
+  ASSERT_EQ(r.code, 0) << r.output;
+  Json j = Json::parse(r.output, "list --json");
+  ASSERT_TRUE(j.find("plugins") && j.find("types"));
+  std::vector<std::string> names;
+  for (const auto& p : j.find("plugins")->items()) names.push_back(p.find("name")->as_string());
+  for (const char* want : {"backbones", "common", "simclr"})
+    EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << want;
+  auto has = [&](const char* kind, const char* type) {
+    for (const auto& t : j.find("types")->find(kind)->items())
+      if (t.find("name")->as_string() == type) return true;
+    return false;
+  };
+  EXPECT_TRUE(has("algorithm", "SimCLR"));
+  EXPECT_TRUE(has("backbone", "ResNet"));
+  EXPECT_TRUE(has("dataset", "FashionMNIST"));
+  EXPECT_TRUE(has("transform", "RandomResizedCrop"));
+  EXPECT_TRUE(has("optimizer", "LARS"));
+  Result v = run("list --verbose");
+  EXPECT_NE(v.output.find("temperature: float = 0.1"), std::string::npos);
+}
+
+TEST(CliTest, ConfigPrintsMergedConfigWithOverrides) {
+  Result r = run("config " + config_dir() + "/simclr/simclr_resnet18_fmnist.json"
+                 " --cfg-options model.head.temperature=0.2 train_dataloader.batch_size=64");
+  ASSERT_EQ(r.code, 0) << r.output;
+  Json j = Json::parse(r.output, "config");
+  EXPECT_EQ(j.find("model")->find("head")->find("temperature")->as_number(), 0.2);
+  EXPECT_EQ(j.find("train_dataloader")->find("batch_size")->as_int(), 64);
+  EXPECT_EQ(j.find("model")->find("backbone")->find("depth")->as_int(), 18);
+  EXPECT_EQ(j.find("_base_"), nullptr);
+}
+
+TEST(CliTest, TrainsResumesAndEvaluatesEndToEnd) {
+  test::TempDir tmp;
+  test::make_fake_fmnist(tmp.path() / "data", 64, 30);
+  const std::string cfg = config_dir() + "/simclr/simclr_resnet18_fmnist.json";
+  const fs::path work = tmp.path() / "work";
+  Result r = run("train " + cfg + " --work-dir " + work.string() + " --threads 2" +
+                 tiny_overrides(tmp.path() / "data") + " train_cfg.max_epochs=1");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(work / "epoch_1.pth"));
+  EXPECT_TRUE(fs::exists(work / "simclr_resnet18_fmnist.json"));
+  // Continue to epoch 2 from the latest checkpoint.
+  r = run("train " + cfg + " --work-dir " + work.string() + " --resume auto --threads 2" +
+          tiny_overrides(tmp.path() / "data"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("Resumed from"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("kNN (k=5"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(work / "epoch_2.pth"));
+  std::ifstream in(work / "knn.json");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  Json knn = Json::parse(text, "knn.json");
+  double top1 = knn.find("trained")->find("top1")->as_number();
+  EXPECT_GE(top1, 0.0);
+  EXPECT_LE(top1, 100.0);
+}
+
+TEST(CliTest, BadConfigExitsTwoNamingThePath) {
+  test::TempDir tmp;
+  test::make_fake_fmnist(tmp.path() / "data", 32, 10);
+  const std::string cfg = config_dir() + "/simclr/simclr_resnet18_fmnist.json";
+  Result r = run("train " + cfg + " --work-dir " + tmp.str() + tiny_overrides(tmp.path() / "data") +
+                 " model.neck.hid_channels=oops");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("model.neck.hid_channels: expected int, got \"oops\""), std::string::npos)
+      << r.output;
+  r = run("train " + cfg + " --work-dir " + tmp.str() + tiny_overrides(tmp.path() / "data") +
+          " train_dataloader.dataset.data_root=/nonexistent");
+  EXPECT_EQ(r.code != 0, true);
+  EXPECT_NE(r.output.find("/nonexistent"), std::string::npos) << r.output;
+  r = run("train " + cfg + " --work-dir " + tmp.str() + tiny_overrides(tmp.path() / "data") +
+          " model.backbone.type=ResNett");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("did you mean 'ResNet'"), std::string::npos) << r.output;
+}
