@@ -20,6 +20,11 @@ function(selfsup_add_plugin name)
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
   target_link_options(${name} PRIVATE -Wl,--no-undefined)
+  if(DEFINED SELFSUP_PLUGIN_SUBDIR AND NOT ARG_OUTPUT_DIRECTORY)
+    # In the selfsup tree: installed beside the host, finding the sdk two folders up.
+    set_target_properties(${name} PROPERTIES INSTALL_RPATH "$ORIGIN/../..")
+    install(TARGETS ${name} LIBRARY DESTINATION ${SELFSUP_PLUGIN_SUBDIR})
+  endif()
   if(ARG_OUTPUT_DIRECTORY)
     set_target_properties(${name} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${ARG_OUTPUT_DIRECTORY})
   elseif(DEFINED SELFSUP_PLUGIN_OUTPUT_DIRECTORY)

@@ -1,6 +1,8 @@
 #include <selfsup/core/plugin_loader.h>
 
 #include <dlfcn.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -35,6 +37,31 @@ std::mutex& loader_mutex() {
   return m;
 }
 
+// "torch=2.1 (host: torch=1.13), cxx11abi=0 (host: cxx11abi=1)": the fields that differ.
+std::string fingerprint_difference(const std::string& theirs, const std::string& ours) {
+  auto split = [](const std::string& s) {
+    std::vector<std::pair<std::string, std::string>> out;
+    size_t start = 0;
+    while (start < s.size()) {
+      size_t end = s.find(';', start);
+      if (end == std::string::npos) end = s.size();
+      std::string kv = s.substr(start, end - start);
+      size_t eq = kv.find('=');
+      out.emplace_back(kv.substr(0, eq), eq == std::string::npos ? "" : kv.substr(eq + 1));
+      start = end + 1;
+    }
+    return out;
+  };
+  auto mine = split(ours);
+  std::string diff;
+  for (const auto& [k, v] : split(theirs)) {
+    for (const auto& [k2, v2] : mine)
+      if (k == k2 && v != v2)
+        diff += (diff.empty() ? "" : ", ") + k + "=" + v + " (host: " + k + "=" + v2 + ")";
+  }
+  return diff.empty() ? std::string("another build fingerprint") : diff;
+}
+
 }  // namespace
 
 PluginLoader::PluginLoader(Registry& registry) : registry_(registry) {
@@ -52,10 +79,29 @@ void PluginLoader::refuse(const std::string& file, const std::string& reason) {
   if (on_refusal) on_refusal("selfsup: skipping plugin " + file + ": " + reason);
 }
 
+std::string PluginLoader::insecure_reason(const std::string& path) const {
+  if (allow_insecure_) return "";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "";
+  if (st.st_mode & S_IWOTH)
+    return "it is world-writable (use --allow-insecure-plugins to load it anyway)";
+  if (st.st_uid != ::geteuid() && st.st_uid != 0)
+    return "it is owned by another user (uid " + std::to_string(st.st_uid) +
+           "; use --allow-insecure-plugins to load it anyway)";
+  if ((st.st_mode & S_IWGRP) && st.st_gid != ::getegid())
+    return "it is writable by another group (gid " + std::to_string(st.st_gid) +
+           "; use --allow-insecure-plugins to load it anyway)";
+  return "";
+}
+
 void PluginLoader::load_directory(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     refuse(dir, "not a directory");
+    return;
+  }
+  if (std::string why = insecure_reason(dir); !why.empty()) {
+    refuse(dir, "plugin folder refused: " + why);
     return;
   }
   dirs_.push_back(dir);
@@ -129,6 +175,14 @@ bool PluginLoader::load_file(const std::string& file_in) {
   }
   const std::string file = canonical.string();
   if (!seen_files_.insert(file).second) return true;  // the same file reached twice: once
+  if (!fs::is_regular_file(canonical, ec)) {
+    refuse(file, "not a regular file");
+    return false;
+  }
+  if (std::string why = insecure_reason(file); !why.empty()) {
+    refuse(file, why);
+    return false;
+  }
 
   // 1. Inspect without running any of its code.
   std::vector<std::string> symbols;
@@ -182,7 +236,8 @@ bool PluginLoader::load_file(const std::string& file_in) {
   }
   const std::string host_fp = SELFSUP_BUILD_FINGERPRINT;
   if (!info->fingerprint || host_fp != info->fingerprint) {
-    refuse(file, std::string("built with [") + (info->fingerprint ? info->fingerprint : "?") +
+    const std::string theirs = info->fingerprint ? info->fingerprint : "";
+    refuse(file, "built with " + fingerprint_difference(theirs, host_fp) + " [" + theirs +
                      "], this selfsup is [" + host_fp + "]");
     return false;
   }

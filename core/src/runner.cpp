@@ -65,7 +65,7 @@ const std::vector<std::string>& runner_config_keys() {
   static const std::vector<std::string> keys{
       "model",        "train_dataloader", "train_cfg", "optim_wrapper", "param_scheduler",
       "default_hooks", "custom_hooks",    "randomness", "work_dir",     "resume",
-      "load_from",    "plugins",          "default_scope", "log_level"};
+      "load_from",    "plugins"};
   return keys;
 }
 
@@ -121,7 +121,7 @@ Runner::Runner(Json cfg_json, TrainOptions options)
   // Schedule.
   if (!cfg.has("train_cfg")) throw ConfigError("train_cfg: required key is missing");
   const Config tc = cfg["train_cfg"];
-  check_keys(tc, {"type", "max_epochs", "val_interval"});
+  check_keys(tc, {"type", "max_epochs"});
   expect_type(tc, {"EpochBasedTrainLoop"});
   max_epochs_ = tc.get<int64_t>("max_epochs");
   if (max_epochs_ <= 0) tc.fail_key("max_epochs", "expected > 0");

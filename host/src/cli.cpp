@@ -10,8 +10,10 @@ namespace fs = std::filesystem;
 
 namespace selfsup::host {
 
-void load_plugins(core::PluginLoader& loader, const std::vector<std::string>& dirs) {
+void load_plugins(core::PluginLoader& loader, const std::vector<std::string>& dirs,
+                  bool allow_insecure) {
   core::register_builtins();
+  loader.allow_insecure(allow_insecure);
   loader.load_default_locations(dirs);
 }
 

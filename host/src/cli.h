@@ -12,7 +12,8 @@ namespace selfsup::host {
 enum ExitCode : int { kOk = 0, kFailure = 1, kUsage = 2 };
 
 /// Registers the engine's types and loads plugins from the default places plus `dirs`.
-void load_plugins(core::PluginLoader& loader, const std::vector<std::string>& dirs);
+void load_plugins(core::PluginLoader& loader, const std::vector<std::string>& dirs,
+                  bool allow_insecure);
 
 /// Loads a config file, applies --cfg-options, then loads the plugins its "plugins" list
 /// names (paths relative to the config file).

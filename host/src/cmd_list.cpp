@@ -15,7 +15,8 @@ int cmd_list(int argc, char** argv) {
   std::vector<std::string> plugin_dirs;
   opts.add_options()("help,h", "show this help")("verbose,v", "also print each type's arguments")(
       "json", "machine-readable output: {plugins, types: {kind: [...]}, refused}")(
-      "plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)");
+      "plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)")
+      ("allow-insecure-plugins", "load plugins from folders or files others can write to");
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
   po::notify(vm);
@@ -27,7 +28,7 @@ int cmd_list(int argc, char** argv) {
   const bool verbose = vm.count("verbose") > 0;
   core::PluginLoader loader;
   if (vm.count("json")) loader.on_refusal = nullptr;  // reported inside the JSON instead
-  load_plugins(loader, plugin_dirs);
+  load_plugins(loader, plugin_dirs, vm.count("allow-insecure-plugins") > 0);
   const auto& registry = Registry::global();
 
   if (vm.count("json")) {

@@ -42,7 +42,8 @@ int cmd_train(int argc, char** argv) {
       ("seed", po::value(&seed), "random seed (default: cfg.randomness.seed, else 0)")
       ("threads", po::value(&threads), "compute threads (default: all cores)")
       ("device", po::value(&device), "cpu or cuda")
-      ("plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)");
+      ("plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)")
+      ("allow-insecure-plugins", "load plugins from folders or files others can write to");
   po::options_description hidden;
   std::string config;
   hidden.add_options()("config", po::value(&config));
@@ -64,7 +65,7 @@ int cmd_train(int argc, char** argv) {
   if (threads < 0) throw po::error("--threads must be >= 0");
 
   core::PluginLoader loader;
-  load_plugins(loader, plugin_dirs);
+  load_plugins(loader, plugin_dirs, vm.count("allow-insecure-plugins") > 0);
   Json cfg = load_config(config, overrides, &loader);
 
   core::TrainOptions options;

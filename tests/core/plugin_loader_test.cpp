@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include <selfsup/core/plugin_loader.h>
@@ -79,7 +82,7 @@ TEST(PluginLoaderTest, RefusesAbiMismatchNamingBothVersions) {
   expect_refused("x_bad_abi", "plugin ABI version 42, this selfsup expects 1", {});
 }
 TEST(PluginLoaderTest, RefusesFingerprintMismatch) {
-  expect_refused("x_bad_fingerprint", "built with [abi=1;torch=2.1;cxx11abi=0;compiler=gcc-9]", {});
+  expect_refused("x_bad_fingerprint", "[abi=1;torch=2.1;cxx11abi=0;compiler=gcc-9], this selfsup is [abi=1;torch=1.13;cxx11abi=1;compiler=gcc-12]", {});
 }
 TEST(PluginLoaderTest, RefusesThrowingRegisterWithoutHalfRegistering) {
   expect_refused("x_throws", "fixture failure while registering", {"FixtureThrowsInvert"});
@@ -126,4 +129,63 @@ TEST(PluginLoaderTest, MissingFolderIsReportedNotFatal) {
   Loaded l;
   l.loader.load_directory("/nonexistent/selfsup/plugins");
   EXPECT_EQ(l.loader.refusals().size(), 1u);
+}
+
+TEST(PluginLoaderTest, RefusesTorchOrStringAbiMismatchNamingWhatDiffers) {
+  Loaded l;
+  EXPECT_FALSE(l.loader.load_file(fixture("x_bad_fingerprint")));
+  ASSERT_EQ(l.loader.refusals().size(), 1u);
+  const std::string& why = l.loader.refusals()[0].reason;
+  EXPECT_NE(why.find("torch=2.1 (host: torch=1.13)"), std::string::npos) << why;
+  EXPECT_NE(why.find("cxx11abi=0 (host: cxx11abi=1)"), std::string::npos) << why;
+  EXPECT_NE(why.find("compiler=gcc-9 (host: compiler=gcc-12)"), std::string::npos) << why;
+}
+
+TEST(PluginLoaderTest, RefusesWritableByOthersUnlessAllowed) {
+  test::TempDir dir;
+  fs::copy_file(fixture("good"), dir.path() / "libfixture_good.so");
+  fs::permissions(dir.path(), fs::perms::others_write, fs::perm_options::add);
+  {
+    Loaded l;
+    l.loader.load_directory(dir.str());
+    EXPECT_TRUE(l.loader.plugins().empty());
+    ASSERT_EQ(l.loader.refusals().size(), 1u);
+    EXPECT_NE(l.loader.refusals()[0].reason.find("world-writable"), std::string::npos);
+  }
+  {
+    Loaded l;
+    l.loader.allow_insecure(true);
+    l.loader.load_directory(dir.str());
+    EXPECT_EQ(l.loader.plugins().size(), 1u);
+  }
+  fs::permissions(dir.path(), fs::perms::others_write, fs::perm_options::remove);
+  fs::permissions(dir.path() / "libfixture_good.so", fs::perms::others_write, fs::perm_options::add);
+  {
+    Loaded l;
+    l.loader.load_directory(dir.str());
+    EXPECT_TRUE(l.loader.plugins().empty());
+    ASSERT_EQ(l.loader.refusals().size(), 1u);
+    EXPECT_NE(l.loader.refusals()[0].file.find("libfixture_good.so"), std::string::npos);
+  }
+  fs::permissions(dir.path() / "libfixture_good.so", fs::perms::others_write, fs::perm_options::remove);
+  if (::geteuid() == 0) {  // only root can give a file away
+    ASSERT_EQ(::chown((dir.path() / "libfixture_good.so").c_str(), 65534, 65534), 0);
+    Loaded l;
+    l.loader.load_directory(dir.str());
+    EXPECT_TRUE(l.loader.plugins().empty());
+    ASSERT_EQ(l.loader.refusals().size(), 1u);
+    EXPECT_NE(l.loader.refusals()[0].reason.find("owned by another user"), std::string::npos);
+  }
+}
+
+TEST(PluginLoaderTest, SymlinkedSameFileLoadsOnceAndOnlySoFilesCount) {
+  test::TempDir dir;
+  fs::copy_file(fixture("good"), dir.path() / "libfixture_good.so");
+  fs::create_symlink(dir.path() / "libfixture_good.so", dir.path() / "liblink.so");
+  fs::copy_file(fixture("good_twin"), dir.path() / "libfixture_good_twin.so.bak");
+  Loaded l;
+  l.loader.load_directory(dir.str());
+  EXPECT_EQ(l.loader.plugins().size(), 1u);
+  EXPECT_TRUE(l.loader.refusals().empty());
+  EXPECT_FALSE(l.has("FixtureTwinInvert"));
 }

@@ -474,26 +474,5 @@ TEST_F(TransformTest, SameSeedSameOutputOnAnyThread) {
   EXPECT_EQ(main_results[0][0].size(), 32u * 32u * 3u);
 }
 
-TEST_F(TransformTest, SimClrPipelineThroughput) {
-  const Pipeline p = pipeline(kSimClrPipeline);
-  const Image img = ramp(28, 28);
-  const auto start = std::chrono::steady_clock::now();
-  int n = 0;
-  double elapsed = 0;
-  do {
-    for (int k = 0; k < 200; ++k, ++n) {
-      Sample s;
-      s.img = img;
-      Rng rng{uint64_t(n)};
-      p.apply(s, rng);
-    }
-    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  } while (elapsed < 0.5);
-  const double rate = n / elapsed;
-  std::printf("[ perf     ] SimCLR pipeline (2 views of 32x32): %.0f images/s on one thread\n",
-              rate);
-  EXPECT_GT(rate, 300.0);  // a loose floor; the target is several thousand per core
-}
-
 }  // namespace
 }  // namespace selfsup::core

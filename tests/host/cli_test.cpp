@@ -143,3 +143,29 @@ TEST(CliTest, BadConfigExitsTwoNamingThePath) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("did you mean 'ResNet'"), std::string::npos) << r.output;
 }
+
+TEST(CliTest, ListSurvivesAFolderOfBrokenPlugins) {
+  test::TempDir dir;
+  for (const auto& e : fs::directory_iterator(SELFSUP_TEST_FIXTURE_DIR))
+    if (e.path().extension() == ".so") fs::copy_file(e.path(), dir.path() / e.path().filename());
+  Result r = run("list --plugin-dir " + dir.str());
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("FixtureInvert"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("SimCLR"), std::string::npos);
+  size_t skipped = 0;
+  for (size_t pos = 0; (pos = r.output.find("selfsup: skipping plugin ", pos)) != std::string::npos; ++pos)
+    ++skipped;
+  EXPECT_EQ(skipped, 8u) << r.output;
+  Result j = run("list --json --plugin-dir " + dir.str());
+  ASSERT_EQ(j.code, 0);
+  EXPECT_EQ(Json::parse(j.output, "list").find("refused")->size(), 8u);
+
+  // A config naming a type of a refused plugin says which file was refused and why.
+  test::write_file(dir.path() / "cfg.json", R"({"model": {"type": "SimCLR",
+      "backbone": {"type": "FixtureDupFresh"}}, "train_cfg": {"type": "EpochBasedTrainLoop",
+      "max_epochs": 1}})");
+  Result t = run("train " + (dir.path() / "cfg.json").string() + " --plugin-dir " + dir.str() +
+                 " --work-dir " + (dir.path() / "w").string());
+  EXPECT_EQ(t.code, 2) << t.output;
+  EXPECT_NE(t.output.find("libfixture_x_dup_type.so was refused: "), std::string::npos) << t.output;
+}

@@ -32,6 +32,10 @@ class SELFSUP_CORE_API PluginLoader {
  public:
   explicit PluginLoader(Registry& registry = Registry::global());
 
+  /// Also load from folders and files that others can write to (world-writable, or
+  /// group-writable, or owned by another user than us or root). Off by default.
+  void allow_insecure(bool allow) { allow_insecure_ = allow; }
+
   /// The install's own plugin folder: lib/selfsup/plugins beside libselfsup_core.so.
   static std::string builtin_plugin_dir();
 
@@ -54,12 +58,15 @@ class SELFSUP_CORE_API PluginLoader {
 
  private:
   void refuse(const std::string& file, const std::string& reason);
+  /// Why others could replace `path` (empty if they cannot, or if insecure is allowed).
+  std::string insecure_reason(const std::string& path) const;
 
   Registry& registry_;
   std::vector<PluginRecord> plugins_;
   std::vector<PluginRefusal> refusals_;
   std::vector<std::string> dirs_;
   std::set<std::string> seen_files_;
+  bool allow_insecure_ = false;
 };
 
 }  // namespace selfsup::core

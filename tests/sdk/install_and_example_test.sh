@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs selfsup to a temporary prefix, moves the prefix (it must be relocatable), builds
+# examples/vicreg against the moved prefix only, drops the plugin into a folder, and checks
+# that `selfsup list` shows its types and `selfsup train` runs its config.
+#   usage: install_and_example_test.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+cmake --install "$build" --prefix "$tmp/prefix" > "$tmp/install.log"
+for f in bin/selfsup lib/libselfsup_sdk.so lib/libselfsup_core.so \
+         lib/selfsup/plugins/libselfsup_backbones.so lib/selfsup/plugins/libselfsup_simclr.so \
+         include/selfsup/sdk.h include/selfsup/plugin.h \
+         lib/cmake/SelfSupSDK/SelfSupSDKConfig.cmake lib/cmake/SelfSupSDK/SelfSupSDKConfigVersion.cmake \
+         lib/cmake/SelfSupSDK/SelfSupSDKTargets.cmake lib/cmake/SelfSupSDK/SelfSupPluginHelpers.cmake; do
+  [ -e "$tmp/prefix/$f" ] || { echo "missing in the install: $f"; exit 1; }
+done
+mv "$tmp/prefix" "$tmp/moved"
+selfsup="$tmp/moved/bin/selfsup"
+
+# The moved install still finds its libraries and its own plugins.
+"$selfsup" list --json > "$tmp/list0.json"
+grep -q '"SimCLR"' "$tmp/list0.json"
+grep -q "$tmp/moved/lib/selfsup/plugins/libselfsup_simclr.so" "$tmp/list0.json"
+
+# The example: a copy outside the source tree, configured against the moved prefix only.
+cp -r "$src/examples/vicreg" "$tmp/vicreg"
+launcher=()
+command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S "$tmp/vicreg" -B "$tmp/vicreg-build" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/moved" \
+      "${launcher[@]}" > "$tmp/configure.log"
+cmake --build "$tmp/vicreg-build" > "$tmp/build.log" || { cat "$tmp/build.log"; exit 1; }
+if grep -R -q "$src" "$tmp/vicreg-build/CMakeCache.txt"; then
+  echo "the example build refers to the source tree"; exit 1
+fi
+mkdir "$tmp/drop"
+cp "$tmp/vicreg-build/libselfsup_vicreg.so" "$tmp/drop/"
+
+"$selfsup" list --plugin-dir "$tmp/drop" > "$tmp/list.txt"
+for t in VICReg VICRegProjector VICRegLoss; do
+  grep -q "^  $t .*\[vicreg\]" "$tmp/list.txt" || { cat "$tmp/list.txt"; echo "missing $t"; exit 1; }
+done
+
+"$selfsup" train "$tmp/vicreg/configs/vicreg_resnet18_fmnist.json" --plugin-dir "$tmp/drop" \
+  --work-dir "$tmp/work" --threads 2 --cfg-options train_cfg.max_epochs=1 \
+  train_dataloader.dataset.indices=96 train_dataloader.batch_size=32 \
+  model.backbone.base_channels=4 model.neck.in_channels=32 model.neck.hid_channels=64 \
+  model.neck.out_channels=64 > "$tmp/train.log" 2>&1 \
+  || { cat "$tmp/train.log"; exit 1; }
+[ -f "$tmp/work/epoch_1.pth" ] || { cat "$tmp/train.log"; echo "no checkpoint"; exit 1; }
+[ "$(wc -l < "$tmp/work/scalars.jsonl")" -eq 3 ] || { echo "expected 3 iterations"; exit 1; }
+echo "install + out-of-tree example: OK"
