@@ -229,7 +229,7 @@ bool PluginLoader::load_file(const std::string& file_in) {
     refuse(file, "plugin info is null");
     return false;
   }
-  if (info->abi_version != SELFSUP_ABI_VERSION) {
+  if (info->abi_version != uint32_t(SELFSUP_ABI_VERSION)) {
     refuse(file, "plugin ABI version " + std::to_string(info->abi_version) +
                      ", this selfsup expects " + std::to_string(SELFSUP_ABI_VERSION));
     return false;

@@ -6,7 +6,7 @@
 
 #define SELFSUP_VERSION_STRING "0.1.0"
 // Bump on any change of the plugin info layout, an sdk class layout or a vtable.
-#define SELFSUP_ABI_VERSION 1u
+#define SELFSUP_ABI_VERSION 1
 
 #define SELFSUP_STR2_(x) #x
 #define SELFSUP_STR_(x) SELFSUP_STR2_(x)
