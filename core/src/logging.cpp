@@ -87,6 +87,11 @@ void ProgressLogger::end_epoch() {
   }
 }
 
+void ProgressLogger::record(const std::string& json_line) {
+  jsonl_ << json_line << "\n";
+  jsonl_.flush();
+}
+
 void ProgressLogger::message(const std::string& text) {
   if (bar_open_) {
     std::cerr << "\n";

@@ -20,6 +20,8 @@ class ProgressLogger {
   void after_iter(int64_t done, int64_t global_iter, int64_t remaining_total, double lr,
                   const std::vector<std::pair<std::string, double>>& scalars);
   void end_epoch();
+  /// Appends one record to scalars.jsonl (scalars logged outside an iteration).
+  void record(const std::string& json_line);
   /// A line of text that does not break the bar.
   void message(const std::string& text);
 

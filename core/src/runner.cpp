@@ -329,7 +329,13 @@ std::string Runner::save_checkpoint_as(const std::string& name) {
 }
 
 void Runner::log_scalar(const std::string& name, double value) {
-  pending_scalars_.emplace_back(name, value);
+  if (in_iteration_ || !logger_) {
+    pending_scalars_.emplace_back(name, value);
+    return;
+  }
+  Json rec = Json::object({{"iter", Json(iter_)}, {"epoch", Json(epoch_)}});
+  rec.set(name, value);
+  logger_->record(rec.dump());
 }
 
 void Runner::log(const std::string& message) {
@@ -428,6 +434,7 @@ void Runner::train() {
     skip_batches_ = 0;
     while (auto batch = loader_->next()) {
       apply_schedules();
+      in_iteration_ = true;
       for (auto& h : hooks_) h->before_train_iter(*this);
       run_iteration(*batch);
       ++iter_;
@@ -437,6 +444,7 @@ void Runner::train() {
       for (auto& h : hooks_) h->after_train_iter(*this);
       for (auto& s : pending_scalars_) scalars.push_back(s);
       pending_scalars_.clear();
+      in_iteration_ = false;
       const double lr = optimizer_->param_groups().front().lr;
       logger_->after_iter(done, iter_, max_epochs_ * ipe - iter_, lr, scalars);
       if (stop_requested()) {

@@ -169,3 +169,30 @@ TEST(CliTest, ListSurvivesAFolderOfBrokenPlugins) {
   EXPECT_EQ(t.code, 2) << t.output;
   EXPECT_NE(t.output.find("libfixture_x_dup_type.so was refused: "), std::string::npos) << t.output;
 }
+
+TEST(CliTest, ConfigPluginsListLoadsFilesRelativeToTheConfig) {
+  test::TempDir tmp;
+  test::make_fake_fmnist(tmp.path() / "data", 32, 10);
+  fs::create_directories(tmp.path() / "mine");
+  fs::copy_file(std::string(SELFSUP_TEST_FIXTURE_DIR) + "/libfixture_good.so",
+                tmp.path() / "mine" / "libfixture_good.so");
+  const std::string base = config_dir() + "/simclr/simclr_resnet18_fmnist.json";
+  test::write_file(tmp.path() / "cfg.json", R"({"_base_": ")" + base + R"(",
+      "plugins": ["mine/libfixture_good.so"],
+      "train_dataloader": {"dataset": {"pipeline": [
+        {"type": "FixtureInvert"},
+        {"type": "MultiView", "num_views": 2, "transforms": [[{"type": "RandomResizedCrop", "size": 16}]]},
+        {"type": "PackSelfSupInputs"}]}}})");
+  Result r = run("train " + (tmp.path() / "cfg.json").string() + " --work-dir " +
+                 (tmp.path() / "w").string() + tiny_overrides(tmp.path() / "data") +
+                 " train_cfg.max_epochs=1 custom_hooks=[]");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(tmp.path() / "w" / "epoch_1.pth")) << r.output;
+
+  test::write_file(tmp.path() / "missing.json", R"({"_base_": ")" + base + R"(",
+      "plugins": ["no_such_plugin"]})");
+  r = run("train " + (tmp.path() / "missing.json").string() + " --work-dir " + tmp.str());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("plugins[0]: plugin 'no_such_plugin' not found"), std::string::npos)
+      << r.output;
+}

@@ -96,6 +96,7 @@ class SELFSUP_CORE_API Runner final : public RunnerContext {
   int64_t keep_ckpts_ = -1;
   int64_t ckpt_interval_ = 1;
   std::vector<std::pair<std::string, double>> pending_scalars_;
+  bool in_iteration_ = false;  // scalars logged now join the iteration's record
 };
 
 }  // namespace selfsup::core
