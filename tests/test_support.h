@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by the tests.
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace selfsup::test {
@@ -19,6 +20,9 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// The what() of the exception `f` throws, or "<no exception>".
+std::string message_of(const std::function<void()>& f);
 
 /// Writes `text` to `path` (creating parent folders).
 void write_file(const std::filesystem::path& path, const std::string& text);

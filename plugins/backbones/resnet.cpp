@@ -137,7 +137,7 @@ void ResNetImpl::reset() {
   const bool cifar = options.stem() == "cifar";
   conv1_ = register_module("conv1", cifar ? make_conv(options.in_channels(), stem, 3, 1)
                                           : make_conv(options.in_channels(), stem, 7, 2));
-  bn1_ = register_module("bn1", options.norm_cfg().make(stem));
+  bn1_ = register_module("bn1", options.norm_cfg().make_2d(stem));
 
   layers_.clear();
   std::vector<int64_t> stage_channels;

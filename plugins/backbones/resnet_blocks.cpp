@@ -4,41 +4,6 @@
 
 namespace selfsup::plugins::backbones {
 
-// ---- NormCfg ---------------------------------------------------------------------------
-
-NormCfg NormCfg::from_config(const Config& cfg) {
-  if (!cfg.is_object()) cfg.fail("expected a dict like {\"type\": \"BN\"}, got " +
-                                 describe_value(cfg.json()));
-  NormCfg out;
-  for (const auto& key : cfg.keys()) {
-    if (key != "type" && key != "requires_grad" && key != "eps" && key != "momentum")
-      cfg.fail_key(key, "unknown key (accepted: type, requires_grad, eps, momentum)");
-  }
-  if (!cfg.has("type")) cfg.fail_key("type", "required key is missing ('BN' or 'SyncBN')");
-  out.type = cfg.get<std::string>("type");
-  if (out.type != "BN" && out.type != "SyncBN")
-    cfg.fail_key("type", "unsupported norm layer '" + out.type +
-                             "' (expected 'BN' or 'SyncBN'; SyncBN acts as BN on one process)");
-  out.requires_grad = cfg.get<bool>("requires_grad", true);
-  out.eps = cfg.get<double>("eps", 1e-5);
-  out.momentum = cfg.get<double>("momentum", 0.1);
-  if (!(out.eps > 0)) cfg.fail_key("eps", "expected a number > 0, got " + std::to_string(out.eps));
-  if (!(out.momentum >= 0 && out.momentum <= 1))
-    cfg.fail_key("momentum", "expected a number in [0, 1], got " + std::to_string(out.momentum));
-  return out;
-}
-
-torch::nn::BatchNorm2d NormCfg::make(int64_t channels) const {
-  torch::nn::BatchNorm2d bn(torch::nn::BatchNorm2dOptions(channels).eps(eps).momentum(momentum));
-  // torchvision's scheme (also mmcv's Constant(1) on _BatchNorm): weight 1, bias 0.
-  torch::NoGradGuard no_grad;
-  bn->weight.fill_(1.0);
-  bn->bias.zero_();
-  if (!requires_grad)
-    for (auto& p : bn->parameters()) p.set_requires_grad(false);
-  return bn;
-}
-
 torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
                             int64_t dilation) {
   torch::nn::Conv2d conv(torch::nn::Conv2dOptions(in, out, kernel)
@@ -56,7 +21,7 @@ namespace {
 torch::nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride,
                                       const NormCfg& norm) {
   // torchvision: Sequential(conv1x1(in, out, stride), norm) -> downsample.0, downsample.1.
-  return torch::nn::Sequential(make_conv(in, out, 1, stride), norm.make(out));
+  return torch::nn::Sequential(make_conv(in, out, 1, stride), norm.make_2d(out));
 }
 
 void print_block(std::ostream& s, const char* name, int64_t inplanes, int64_t planes,
@@ -76,9 +41,9 @@ BasicBlockImpl::BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride,
                                int64_t dilation, const NormCfg& norm) {
   // Registration order = torchvision's state_dict order: conv1, bn1, conv2, bn2, downsample.
   conv1_ = register_module("conv1", make_conv(inplanes, planes, 3, stride, dilation));
-  bn1_ = register_module("bn1", norm.make(planes));
+  bn1_ = register_module("bn1", norm.make_2d(planes));
   conv2_ = register_module("conv2", make_conv(planes, planes, 3, 1));
-  bn2_ = register_module("bn2", norm.make(planes));
+  bn2_ = register_module("bn2", norm.make_2d(planes));
   if (stride != 1 || inplanes != planes * kExpansion)
     downsample_ =
         register_module("downsample", make_downsample(inplanes, planes * kExpansion, stride, norm));
@@ -102,11 +67,11 @@ void BasicBlockImpl::pretty_print(std::ostream& stream) const {
 BottleneckImpl::BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride,
                                int64_t dilation, const NormCfg& norm) {
   conv1_ = register_module("conv1", make_conv(inplanes, planes, 1, 1));
-  bn1_ = register_module("bn1", norm.make(planes));
+  bn1_ = register_module("bn1", norm.make_2d(planes));
   conv2_ = register_module("conv2", make_conv(planes, planes, 3, stride, dilation));
-  bn2_ = register_module("bn2", norm.make(planes));
+  bn2_ = register_module("bn2", norm.make_2d(planes));
   conv3_ = register_module("conv3", make_conv(planes, planes * kExpansion, 1, 1));
-  bn3_ = register_module("bn3", norm.make(planes * kExpansion));
+  bn3_ = register_module("bn3", norm.make_2d(planes * kExpansion));
   if (stride != 1 || inplanes != planes * kExpansion)
     downsample_ =
         register_module("downsample", make_downsample(inplanes, planes * kExpansion, stride, norm));

@@ -14,23 +14,12 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/types.h>
 
+#include <selfsup/bricks/norm.h>
 #include <selfsup/config.h>
 
 namespace selfsup::plugins::backbones {
 
-/// mmcv's `norm_cfg` for 2-D feature maps. 'SyncBN' behaves as 'BN' on one process (MMEngine
-/// reverts SyncBN to BN when training is not distributed).
-struct NormCfg {
-  std::string type = "BN";
-  bool requires_grad = true;
-  double eps = 1e-5;
-  double momentum = 0.1;
-
-  /// Reads `type` ('BN' | 'SyncBN'), `requires_grad`, `eps`, `momentum`; other keys and
-  /// other types are ConfigErrors naming the path.
-  static NormCfg from_config(const Config& cfg);
-  [[nodiscard]] torch::nn::BatchNorm2d make(int64_t channels) const;
-};
+using NormCfg = selfsup::bricks::NormCfg;
 
 /// `kernel` x `kernel` conv without bias, padding = dilation * (kernel / 2), Kaiming-normal
 /// (fan_out, relu) initialised as torchvision does.

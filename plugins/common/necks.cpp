@@ -6,12 +6,6 @@ namespace selfsup::plugins::common {
 
 namespace {
 
-std::string str(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
-}
-
 int64_t positive_int(const Config& cfg, const char* key) {
   const auto v = cfg.get<int64_t>(key);
   if (v <= 0) cfg.fail_key(key, "expected an int > 0, got " + std::to_string(v));
@@ -41,42 +35,6 @@ torch::Tensor pool_and_flatten(torch::Tensor x, bool with_avg_pool, const char* 
 }
 
 }  // namespace
-
-// ---- NormCfg ---------------------------------------------------------------------------
-
-NormCfg NormCfg::from_config(const Config& cfg) {
-  if (!cfg.is_object())
-    cfg.fail("expected a dict like {\"type\": \"SyncBN\"}, got " + describe_value(cfg.json()));
-  for (const auto& key : cfg.keys())
-    if (key != "type" && key != "requires_grad" && key != "eps" && key != "momentum")
-      cfg.fail_key(key, "unknown key (accepted: type, requires_grad, eps, momentum)");
-  if (!cfg.has("type")) cfg.fail_key("type", "required key is missing ('BN' or 'SyncBN')");
-  NormCfg out;
-  out.type = cfg.get<std::string>("type");
-  if (out.type != "BN" && out.type != "SyncBN")
-    cfg.fail_key("type", "unsupported norm layer '" + out.type +
-                             "' (expected 'BN' or 'SyncBN'; SyncBN acts as BN on one process)");
-  out.requires_grad = cfg.get<bool>("requires_grad", true);
-  out.eps = cfg.get<double>("eps", 1e-5);
-  out.momentum = cfg.get<double>("momentum", 0.1);
-  if (!(out.eps > 0)) cfg.fail_key("eps", "expected a number > 0, got " + str(out.eps));
-  if (!(out.momentum >= 0 && out.momentum <= 1))
-    cfg.fail_key("momentum", "expected a number in [0, 1], got " + str(out.momentum));
-  return out;
-}
-
-torch::nn::BatchNorm1d NormCfg::make(int64_t channels, bool affine) const {
-  torch::nn::BatchNorm1d bn(
-      torch::nn::BatchNorm1dOptions(channels).eps(eps).momentum(momentum).affine(affine));
-  if (affine) {
-    torch::NoGradGuard no_grad;
-    bn->weight.fill_(1.0);
-    bn->bias.zero_();
-    if (!requires_grad)
-      for (auto& p : bn->parameters()) p.set_requires_grad(false);
-  }
-  return bn;
-}
 
 // ---- NonLinearNeck ---------------------------------------------------------------------
 
@@ -108,7 +66,7 @@ void NonLinearNeckImpl::reset() {
   fcs_.push_back(register_module(
       "fc0", torch::nn::Linear(
                  torch::nn::LinearOptions(o.in_channels(), o.hid_channels()).bias(o.with_bias()))));
-  bns_.push_back(register_module("bn0", o.norm_cfg().make(o.hid_channels())));
+  bns_.push_back(register_module("bn0", o.norm_cfg().make_1d(o.hid_channels())));
   for (int64_t i = 1; i < o.num_layers(); ++i) {
     const bool last = i == o.num_layers() - 1;
     const int64_t out = last ? o.out_channels() : o.hid_channels();
@@ -117,9 +75,9 @@ void NonLinearNeckImpl::reset() {
         "fc" + idx, torch::nn::Linear(torch::nn::LinearOptions(o.hid_channels(), out)
                                           .bias(last ? o.with_last_bias() : o.with_bias()))));
     if (!last)
-      bns_.push_back(register_module("bn" + idx, o.norm_cfg().make(out)));
+      bns_.push_back(register_module("bn" + idx, o.norm_cfg().make_1d(out)));
     else if (o.with_last_bn())
-      bns_.push_back(register_module("bn" + idx, o.norm_cfg().make(out, o.with_last_bn_affine())));
+      bns_.push_back(register_module("bn" + idx, o.norm_cfg().make_1d(out, o.with_last_bn_affine())));
     else
       bns_.emplace_back(nullptr);
   }

@@ -13,24 +13,14 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/types.h>
 
+#include <selfsup/bricks/norm.h>
 #include <selfsup/config.h>
 #include <selfsup/interfaces/modules.h>
 #include <selfsup/schema.h>
 
 namespace selfsup::plugins::common {
 
-/// mmcv's `norm_cfg` for [N, C] features: 'BN' or 'SyncBN' (BN on one process, as MMEngine
-/// reverts it), plus `requires_grad`, `eps`, `momentum`.
-struct NormCfg {
-  std::string type = "SyncBN";
-  bool requires_grad = true;
-  double eps = 1e-5;
-  double momentum = 0.1;
-
-  static NormCfg from_config(const Config& cfg);
-  /// A BatchNorm1d with weight 1, bias 0 (MMSelfSup's Constant(1) init).
-  [[nodiscard]] torch::nn::BatchNorm1d make(int64_t channels, bool affine = true) const;
-};
+using NormCfg = selfsup::bricks::NormCfg;
 
 // ---- NonLinearNeck ---------------------------------------------------------------------
 

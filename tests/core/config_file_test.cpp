@@ -6,19 +6,10 @@
 #include "test_support.h"
 
 using namespace selfsup;
+using selfsup::test::message_of;
 using selfsup::test::TempDir;
 using selfsup::test::write_file;
 
-namespace {
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-}  // namespace
 
 TEST(ConfigFileTest, InheritsRecursivelyAndMerges) {
   TempDir d;

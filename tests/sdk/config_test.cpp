@@ -1,19 +1,12 @@
 #include <gtest/gtest.h>
 
+#include "test_support.h"
+
 #include <selfsup/config.h>
 
 using namespace selfsup;
+using selfsup::test::message_of;
 
-namespace {
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-}  // namespace
 
 TEST(JsonTest, ParsesKeepsOrderAndTypes) {
   Json j = Json::parse(R"({"b": 1, "a": 1.0, "c": [true, null, "s"], /* comment */ "d": {}})", "t");

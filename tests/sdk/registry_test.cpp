@@ -1,9 +1,12 @@
 #include <gtest/gtest.h>
 
+#include "test_support.h"
+
 #include <selfsup/interfaces/data.h>
 #include <selfsup/registry.h>
 
 using namespace selfsup;
+using selfsup::test::message_of;
 
 namespace {
 
@@ -27,14 +30,6 @@ RegistryEntry entry(const std::string& kind, const std::string& name, const std:
   return e;
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
 
 }  // namespace
 
