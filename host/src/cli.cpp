@@ -17,6 +17,22 @@ void load_plugins(core::PluginLoader& loader, const std::vector<std::string>& di
   loader.load_default_locations(dirs);
 }
 
+boost::program_options::variables_map parse_with_config(
+    int argc, char** argv, const boost::program_options::options_description& opts,
+    std::string& config) {
+  namespace po = boost::program_options;
+  po::options_description hidden;
+  hidden.add_options()("config", po::value(&config));
+  po::positional_options_description pos;
+  pos.add("config", 1);
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+  po::notify(vm);
+  return vm;
+}
+
 Json load_config(const std::string& path, const std::vector<std::string>& overrides,
                  core::PluginLoader* loader) {
   Json cfg = core::load_config_file(path);

@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include <boost/program_options.hpp>
+
 #include <selfsup/core/plugin_loader.h>
 #include <selfsup/json.h>
 
@@ -19,6 +21,11 @@ void load_plugins(core::PluginLoader& loader, const std::vector<std::string>& di
 /// names (paths relative to the config file).
 Json load_config(const std::string& path, const std::vector<std::string>& overrides,
                  core::PluginLoader* loader);
+
+/// Parses `opts` plus one positional CONFIG argument into `config`.
+boost::program_options::variables_map parse_with_config(
+    int argc, char** argv, const boost::program_options::options_description& opts,
+    std::string& config);
 
 int cmd_train(int argc, char** argv);
 int cmd_list(int argc, char** argv);

@@ -13,16 +13,8 @@ int cmd_config(int argc, char** argv) {
   std::vector<std::string> overrides;
   opts.add_options()("help,h", "show this help")(
       "cfg-options", po::value(&overrides)->multitoken(), "override config keys: a.b=value ...");
-  po::options_description hidden;
   std::string config;
-  hidden.add_options()("config", po::value(&config));
-  po::positional_options_description pos;
-  pos.add("config", 1);
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
-  po::notify(vm);
+  po::variables_map vm = parse_with_config(argc, argv, opts, config);
   if (vm.count("help")) {
     std::cout << "Prints the config after _base_ inheritance and overrides.\n" << opts << "\n";
     return kOk;

@@ -44,16 +44,8 @@ int cmd_train(int argc, char** argv) {
       ("device", po::value(&device), "cpu or cuda")
       ("plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)")
       ("allow-insecure-plugins", "load plugins from folders or files others can write to");
-  po::options_description hidden;
   std::string config;
-  hidden.add_options()("config", po::value(&config));
-  po::positional_options_description pos;
-  pos.add("config", 1);
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
-  po::notify(vm);
+  po::variables_map vm = parse_with_config(argc, argv, opts, config);
   if (vm.count("help")) {
     std::cout << opts << "\n";
     return kOk;
