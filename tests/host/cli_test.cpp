@@ -1,7 +1,9 @@
 // End-to-end tests of the selfsup executable on a tiny generated dataset.
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -195,4 +197,45 @@ TEST(CliTest, ConfigPluginsListLoadsFilesRelativeToTheConfig) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("plugins[0]: plugin 'no_such_plugin' not found"), std::string::npos)
       << r.output;
+}
+
+TEST(CliTest, SigintSavesACheckpointAndResumeContinues) {
+  test::TempDir tmp;
+  test::make_fake_fmnist(tmp.path() / "data", 64, 10);
+  const std::string cfg = config_dir() + "/simclr/simclr_resnet18_fmnist.json";
+  const fs::path work = tmp.path() / "w";
+  const std::string log = (tmp.path() / "out.log").string();
+  const std::string args = "train " + cfg + " --work-dir " + work.string() + " --threads 1" +
+                           tiny_overrides(tmp.path() / "data") +
+                           " train_cfg.max_epochs=200 custom_hooks=[]";
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::string cmd = "exec " + std::string(SELFSUP_TEST_BIN_DIR) + "/selfsup " + args + " > " +
+                      log + " 2>&1";
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait until training is under way (a line in scalars.jsonl), then interrupt it.
+  const fs::path scalars = work / "scalars.jsonl";
+  for (int i = 0; i < 1200 && !(fs::exists(scalars) && fs::file_size(scalars) > 0); ++i)
+    usleep(50 * 1000);
+  ASSERT_TRUE(fs::exists(scalars)) << "training did not start";
+  kill(pid, SIGINT);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  std::ifstream in(log);
+  std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(out.find("stopped by a signal"), std::string::npos) << out;
+  std::string saved;
+  for (const auto& e : fs::directory_iterator(work))
+    if (e.path().filename().string().rfind("iter_", 0) == 0) saved = e.path().string();
+  ASSERT_FALSE(saved.empty()) << out;
+  // Resume from it for one more epoch boundary: the run picks up where it stopped.
+  Result r = run("train " + cfg + " --work-dir " + work.string() + " --resume auto --threads 1" +
+                 tiny_overrides(tmp.path() / "data") + " train_cfg.max_epochs=1 custom_hooks=[]");
+  EXPECT_NE(r.output.find("Resumed from " + saved), std::string::npos) << r.output;
+  EXPECT_EQ(r.code, 0) << r.output;
 }
