@@ -14,12 +14,20 @@ torch::Tensor extract_features(Algorithm& model, DataLoader& loader, torch::Tens
   const bool was_training = model.is_training();
   model.eval();
   std::vector<torch::Tensor> feats, labs;
+  // Feed channels-last inputs to a model whose conv weights are channels-last.
+  bool channels_last = false;
+  for (const auto& p : model.parameters())
+    if (p.dim() == 4) {
+      channels_last = p.is_contiguous(torch::MemoryFormat::ChannelsLast) && !p.is_contiguous();
+      break;
+    }
   loader.start_epoch(0);
   try {
     while (auto batch = loader.next()) {
       std::vector<torch::Tensor> views;
       for (auto& v : batch->views) views.push_back(v.to(device));
       auto inputs = model.preprocess(views);
+      if (channels_last) inputs[0] = inputs[0].contiguous(torch::MemoryFormat::ChannelsLast);
       auto outs = model.backbone()->forward(inputs[0]);
       auto f = outs.back();
       if (f.dim() == 4) f = f.mean({2, 3});

