@@ -269,7 +269,14 @@ void DataLoader::worker() {
         error_batch_ = b;
       }
     } else {
-      ready_.emplace(b, std::move(*batch));
+      try {
+        ready_.emplace(b, std::move(*batch));
+      } catch (...) {
+        if (!error_ || b < error_batch_) {
+          error_ = std::current_exception();
+          error_batch_ = b;
+        }
+      }
     }
     cv_.notify_all();
   }

@@ -101,6 +101,8 @@ IdxArray read_idx(const std::string& path) {
     const uint64_t n =
         (uint64_t(p[0]) << 24) | (uint64_t(p[1]) << 16) | (uint64_t(p[2]) << 8) | uint64_t(p[3]);
     out.dims.push_back(int64_t(n));
+    if (n != 0 && total > (uint64_t(1) << 40) / n)
+      throw ValueError(path + ": IDX dimensions too large (more than 2^40 elements)");
     total *= n;
     if (total > (uint64_t(1) << 40))
       throw ValueError(path + ": IDX dimensions too large (more than 2^40 elements)");

@@ -66,7 +66,8 @@ KnnResult knn_classify(const torch::Tensor& bank, const torch::Tensor& bank_labe
     auto weights = (top_sim / temperature).exp();
     auto scores = torch::zeros({q.size(0), num_classes}, weights.options());
     scores.scatter_add_(1, top_labels, weights);
-    auto pred = std::get<1>(scores.topk(std::min<int64_t>(5, num_classes), 1));
+    // Top-5 looks at min(5, k) predictions, as MMSelfSup's knn_eval.
+    auto pred = std::get<1>(scores.topk(std::min<int64_t>({5, k, num_classes}), 1));
     auto truth = query_labels.slice(0, s, std::min(n, s + chunk)).view({-1, 1});
     auto hit = pred.eq(truth);
     correct1 += hit.slice(1, 0, 1).sum().item<int64_t>();

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include <ATen/autocast_mode.h>
@@ -52,6 +53,43 @@ bool is_norm_module(const std::string& module_name) {
          module_name.find("LayerNorm") != std::string::npos ||
          module_name.find("InstanceNorm") != std::string::npos;
 }
+// bf16 autocast on the model's device for the forward pass; restores the previous state.
+class AutocastScope {
+ public:
+  AutocastScope(bool enabled, torch::Device device) : enabled_(enabled), cuda_(device.is_cuda()) {
+    if (!enabled_) return;
+    if (cuda_) {
+      was_on_ = at::autocast::is_enabled();
+      was_dtype_ = at::autocast::get_autocast_gpu_dtype();
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    } else {
+      was_on_ = at::autocast::is_cpu_enabled();
+      was_dtype_ = at::autocast::get_autocast_cpu_dtype();
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    if (cuda_) {
+      at::autocast::set_enabled(was_on_);
+      at::autocast::set_autocast_gpu_dtype(was_dtype_);
+    } else {
+      at::autocast::set_cpu_enabled(was_on_);
+      at::autocast::set_autocast_cpu_dtype(was_dtype_);
+    }
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool enabled_, cuda_, was_on_ = false;
+  at::ScalarType was_dtype_ = at::kBFloat16;
+};
+
 }  // namespace
 
 void request_stop() { g_stop.store(true); }
@@ -105,7 +143,14 @@ Runner::Runner(Json cfg_json, TrainOptions options)
     if (r.has("diff_rank_seed")) (void)r.get<bool>("diff_rank_seed");
   }
   if (options_.seed) seed_ = *options_.seed;
-  if (resume_ckpt) seed_ = uint64_t(resume_ckpt->meta.find("seed")->as_int());
+  auto meta_int = [&](const char* key) {
+    const Json* v = resume_ckpt->meta.find(key);
+    if (!v || !v->is_int())
+      throw ValueError(resume + ": not a selfsup training checkpoint (meta has no integer '" +
+                       key + "')");
+    return v->as_int();
+  };
+  if (resume_ckpt) seed_ = uint64_t(meta_int("seed"));
 
   // Environment.
   if (cfg.has("env_cfg")) {
@@ -216,8 +261,8 @@ Runner::Runner(Json cfg_json, TrainOptions options)
       std::lock_guard<std::mutex> lock(gen.mutex());
       gen.set_state(it->second);
     }
-    epoch_ = resume_ckpt->meta.find("epoch")->as_int();
-    iter_ = resume_ckpt->meta.find("iter")->as_int();
+    epoch_ = meta_int("epoch");
+    iter_ = meta_int("iter");
     skip_batches_ = iter_ - epoch_ * iters_per_epoch();
     if (skip_batches_ < 0 || skip_batches_ > iters_per_epoch())
       throw ValueError(resume + ": its iteration count does not fit this config's data "
@@ -238,7 +283,9 @@ void Runner::build_optimizer(const Config& ow) {
   if (ow.has("dtype")) {
     if (!amp) ow.fail_key("dtype", "only AmpOptimWrapper takes a dtype");
     auto dt = ow.get<std::string>("dtype");
-    if (dt != "bfloat16") ow.fail_key("dtype", "expected 'bfloat16' (the CPU autocast type), got '" + dt + "'");
+    if (dt != "bfloat16")
+      ow.fail_key("dtype", "expected 'bfloat16', got '" + dt +
+                               "' (float16 needs a loss scaler, which LibTorch's C++ API lacks)");
   }
   amp_bf16_ = amp;
   accumulate_ = ow.get<int64_t>("accumulative_counts", 1);
@@ -259,12 +306,12 @@ void Runner::build_optimizer(const Config& ow) {
     bool lars_exclude = false;
   };
   std::vector<KeyRule> rules;
-  double norm_decay_mult = 1, bias_decay_mult = 1;
+  std::optional<double> norm_decay_mult, bias_decay_mult;  // applied only when set
   if (ow.has("paramwise_cfg")) {
     const Config pc = ow["paramwise_cfg"];
     check_keys(pc, {"custom_keys", "norm_decay_mult", "bias_decay_mult"});
-    norm_decay_mult = pc.get<double>("norm_decay_mult", 1.0);
-    bias_decay_mult = pc.get<double>("bias_decay_mult", 1.0);
+    if (pc.has("norm_decay_mult")) norm_decay_mult = pc.get<double>("norm_decay_mult");
+    if (pc.has("bias_decay_mult")) bias_decay_mult = pc.get<double>("bias_decay_mult");
     if (pc.has("custom_keys")) {
       const Config ck = pc["custom_keys"];
       if (!ck.is_object()) ck.fail("expected a dict of name substring -> options");
@@ -302,10 +349,10 @@ void Runner::build_optimizer(const Config& ow) {
         g.lr *= rule->lr_mult;
         g.weight_decay *= rule->decay_mult;
         g.lars_exclude = rule->lars_exclude;
-      } else if (norm) {
-        g.weight_decay *= norm_decay_mult;
-      } else if (p.key() == "bias") {
-        g.weight_decay *= bias_decay_mult;
+      } else if (norm && norm_decay_mult) {  // MMEngine's order: norm rule, then bias rule
+        g.weight_decay *= *norm_decay_mult;
+      } else if (p.key() == "bias" && bias_decay_mult) {
+        g.weight_decay *= *bias_decay_mult;
       }
       g.initial_lr = g.lr;
       optimizer_->add_param_group(std::move(g));
@@ -376,23 +423,11 @@ void Runner::run_iteration(Batch& batch) {
   LossMap losses;
   {
     auto inputs = model_->preprocess(views);
+    AutocastScope autocast(amp_bf16_, device_);
     if (channels_last_)
       for (auto& x : inputs)
         if (x.dim() == 4) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
-    if (amp_bf16_) {
-      at::autocast::set_cpu_enabled(true);
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    }
-    try {
-      losses = model_->loss(inputs, samples);
-    } catch (...) {
-      if (amp_bf16_) at::autocast::set_cpu_enabled(false), at::autocast::clear_cache();
-      throw;
-    }
-    if (amp_bf16_) {
-      at::autocast::set_cpu_enabled(false);
-      at::autocast::clear_cache();
-    }
+    losses = model_->loss(inputs, samples);
   }
   torch::Tensor total;
   std::vector<std::pair<std::string, double>> scalars;
@@ -413,10 +448,13 @@ void Runner::run_iteration(Batch& batch) {
                      (latest_checkpoint().empty() ? std::string("none") : latest_checkpoint()));
   if (losses.size() > 1) scalars.emplace_back("loss", total_value);
 
-  const bool first_of_window = iter_ % accumulate_ == 0;
-  if (first_of_window) optimizer_->zero_grad();
-  (accumulate_ > 1 ? total / double(accumulate_) : total).backward();
-  if ((iter_ + 1) % accumulate_ == 0 || (iter_ + 1) % iters_per_epoch() == 0) {
+  // Gradient accumulation as MMEngine: step every `accumulative_counts` iterations of the
+  // whole run and once at its end; the last, shorter window is divided by its own length.
+  const int64_t max_iters = max_epochs_ * iters_per_epoch();
+  const int64_t tail = max_iters % accumulate_;
+  const int64_t window = (tail != 0 && iter_ >= max_iters - tail) ? tail : accumulate_;
+  (window > 1 ? total / double(window) : total).backward();
+  if ((iter_ + 1) % accumulate_ == 0 || iter_ + 1 == max_iters) {
     if (clip_max_norm_ > 0) {
       std::vector<torch::Tensor> params;
       for (auto& g : optimizer_->param_groups())
@@ -425,6 +463,7 @@ void Runner::run_iteration(Batch& batch) {
       scalars.emplace_back("grad_norm", norm);
     }
     optimizer_->step();
+    optimizer_->zero_grad();
   }
   pending_scalars_ = std::move(scalars);
 }
@@ -437,6 +476,7 @@ void Runner::train() {
       std::to_string(torch::get_num_threads()) + " threads; " + std::to_string(iters_per_epoch()) +
       " iterations per epoch");
 
+  optimizer_->zero_grad();
   for (auto& h : hooks_) h->before_run(*this);
   const int64_t ipe = iters_per_epoch();
   while (epoch_ < max_epochs_) {

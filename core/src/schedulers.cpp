@@ -15,11 +15,13 @@ class LinearLR final : public ParamScheduler {
   explicit LinearLR(const Config& cfg)
       : ParamScheduler(cfg), start_(cfg.get<double>("start_factor")),
         end_(cfg.get<double>("end_factor")) {
-    if (!(start_ > 0 && start_ <= 1)) cfg.fail_key("start_factor", "expected in (0, 1]");
+    if (!(start_ >= 0 && start_ <= 1)) cfg.fail_key("start_factor", "expected in [0, 1]");
     if (!(end_ >= 0 && end_ <= 1)) cfg.fail_key("end_factor", "expected in [0, 1]");
   }
+  // As MMEngine: the factor reaches end_factor at the last step of [begin, end).
   double compute(double t, double total, double v) const override {
-    return v * (start_ + (end_ - start_) * std::min(1.0, t / total));
+    const double steps = std::max(1.0, total - 1);
+    return v * (start_ + (end_ - start_) * std::min(1.0, t / steps));
   }
 
  private:
@@ -34,9 +36,9 @@ class CosineAnnealingLR final : public ParamScheduler {
     if (cfg.has("T_max") && t_max_ <= 0) cfg.fail_key("T_max", "expected > 0");
   }
   double compute(double t, double total, double v) const override {
+    // Past T_max the curve goes on (rises again), as MMEngine's.
     double T = t_max_ > 0 ? t_max_ * scale() : total;
-    double c = std::min(t, T);
-    return eta_min_ + (v - eta_min_) * (1 + std::cos(M_PI * c / T)) / 2;
+    return eta_min_ + (v - eta_min_) * (1 + std::cos(M_PI * t / T)) / 2;
   }
 
  private:
@@ -48,10 +50,10 @@ class MultiStepLR final : public ParamScheduler {
   explicit MultiStepLR(const Config& cfg)
       : ParamScheduler(cfg), milestones_(cfg.get<std::vector<double>>("milestones")),
         gamma_(cfg.get<double>("gamma")) {}
+  // Milestones count from `begin`, as MMEngine's.
   double compute(double t, double, double v) const override {
-    double now = t + begin();
     for (double m : milestones_)
-      if (now >= m * scale()) v *= gamma_;
+      if (t >= m * scale()) v *= gamma_;
     return v;
   }
 

@@ -456,14 +456,14 @@ class RandomGrayscale final : public Transform {
     if (keep_channels_) {
       uint8_t* p = img.data.data();
       for (size_t i = 0; i < n; ++i, p += 3) {
-        const uint8_t g = clamp_u8(int(w0 * p[0] + w1 * p[1] + w2 * p[2] + 0.5f));
+        const uint8_t g = clamp_u8(int(w0 * p[0] + w1 * p[1] + w2 * p[2]));
         p[0] = p[1] = p[2] = g;
       }
     } else {
       Image out(img.height, img.width, 1);
       const uint8_t* p = img.data.data();
       for (size_t i = 0; i < n; ++i, p += 3)
-        out.data[i] = clamp_u8(int(w0 * p[0] + w1 * p[1] + w2 * p[2] + 0.5f));
+        out.data[i] = clamp_u8(int(w0 * p[0] + w1 * p[1] + w2 * p[2]));
       img = std::move(out);
     }
   }

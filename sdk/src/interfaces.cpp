@@ -142,12 +142,11 @@ void Optimizer::add_param_group(ParamGroup group) {
 }
 
 void Optimizer::zero_grad() {
+  // Gradients become undefined (torch's set_to_none): a parameter that gets no gradient
+  // in a step is skipped by step(), with no weight decay or momentum.
   for (auto& g : groups_)
     for (auto& p : g.params)
-      if (p.grad().defined()) {
-        p.mutable_grad().detach_();
-        p.mutable_grad().zero_();
-      }
+      if (p.grad().defined()) p.mutable_grad().reset();
 }
 
 std::map<std::string, torch::Tensor> Optimizer::state_dict() const {
@@ -211,7 +210,9 @@ ParamScheduler::ParamScheduler(const Config& cfg)
 
 void ParamScheduler::bind(int64_t iters_per_epoch, int64_t max_epochs) {
   iters_per_epoch_ = std::max<int64_t>(1, iters_per_epoch);
-  double end = std::min(end_cfg_, by_epoch_ ? double(max_epochs) : double(max_epochs) * iters_per_epoch_);
+  // An explicit end is kept; an absent one means the end of training.
+  const double run_end = by_epoch_ ? double(max_epochs) : double(max_epochs) * iters_per_epoch_;
+  double end = end_cfg_ >= 1e17 ? run_end : end_cfg_;
   iter_units_ = !by_epoch_ || convert_;
   scale_ = (by_epoch_ && convert_) ? double(iters_per_epoch_) : 1.0;
   begin_ = begin_cfg_ * scale_;

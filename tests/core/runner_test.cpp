@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <selfsup/core/checkpoint.h>
@@ -101,17 +102,74 @@ TEST(SchedulerTest, WarmupThenCosineByIteration) {
   auto cos = build<ParamScheduler>(Config(Json::parse(
       R"({"type": "CosineAnnealingLR", "by_epoch": true, "begin": 1, "end": 3, "T_max": 2,
           "eta_min": 0.0, "convert_to_iter_based": true})", "t")));
+  auto steps = build<ParamScheduler>(Config(Json::parse(
+      R"({"type": "MultiStepLR", "by_epoch": true, "begin": 1, "milestones": [1], "gamma": 0.5})", "t")));
   warm->bind(10, 3);
   cos->bind(10, 3);
+  steps->bind(10, 3);
   auto lr = [&](int64_t it) { return cos->apply(it, warm->apply(it, 1.0)); };
+  // MMEngine's LinearLR reaches end_factor at the last step of [begin, end): 9 steps here.
   EXPECT_NEAR(lr(0), 0.1, 1e-12);
-  EXPECT_NEAR(lr(5), 0.55, 1e-12);
+  EXPECT_NEAR(lr(3), 0.1 + 0.9 * 3 / 9, 1e-12);
+  EXPECT_NEAR(lr(9), 1.0, 1e-12);
   EXPECT_NEAR(lr(10), 1.0, 1e-12);
-  EXPECT_NEAR(lr(20), 0.5, 1e-12);        // half way through the cosine
+  EXPECT_NEAR(lr(20), 0.5, 1e-12);  // half way through the cosine
   EXPECT_NEAR(lr(15), (1 + std::cos(M_PI / 4)) / 2, 1e-12);
-  EXPECT_NEAR(lr(30), 0.0, 1e-12);
-  auto bad = Json::parse(R"({"type": "LinearLR", "start_factor": 0})", "t");
+  EXPECT_NEAR(lr(29), (1 + std::cos(M_PI * 19 / 20)) / 2, 1e-12);
+  // MultiStepLR by epoch: milestones count from begin (epoch 1), so it halves from epoch 2.
+  EXPECT_NEAR(steps->apply(15, 1.0), 1.0, 1e-12);
+  EXPECT_NEAR(steps->apply(20, 1.0), 0.5, 1e-12);
+  auto bad = Json::parse(R"({"type": "LinearLR", "start_factor": 1.5})", "t");
   EXPECT_THROW((void)build<ParamScheduler>(Config(bad, "param_scheduler[0]")), ConfigError);
+}
+
+TEST(RunnerTest, ParamwiseDecayFollowsMMEngineOrder) {
+  test::load_plugins();
+  test::TempDir root;
+  test::make_fake_fmnist(root.path() / "data", 32, 10);
+  core::TrainOptions o;
+  o.work_dir = root.str();
+  auto decay_of = [&](const Json& paramwise) {
+    Json cfg = tiny_config(root.path() / "data", 1);
+    cfg.find("optim_wrapper")->set("paramwise_cfg", paramwise);
+    core::Runner r(cfg, o);
+    std::map<std::string, double> wd;
+    for (const auto& g : r.optimizer().param_groups()) wd[g.names.at(0)] = g.weight_decay;
+    return wd;
+  };
+  // bias_decay_mult alone covers norm biases too; norm weights keep the base decay.
+  auto wd = decay_of(Json::parse(R"({"bias_decay_mult": 0})", "t"));
+  EXPECT_EQ(wd.at("backbone.bn1.bias"), 0.0);
+  EXPECT_EQ(wd.at("neck.fc0.weight"), 1e-6);
+  EXPECT_EQ(wd.at("backbone.bn1.weight"), 1e-6);
+  // norm_decay_mult takes every norm parameter first.
+  wd = decay_of(Json::parse(R"({"norm_decay_mult": 0, "bias_decay_mult": 2})", "t"));
+  EXPECT_EQ(wd.at("backbone.bn1.weight"), 0.0);
+  EXPECT_EQ(wd.at("backbone.bn1.bias"), 0.0);
+  // custom_keys: the longest matching key wins.
+  wd = decay_of(Json::parse(R"({"custom_keys": {"bn": {"decay_mult": 0},
+      "layer1.0.bn1": {"decay_mult": 3}}})", "t"));
+  EXPECT_EQ(wd.at("backbone.layer1.0.bn1.weight"), 3e-6);
+  EXPECT_EQ(wd.at("backbone.layer1.0.bn2.weight"), 0.0);
+}
+
+TEST(RunnerTest, Bf16AutocastTrainsAndRestoresState) {
+  test::load_plugins();
+  test::TempDir root;
+  test::make_fake_fmnist(root.path() / "data", 32, 10);
+  core::TrainOptions o;
+  o.work_dir = root.str();
+  Json cfg = tiny_config(root.path() / "data", 1);
+  cfg.find("optim_wrapper")->set("type", "AmpOptimWrapper");
+  cfg.find("optim_wrapper")->set("dtype", "bfloat16");
+  core::Runner(cfg, o).train();
+  EXPECT_FALSE(at::autocast::is_cpu_enabled());
+  std::ifstream jl(root.path() / "scalars.jsonl");
+  std::string line;
+  std::getline(jl, line);
+  EXPECT_TRUE(std::isfinite(Json::parse(line, "scalars").find("loss")->as_number()));
+  cfg.find("optim_wrapper")->set("dtype", "float16");
+  EXPECT_THROW(core::Runner(cfg, o), ConfigError);
 }
 
 class RunnerResumeTest : public ::testing::TestWithParam<bool> {};

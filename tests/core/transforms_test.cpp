@@ -137,8 +137,11 @@ TEST_F(TransformTest, GrayscaleUsesNormalisedChannelWeights) {
                          img);
   ASSERT_EQ(s.img.channels, 3);
   const double sum = 0.114 + 0.587 + 0.2989;
-  const auto g0 = uint8_t(std::lround((0.114 * 10 + 0.587 * 20 + 0.2989 * 30) / sum));
-  const auto g1 = uint8_t(std::lround((0.114 * 200 + 0.587 * 100) / sum));
+  // mmcv truncates the weighted sum (astype uint8): 21.85 -> 21, 81.51 -> 81.
+  const auto g0 = uint8_t(std::floor((0.114 * 10 + 0.587 * 20 + 0.2989 * 30) / sum));
+  const auto g1 = uint8_t(std::floor((0.114 * 200 + 0.587 * 100) / sum));
+  EXPECT_EQ(g0, 21);
+  EXPECT_EQ(g1, 81);
   EXPECT_EQ(s.img.data, (std::vector<uint8_t>{g0, g0, g0, g1, g1, g1}));
 
   const Sample b =

@@ -38,7 +38,9 @@ class SELFSUP_SDK_API Optimizer {
   /// The optimizer-level defaults a new group takes.
   [[nodiscard]] virtual ParamGroup defaults() const = 0;
   virtual void add_param_group(ParamGroup group);
+  /// Updates every parameter that has a gradient.
   virtual void step() = 0;
+  /// Drops the gradients (they become undefined, as torch's set_to_none).
   void zero_grad();
   [[nodiscard]] std::vector<ParamGroup>& param_groups() { return groups_; }
   [[nodiscard]] const std::vector<ParamGroup>& param_groups() const { return groups_; }
@@ -75,8 +77,6 @@ class SELFSUP_SDK_API ParamScheduler {
   /// Progress units per configured unit: iterations per epoch when begin/end count epochs
   /// but progress counts iterations (convert_to_iter_based), else 1.
   [[nodiscard]] double scale() const { return scale_; }
-  /// Where the schedule starts, in progress units.
-  [[nodiscard]] double begin() const { return begin_; }
   /// `t` in [0, total] progress units since `begin`; returns the new value.
   [[nodiscard]] virtual double compute(double t, double total, double value) const = 0;
 
