@@ -29,8 +29,8 @@ using namespace selfsup;
 namespace {
 
 // MMSelfSup 1.0 on this machine (2 threads): SimCLR ResNet-18, batch 256, 32x32.
-constexpr double kRefTrain = 27.0;    // samples/s
-constexpr double kRefAugment = 1431;  // images/s per core, SimCLR pipeline at 32x32
+constexpr double kRefTrain = 27.0;   // samples/s
+constexpr double kRefAugment = 1431; // images/s per core, SimCLR pipeline at 32x32
 
 double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -61,7 +61,8 @@ Json simclr_pipeline(int size, bool colour) {
   std::string p = R"([)";
   if (colour) p += R"({"type": "ColorConvert", "channels": 3},)";
   p += R"({"type": "MultiView", "num_views": 2, "transforms": [[
-      {"type": "RandomResizedCrop", "size": )" + std::to_string(size) + R"(, "scale": [0.08, 1.0]},
+      {"type": "RandomResizedCrop", "size": )" +
+       std::to_string(size) + R"(, "scale": [0.08, 1.0]},
       {"type": "RandomFlip", "prob": 0.5},
       {"type": "RandomApply", "prob": 0.8, "transforms": [
         {"type": "ColorJitter", "brightness": 0.8, "contrast": 0.8, "saturation": 0.8, "hue": 0.2}]},
@@ -95,16 +96,17 @@ double augment_images_per_second() {
 // 32x32, batch 256; returns samples/s over all but the first iteration.
 double train_samples_per_second(int steps, bool channels_last, bool bf16, const fs::path& dir) {
   Json cfg = core::load_config_file(SELFSUP_BENCH_CONFIG);
-  core::apply_overrides(cfg, {"model.backbone.in_channels=3", "model.data_preprocessor.mean=[125.3,123.0,113.9]",
-                              "model.data_preprocessor.std=[63.0,62.1,66.7]",
-                              "train_dataloader.batch_size=256", "custom_hooks=[]",
-                              "default_hooks.logger.interval=1000",
-                              "train_dataloader.dataset.indices=" + std::to_string(256 * steps),
-                              "train_cfg.max_epochs=1",
-                              std::string("env_cfg.channels_last=") + (channels_last ? "true" : "false")});
+  core::apply_overrides(
+      cfg,
+      {"model.backbone.in_channels=3", "model.data_preprocessor.mean=[125.3,123.0,113.9]",
+       "model.data_preprocessor.std=[63.0,62.1,66.7]", "train_dataloader.batch_size=256",
+       "custom_hooks=[]", "default_hooks.logger.interval=1000",
+       "train_dataloader.dataset.indices=" + std::to_string(256 * steps), "train_cfg.max_epochs=1",
+       std::string("env_cfg.channels_last=") + (channels_last ? "true" : "false")});
   cfg.find("train_dataloader")->find("dataset")->set("pipeline", simclr_pipeline(32, true));
   if (bf16) {
-    core::apply_overrides(cfg, {"optim_wrapper.type=AmpOptimWrapper", "optim_wrapper.dtype=bfloat16"});
+    core::apply_overrides(cfg,
+                          {"optim_wrapper.type=AmpOptimWrapper", "optim_wrapper.dtype=bfloat16"});
   }
   fs::remove_all(dir);
   core::TrainOptions o;
@@ -127,13 +129,14 @@ double train_samples_per_second(int steps, bool channels_last, bool bf16, const 
   std::ifstream jl(dir / "scalars.jsonl");
   std::string line;
   std::vector<double> times;
-  while (std::getline(jl, line)) times.push_back(Json::parse(line, "scalars").find("time")->as_number());
+  while (std::getline(jl, line))
+    times.push_back(Json::parse(line, "scalars").find("time")->as_number());
   double total = 0;
   for (size_t i = 1; i < times.size(); ++i) total += times[i];
   return 256.0 * double(times.size() - 1) / total;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char** argv) {
   int steps = 6;

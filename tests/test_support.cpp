@@ -55,7 +55,7 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 
-}  // namespace selfsup::test
+} // namespace selfsup::test
 
 #include <zlib.h>
 
@@ -109,4 +109,4 @@ void make_fake_fmnist(const std::filesystem::path& root, int n_train, int n_test
   make("t10k", n_test);
 }
 
-}  // namespace selfsup::test
+} // namespace selfsup::test

@@ -11,13 +11,13 @@ void load_plugins();
 
 /// A fresh empty directory under the system temp dir, removed by the destructor.
 class TempDir {
- public:
+public:
   TempDir();
   ~TempDir();
   [[nodiscard]] const std::filesystem::path& path() const { return path_; }
   [[nodiscard]] std::string str() const { return path_.string(); }
 
- private:
+private:
   std::filesystem::path path_;
 };
 
@@ -27,7 +27,7 @@ std::string message_of(const std::function<void()>& f);
 /// Writes `text` to `path` (creating parent folders).
 void write_file(const std::filesystem::path& path, const std::string& text);
 
-}  // namespace selfsup::test
+} // namespace selfsup::test
 
 #include <cstdint>
 #include <vector>
@@ -42,4 +42,4 @@ void write_idx(const std::filesystem::path& path, const std::vector<int32_t>& di
 /// distinct noisy pattern, in Debian's file names.
 void make_fake_fmnist(const std::filesystem::path& root, int n_train, int n_test);
 
-}  // namespace selfsup::test
+} // namespace selfsup::test

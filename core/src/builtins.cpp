@@ -22,4 +22,4 @@ void register_builtins() {
   r.commit();
 }
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

@@ -8,4 +8,4 @@ void register_transforms(Registrar& r);
 void register_optimizers(Registrar& r);
 void register_schedulers(Registrar& r);
 void register_hooks(Registrar& r);
-}  // namespace selfsup::core
+} // namespace selfsup::core

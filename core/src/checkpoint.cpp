@@ -70,7 +70,7 @@ TensorMap from_ivalue(const c10::IValue& v, const std::string& what) {
   return m;
 }
 
-}  // namespace
+} // namespace
 
 void write_file_atomic(const std::string& path, const std::string& text) {
   write_bytes_atomic(path, text.data(), text.size());
@@ -100,7 +100,8 @@ Checkpoint load_checkpoint(const std::string& path) {
   if (!v.isGenericDict()) throw ValueError(path + ": not a selfsup checkpoint (no dict)");
   auto top = v.toGenericDict();
   auto get = [&](const char* key) -> c10::IValue {
-    if (!top.contains(key)) throw ValueError(path + ": not a selfsup checkpoint (no '" + key + "')");
+    if (!top.contains(key))
+      throw ValueError(path + ": not a selfsup checkpoint (no '" + key + "')");
     return top.at(key);
   };
   Checkpoint c;
@@ -118,7 +119,8 @@ TensorMap module_state(const torch::nn::Module& module) {
   return m;
 }
 
-void load_module_state(torch::nn::Module& module, const TensorMap& state, const std::string& source) {
+void load_module_state(torch::nn::Module& module, const TensorMap& state,
+                       const std::string& source) {
   torch::NoGradGuard no_grad;
   std::vector<std::string> missing, bad;
   size_t used = 0;
@@ -138,10 +140,13 @@ void load_module_state(torch::nn::Module& module, const TensorMap& state, const 
   for (auto& p : module.named_parameters(true)) copy(p.key(), p.value());
   for (auto& b : module.named_buffers(true)) copy(b.key(), b.value());
   std::string msg;
-  if (!missing.empty()) msg += " missing: " + missing.front() + (missing.size() > 1 ? " (+" + std::to_string(missing.size() - 1) + " more)" : "") + ";";
+  if (!missing.empty())
+    msg += " missing: " + missing.front() +
+           (missing.size() > 1 ? " (+" + std::to_string(missing.size() - 1) + " more)" : "") + ";";
   if (!bad.empty()) msg += " shape mismatch: " + bad.front() + ";";
-  if (used != state.size()) msg += " " + std::to_string(state.size() - used) + " unexpected entries;";
+  if (used != state.size())
+    msg += " " + std::to_string(state.size() - used) + " unexpected entries;";
   if (!msg.empty()) throw ValueError(source + ": the weights do not fit the model:" + msg);
 }
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

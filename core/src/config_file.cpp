@@ -35,7 +35,8 @@ void strip_delete(Json& j) {
   }
 }
 
-Json load_recursive(const fs::path& file, std::vector<fs::path>& stack, const std::string& referrer) {
+Json load_recursive(const fs::path& file, std::vector<fs::path>& stack,
+                    const std::string& referrer) {
   std::error_code ec;
   fs::path canonical = fs::weakly_canonical(file, ec);
   if (std::find(stack.begin(), stack.end(), canonical) != stack.end())
@@ -125,7 +126,7 @@ Json parse_scalar(const std::string& t) {
   return Json(t);
 }
 
-}  // namespace
+} // namespace
 
 void merge_config(Json& base, const Json& child, const std::string& path) {
   for (size_t i = 0; i < child.size(); ++i) {
@@ -157,7 +158,8 @@ Json parse_override_value(const std::string& text) {
   std::string t = trim(text);
   if (!t.empty() && (t.front() == '[' || t.front() == '(')) {
     char close = t.front() == '[' ? ']' : ')';
-    if (t.back() != close) throw ConfigError("--cfg-options: unbalanced brackets in '" + text + "'");
+    if (t.back() != close)
+      throw ConfigError("--cfg-options: unbalanced brackets in '" + text + "'");
     std::string inner = trim(t.substr(1, t.size() - 2));
     Json list = Json::array();
     if (inner.empty()) return list;
@@ -184,7 +186,8 @@ void apply_override(Json& cfg, const std::string& assignment) {
   size_t start = 0;
   while (true) {
     size_t dot = key.find('.', start);
-    std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    std::string part =
+        key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (part.empty()) throw ConfigError("--cfg-options: empty key component in '" + key + "'");
     bool last = dot == std::string::npos;
     std::string here = path.empty() ? part : path + "." + part;
@@ -192,8 +195,8 @@ void apply_override(Json& cfg, const std::string& assignment) {
       bool numeric = std::all_of(part.begin(), part.end(), ::isdigit);
       size_t idx = numeric ? std::stoul(part) : node->size();
       if (!numeric || idx >= node->size())
-        throw ConfigError(here + ": --cfg-options index '" + part + "' is not valid for a list of " +
-                          std::to_string(node->size()));
+        throw ConfigError(here + ": --cfg-options index '" + part +
+                          "' is not valid for a list of " + std::to_string(node->size()));
       if (last) {
         node->at(idx) = value;
         return;
@@ -221,4 +224,4 @@ void apply_overrides(Json& cfg, const std::vector<std::string>& assignments) {
   for (const auto& a : assignments) apply_override(cfg, a);
 }
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

@@ -68,7 +68,7 @@ Batch collate(const std::vector<Sample>& samples) {
       const uint8_t* src = img.data.data();
       if (c == 1) {
         std::memcpy(dst, src, hw);
-      } else if (c == 3) {  // HWC -> CHW
+      } else if (c == 3) { // HWC -> CHW
         uint8_t* d0 = dst;
         uint8_t* d1 = dst + hw;
         uint8_t* d2 = dst + 2 * hw;
@@ -109,7 +109,9 @@ DataLoader::DataLoader(std::shared_ptr<PipelinedDataset> dataset, LoaderOptions 
   }
 }
 
-DataLoader::~DataLoader() { stop(); }
+DataLoader::~DataLoader() {
+  stop();
+}
 
 namespace {
 
@@ -146,7 +148,7 @@ void require_type(const Config& cfg, const std::string& expected) {
     cfg.fail_key("type", "unsupported type '" + t + "' (supported: '" + expected + "')");
 }
 
-}  // namespace
+} // namespace
 
 std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t seed) {
   const Config c(loader_schema().apply(cfg), cfg.path());
@@ -313,4 +315,4 @@ std::optional<Batch> DataLoader::next() {
   return batch;
 }
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

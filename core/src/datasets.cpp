@@ -36,13 +36,20 @@ struct GzFile {
 
 const char* idx_type_name(int t) {
   switch (t) {
-    case 0x08: return "unsigned byte";
-    case 0x09: return "signed byte";
-    case 0x0B: return "short";
-    case 0x0C: return "int";
-    case 0x0D: return "float";
-    case 0x0E: return "double";
-    default: return nullptr;
+  case 0x08:
+    return "unsigned byte";
+  case 0x09:
+    return "signed byte";
+  case 0x0B:
+    return "short";
+  case 0x0C:
+    return "int";
+  case 0x0D:
+    return "float";
+  case 0x0E:
+    return "double";
+  default:
+    return nullptr;
   }
 }
 
@@ -63,14 +70,14 @@ size_t read_some(gzFile f, uint8_t* dst, size_t n, const std::string& path) {
   return done;
 }
 
-}  // namespace
+} // namespace
 
 IdxArray read_idx(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw ValueError(path + ": IDX file not found");
   if (fs::is_directory(path, ec)) throw ValueError(path + ": is a directory, not an IDX file");
   GzFile file;
-  file.f = gzopen(path.c_str(), "rb");  // zlib reads plain files transparently
+  file.f = gzopen(path.c_str(), "rb"); // zlib reads plain files transparently
   if (!file.f) throw ValueError(path + ": cannot open IDX file");
   gzbuffer(file.f, 1 << 17);
 
@@ -138,7 +145,7 @@ uint64_t splitmix64(uint64_t x) {
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
   return x ^ (x >> 31);
 }
-}  // namespace
+} // namespace
 
 uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index) {
   uint64_t h = splitmix64(seed);
@@ -215,7 +222,7 @@ namespace {
 constexpr const char* kFashionMnistRoot = "/usr/share/datasets/fashion-mnist";
 
 class FashionMnist final : public Dataset {
- public:
+public:
   explicit FashionMnist(const Config& cfg) {
     const std::string root = cfg.get<std::string>("data_root", kFashionMnistRoot);
     const std::string split = cfg.get<std::string>("split", "train");
@@ -271,7 +278,7 @@ class FashionMnist final : public Dataset {
     return s;
   }
 
- private:
+private:
   static constexpr int64_t kNumClasses = 10;
 
   // `<root>/<name>.gz`, else `<root>/<name>`.
@@ -295,10 +302,9 @@ class FashionMnist final : public Dataset {
 };
 
 Schema fashion_mnist_schema() {
-  return Schema(
-             "Fashion-MNIST (Zalando): 28x28 grey images of 10 clothing classes, read from IDX "
-             "files (gzip or plain). Samples are 1-channel uint8 images with gt_label and "
-             "sample_idx.")
+  return Schema("Fashion-MNIST (Zalando): 28x28 grey images of 10 clothing classes, read from IDX "
+                "files (gzip or plain). Samples are 1-channel uint8 images with gt_label and "
+                "sample_idx.")
       .optional("data_root", ArgType::String, kFashionMnistRoot,
                 "folder holding {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (Debian "
                 "package dataset-fashion-mnist)")
@@ -306,7 +312,7 @@ Schema fashion_mnist_schema() {
                 "\"train\" (60000 images) or \"test\" (10000 images)");
 }
 
-}  // namespace
+} // namespace
 
 void register_datasets(Registrar& r) {
   r.add<Dataset>(
@@ -317,4 +323,4 @@ void register_datasets(Registrar& r) {
       fashion_mnist_schema());
 }
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

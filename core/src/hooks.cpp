@@ -28,15 +28,16 @@ Runner& as_runner(RunnerContext& ctx, const char* hook) {
 }
 
 class CheckpointHook final : public Hook {
- public:
+public:
   explicit CheckpointHook(const Config& cfg)
       : interval_(cfg.get<int64_t>("interval")), max_keep_(cfg.get<int64_t>("max_keep_ckpts")),
         save_last_(cfg.get<bool>("save_last")) {
     if (interval_ <= 0) cfg.fail_key("interval", "expected > 0");
-    if (!cfg.get<bool>("by_epoch")) cfg.fail_key("by_epoch", "only epoch-based checkpoints are supported");
+    if (!cfg.get<bool>("by_epoch"))
+      cfg.fail_key("by_epoch", "only epoch-based checkpoints are supported");
     if (max_keep_ == 0) cfg.fail_key("max_keep_ckpts", "expected > 0, or -1 to keep all");
   }
-  int priority() const override { return 70; }  // LOW, after the others, like MMEngine
+  int priority() const override { return 70; } // LOW, after the others, like MMEngine
 
   void after_train_epoch(RunnerContext& ctx) override {
     Runner& runner = as_runner(ctx, "CheckpointHook");
@@ -46,7 +47,7 @@ class CheckpointHook final : public Hook {
     prune(ctx.work_dir(), path);
   }
 
- private:
+private:
   void prune(const std::string& dir, const std::string& keep) const {
     static const std::regex epoch_re(R"(epoch_(\d+)\.pth)"), iter_re(R"(iter_(\d+)\.pth)");
     std::vector<std::pair<int64_t, fs::path>> epochs;
@@ -57,7 +58,7 @@ class CheckpointHook final : public Hook {
       if (std::regex_match(name, m, epoch_re)) {
         epochs.emplace_back(std::stoll(m[1]), entry.path());
       } else if (std::regex_match(name, m, iter_re) && entry.path() != keep) {
-        fs::remove(entry.path(), ec);  // an interrupted run's checkpoint, now superseded
+        fs::remove(entry.path(), ec); // an interrupted run's checkpoint, now superseded
       }
     }
     std::sort(epochs.begin(), epochs.end());
@@ -71,7 +72,7 @@ class CheckpointHook final : public Hook {
 };
 
 class KNNEvalHook final : public Hook {
- public:
+public:
   explicit KNNEvalHook(const Config& cfg)
       : interval_(cfg.get<int64_t>("interval")), k_(cfg.get<int64_t>("k")),
         temperature_(cfg.get<double>("temperature")),
@@ -120,7 +121,7 @@ class KNNEvalHook final : public Hook {
     write_file_atomic((fs::path(ctx.work_dir()) / "knn.json").string(), out.dump(2) + "\n");
   }
 
- private:
+private:
   KnnResult evaluate(RunnerContext& ctx) {
     auto& model = ctx.model();
     torch::Device device = model.parameters().empty() ? torch::Device(torch::kCPU)
@@ -135,7 +136,8 @@ class KNNEvalHook final : public Hook {
 
   std::string line(const std::string& what, const KnnResult& r) const {
     char buf[200];
-    std::snprintf(buf, sizeof buf, "kNN (k=%lld, T=%g, %lld bank / %lld queries) %s: top-1 %.2f%%, top-5 %.2f%%",
+    std::snprintf(buf, sizeof buf,
+                  "kNN (k=%lld, T=%g, %lld bank / %lld queries) %s: top-1 %.2f%%, top-5 %.2f%%",
                   (long long)k_, temperature_, (long long)r.num_bank, (long long)r.num_queries,
                   what.c_str(), r.top1, r.top5);
     return buf;
@@ -149,21 +151,23 @@ class KNNEvalHook final : public Hook {
   std::optional<KnnResult> random_;
 };
 
-}  // namespace
+} // namespace
 
 void register_hooks(Registrar& r) {
-  r.add<Hook>("CheckpointHook", [](const Config& c) { return std::make_shared<CheckpointHook>(c); },
-              Schema("Saves a checkpoint every `interval` epochs, atomically, keeping the last "
-                     "max_keep_ckpts.")
-                  .optional("interval", ArgType::Int, 1, "epochs between checkpoints")
-                  .optional("max_keep_ckpts", ArgType::Int, -1, "how many to keep (-1: all)")
-                  .optional("save_last", ArgType::Bool, true, "always save after the last epoch")
-                  .optional("by_epoch", ArgType::Bool, true, "epoch-based (the only mode)"));
+  r.add<Hook>(
+      "CheckpointHook", [](const Config& c) { return std::make_shared<CheckpointHook>(c); },
+      Schema("Saves a checkpoint every `interval` epochs, atomically, keeping the last "
+             "max_keep_ckpts.")
+          .optional("interval", ArgType::Int, 1, "epochs between checkpoints")
+          .optional("max_keep_ckpts", ArgType::Int, -1, "how many to keep (-1: all)")
+          .optional("save_last", ArgType::Bool, true, "always save after the last epoch")
+          .optional("by_epoch", ArgType::Bool, true, "epoch-based (the only mode)"));
   r.add<Hook>(
       "KNNEvalHook", [](const Config& c) { return std::make_shared<KNNEvalHook>(c); },
       Schema("Weighted kNN accuracy of global-pooled backbone features: every `interval` "
              "epochs and after training; optionally also of the random-init encoder first.")
-          .required("bank_dataloader", ArgType::Dict, "dataloader of the labelled bank (train split)")
+          .required("bank_dataloader", ArgType::Dict,
+                    "dataloader of the labelled bank (train split)")
           .required("query_dataloader", ArgType::Dict, "dataloader of the queries (test split)")
           .optional("interval", ArgType::Int, 0, "epochs between evaluations (0: only at the end)")
           .optional("k", ArgType::Int, 200, "neighbours")
@@ -172,4 +176,4 @@ void register_hooks(Registrar& r) {
                     "also evaluate the encoder before training (same init and seed)"));
 }
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

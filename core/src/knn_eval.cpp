@@ -31,9 +31,10 @@ torch::Tensor extract_features(Algorithm& model, DataLoader& loader, torch::Tens
       auto outs = model.backbone()->forward(inputs[0]);
       auto f = outs.back();
       if (f.dim() == 4) f = f.mean({2, 3});
-      feats.push_back(torch::nn::functional::normalize(
-          f.reshape({f.size(0), -1}).to(torch::kFloat32),
-          torch::nn::functional::NormalizeFuncOptions().dim(1)).cpu());
+      feats.push_back(
+          torch::nn::functional::normalize(f.reshape({f.size(0), -1}).to(torch::kFloat32),
+                                           torch::nn::functional::NormalizeFuncOptions().dim(1))
+              .cpu());
       labs.push_back(batch->gt_label.cpu());
     }
   } catch (...) {
@@ -54,7 +55,8 @@ KnnResult knn_classify(const torch::Tensor& bank, const torch::Tensor& bank_labe
   if ((bank_labels < 0).any().item<bool>() || (query_labels < 0).any().item<bool>())
     throw ValueError("kNN: every sample needs a class label (gt_label)");
   if (num_classes <= 0)
-    num_classes = std::max(bank_labels.max().item<int64_t>(), query_labels.max().item<int64_t>()) + 1;
+    num_classes =
+        std::max(bank_labels.max().item<int64_t>(), query_labels.max().item<int64_t>()) + 1;
   k = std::min<int64_t>(k, bank.size(0));
   const int64_t n = queries.size(0), chunk = 256;
   int64_t correct1 = 0, correct5 = 0;
@@ -81,4 +83,4 @@ KnnResult knn_classify(const torch::Tensor& bank, const torch::Tensor& bank_labe
   return r;
 }
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

@@ -38,7 +38,8 @@ void ProgressLogger::begin_epoch(int64_t epoch, int64_t max_epochs, int64_t num_
 }
 
 void ProgressLogger::after_iter(int64_t done, int64_t global_iter, int64_t remaining_total,
-                                double lr, const std::vector<std::pair<std::string, double>>& scalars) {
+                                double lr,
+                                const std::vector<std::pair<std::string, double>>& scalars) {
   auto now = std::chrono::steady_clock::now();
   double dt = std::chrono::duration<double>(now - last_).count();
   last_ = now;
@@ -100,4 +101,4 @@ void ProgressLogger::message(const std::string& text) {
   std::cout << text << std::endl;
 }
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

@@ -11,7 +11,7 @@
 namespace selfsup::core {
 
 class ProgressLogger {
- public:
+public:
   ProgressLogger(bool tty, int64_t interval, const std::string& jsonl_path);
   ~ProgressLogger();
 
@@ -25,7 +25,7 @@ class ProgressLogger {
   /// A line of text that does not break the bar.
   void message(const std::string& text);
 
- private:
+private:
   bool tty_;
   int64_t interval_;
   std::ofstream jsonl_;
@@ -37,4 +37,4 @@ class ProgressLogger {
 
 std::string format_duration(double seconds);
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

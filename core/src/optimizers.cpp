@@ -20,7 +20,7 @@ Schema common_schema(std::string doc) {
 }
 
 class MomentumOptimizer : public Optimizer {
- public:
+public:
   explicit MomentumOptimizer(const Config& cfg)
       : lr_(cfg.get<double>("lr")), momentum_(cfg.get<double>("momentum")),
         weight_decay_(cfg.get<double>("weight_decay")), dampening_(cfg.get<double>("dampening")),
@@ -62,7 +62,7 @@ class MomentumOptimizer : public Optimizer {
     }
   }
 
- protected:
+protected:
   /// The update direction before momentum.
   virtual torch::Tensor direction(const ParamGroup& g, const torch::Tensor& p,
                                   const torch::Tensor& grad) const {
@@ -76,19 +76,19 @@ class MomentumOptimizer : public Optimizer {
 };
 
 class SGD final : public MomentumOptimizer {
- public:
+public:
   using MomentumOptimizer::MomentumOptimizer;
 };
 
 // MMSelfSup's LARS: the trust ratio and the lr are applied before momentum.
 class LARS final : public MomentumOptimizer {
- public:
+public:
   explicit LARS(const Config& cfg)
       : MomentumOptimizer(cfg), eta_(cfg.get<double>("eta")), eps_(cfg.get<double>("eps")) {
     if (eta_ <= 0) cfg.fail_key("eta", "expected > 0");
   }
 
- protected:
+protected:
   torch::Tensor direction(const ParamGroup& g, const torch::Tensor& p,
                           const torch::Tensor& grad) const override {
     double local_lr = 1.0;
@@ -101,15 +101,16 @@ class LARS final : public MomentumOptimizer {
   }
   double scale(const ParamGroup&) const override { return 1.0; }
 
- private:
+private:
   double eta_, eps_;
 };
 
-}  // namespace
+} // namespace
 
 void register_optimizers(Registrar& r) {
-  r.add<Optimizer>("SGD", [](const Config& c) { return std::make_shared<SGD>(c); },
-                   common_schema("Stochastic gradient descent (torch.optim.SGD semantics)."));
+  r.add<Optimizer>(
+      "SGD", [](const Config& c) { return std::make_shared<SGD>(c); },
+      common_schema("Stochastic gradient descent (torch.optim.SGD semantics)."));
   r.add<Optimizer>(
       "LARS", [](const Config& c) { return std::make_shared<LARS>(c); },
       common_schema("Layer-wise adaptive rate scaling (MMSelfSup's LARS); groups with "
@@ -118,4 +119,4 @@ void register_optimizers(Registrar& r) {
           .optional("eps", ArgType::Float, 1e-8, "added to the denominator"));
 }
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

@@ -62,7 +62,7 @@ std::string fingerprint_difference(const std::string& theirs, const std::string&
   return diff.empty() ? std::string("another build fingerprint") : diff;
 }
 
-}  // namespace
+} // namespace
 
 PluginLoader::PluginLoader(Registry& registry) : registry_(registry) {
   on_refusal = [](const std::string& line) { std::cerr << line << "\n"; };
@@ -109,7 +109,7 @@ void PluginLoader::load_directory(const std::string& dir) {
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const auto& p = entry.path();
     if (p.extension() != ".so") continue;
-    if (!entry.is_regular_file(ec)) continue;  // only regular files (or links to them)
+    if (!entry.is_regular_file(ec)) continue; // only regular files (or links to them)
     files.push_back(p);
   }
   std::sort(files.begin(), files.end());
@@ -143,8 +143,8 @@ void PluginLoader::load_spec(const std::string& spec, const std::string& json_pa
     if (!fs::is_regular_file(spec, ec))
       throw ConfigError(json_path + ": plugin file '" + spec + "' does not exist");
     if (!load_file(spec))
-      throw ConfigError(json_path + ": plugin file '" + spec + "' was refused: " +
-                        refusals_.back().reason);
+      throw ConfigError(json_path + ": plugin file '" + spec +
+                        "' was refused: " + refusals_.back().reason);
     return;
   }
   // A name: already loaded, or lib<name>.so in a search folder.
@@ -174,7 +174,7 @@ bool PluginLoader::load_file(const std::string& file_in) {
     return false;
   }
   const std::string file = canonical.string();
-  if (!seen_files_.insert(file).second) return true;  // the same file reached twice: once
+  if (!seen_files_.insert(file).second) return true; // the same file reached twice: once
   if (!fs::is_regular_file(canonical, ec)) {
     refuse(file, "not a regular file");
     return false;
@@ -191,7 +191,7 @@ bool PluginLoader::load_file(const std::string& file_in) {
     try {
       symbols = info.symbols("boostdll");
     } catch (const std::exception&) {
-      symbols.clear();  // no such section
+      symbols.clear(); // no such section
     }
   } catch (const std::exception& e) {
     refuse(file, "not a shared library (" + std::string(e.what()) + ")");
@@ -207,14 +207,14 @@ bool PluginLoader::load_file(const std::string& file_in) {
   std::lock_guard<std::mutex> lock(loader_mutex());
   auto lib = std::make_shared<boost::dll::shared_library>();
   dlerror();
-  lib->load(canonical.string(),
-            boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
+  lib->load(canonical.string(), boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local,
+            ec);
   if (ec) {
     const char* why = dlerror();
     refuse(file, std::string("cannot load: ") + (why ? why : ec.message()));
     return false;
   }
-  pinned_libraries().push_back(lib);  // never unloaded, even if refused below
+  pinned_libraries().push_back(lib); // never unloaded, even if refused below
 
   // 3. Handshake.
   const PluginInfo* info = nullptr;
@@ -247,7 +247,8 @@ bool PluginLoader::load_file(const std::string& file_in) {
   }
   for (const auto& p : plugins_) {
     if (p.name == info->name) {
-      refuse(file, std::string("plugin name '") + info->name + "' is already provided by " + p.file);
+      refuse(file,
+             std::string("plugin name '") + info->name + "' is already provided by " + p.file);
       return false;
     }
   }
@@ -263,8 +264,13 @@ bool PluginLoader::load_file(const std::string& file_in) {
     refuse(file, "registers no types");
     return false;
   }
-  PluginRecord rec{info->name, info->version, file, info->selfsup_version ? info->selfsup_version : "",
-                   info->torch_version ? info->torch_version : "", info->fingerprint, {}};
+  PluginRecord rec{info->name,
+                   info->version,
+                   file,
+                   info->selfsup_version ? info->selfsup_version : "",
+                   info->torch_version ? info->torch_version : "",
+                   info->fingerprint,
+                   {}};
   try {
     registrar.commit(registry_);
   } catch (const std::exception& e) {
@@ -277,4 +283,4 @@ bool PluginLoader::load_file(const std::string& file_in) {
   return true;
 }
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

@@ -55,7 +55,7 @@ bool is_norm_module(const std::string& module_name) {
 }
 // bf16 autocast on the model's device for the forward pass; restores the previous state.
 class AutocastScope {
- public:
+public:
   AutocastScope(bool enabled, torch::Device device) : enabled_(enabled), cuda_(device.is_cuda()) {
     if (!enabled_) return;
     if (cuda_) {
@@ -85,25 +85,31 @@ class AutocastScope {
   AutocastScope(const AutocastScope&) = delete;
   AutocastScope& operator=(const AutocastScope&) = delete;
 
- private:
+private:
   bool enabled_, cuda_, was_on_ = false;
   at::ScalarType was_dtype_ = at::kBFloat16;
 };
 
-}  // namespace
+} // namespace
 
-void request_stop() { g_stop.store(true); }
-bool stop_requested() { return g_stop.load(); }
-void clear_stop_request() { g_stop.store(false); }
+void request_stop() {
+  g_stop.store(true);
+}
+bool stop_requested() {
+  return g_stop.load();
+}
+void clear_stop_request() {
+  g_stop.store(false);
+}
 
 Interrupted::Interrupted(const std::string& what) : Error(what) {}
 Interrupted::~Interrupted() = default;
 
 const std::vector<std::string>& runner_config_keys() {
   static const std::vector<std::string> keys{
-      "model",        "train_dataloader", "train_cfg", "optim_wrapper", "param_scheduler",
-      "default_hooks", "custom_hooks",    "randomness", "work_dir",     "resume",
-      "load_from",    "plugins",          "env_cfg"};
+      "model",         "train_dataloader", "train_cfg",  "optim_wrapper", "param_scheduler",
+      "default_hooks", "custom_hooks",     "randomness", "work_dir",      "resume",
+      "load_from",     "plugins",          "env_cfg"};
   return keys;
 }
 
@@ -113,9 +119,9 @@ Runner::Runner(Json cfg_json, TrainOptions options)
   check_keys(cfg, runner_config_keys());
 
   // Work dir.
-  work_dir_ = !options_.work_dir.empty()        ? options_.work_dir
-              : cfg.has("work_dir")             ? cfg.get<std::string>("work_dir")
-                                                : "work_dirs/" + options_.config_name;
+  work_dir_ = !options_.work_dir.empty() ? options_.work_dir
+              : cfg.has("work_dir")      ? cfg.get<std::string>("work_dir")
+                                         : "work_dirs/" + options_.config_name;
 
   // Resume: read the checkpoint first, its seed wins.
   std::optional<Checkpoint> resume_ckpt;
@@ -139,15 +145,15 @@ Runner::Runner(Json cfg_json, TrainOptions options)
     const Config r = cfg["randomness"];
     check_keys(r, {"seed", "deterministic", "diff_rank_seed"});
     if (r.has("seed")) seed_ = uint64_t(r.get<int64_t>("seed"));
-    if (r.has("deterministic")) (void)r.get<bool>("deterministic");  // CPU kernels are deterministic
+    if (r.has("deterministic")) (void)r.get<bool>("deterministic"); // CPU kernels are deterministic
     if (r.has("diff_rank_seed")) (void)r.get<bool>("diff_rank_seed");
   }
   if (options_.seed) seed_ = *options_.seed;
   auto meta_int = [&](const char* key) {
     const Json* v = resume_ckpt->meta.find(key);
     if (!v || !v->is_int())
-      throw ValueError(resume + ": not a selfsup training checkpoint (meta has no integer '" +
-                       key + "')");
+      throw ValueError(resume + ": not a selfsup training checkpoint (meta has no integer '" + key +
+                       "')");
     return v->as_int();
   };
   if (resume_ckpt) seed_ = uint64_t(meta_int("seed"));
@@ -217,8 +223,10 @@ Runner::Runner(Json cfg_json, TrainOptions options)
                     "sampler_seed", "visualization"});
     // Behaviours the runner always has; their entries are checked, not configurable.
     const std::vector<std::pair<std::string, std::string>> fixed{
-        {"runtime_info", "RuntimeInfoHook"}, {"timer", "IterTimerHook"},
-        {"param_scheduler", "ParamSchedulerHook"}, {"sampler_seed", "DistSamplerSeedHook"},
+        {"runtime_info", "RuntimeInfoHook"},
+        {"timer", "IterTimerHook"},
+        {"param_scheduler", "ParamSchedulerHook"},
+        {"sampler_seed", "DistSamplerSeedHook"},
         {"visualization", "VisualizationHook"}};
     for (const auto& [key, type] : fixed) {
       if (!dh.has(key)) continue;
@@ -247,7 +255,7 @@ Runner::Runner(Json cfg_json, TrainOptions options)
     Checkpoint c = load_checkpoint(from);
     load_module_state(*model_, c.state_dict, "load_from " + from);
   }
-  if (cfg.has("plugins")) (void)cfg["plugins"];  // loaded by the host before the build
+  if (cfg.has("plugins")) (void)cfg["plugins"]; // loaded by the host before the build
 
   fs::create_directories(work_dir_);
   logger_ = std::make_unique<ProgressLogger>(isatty(STDERR_FILENO) != 0, log_interval,
@@ -265,8 +273,10 @@ Runner::Runner(Json cfg_json, TrainOptions options)
     iter_ = meta_int("iter");
     skip_batches_ = iter_ - epoch_ * iters_per_epoch();
     if (skip_batches_ < 0 || skip_batches_ > iters_per_epoch())
-      throw ValueError(resume + ": its iteration count does not fit this config's data "
-                       "(iter " + std::to_string(iter_) + ", epoch " + std::to_string(epoch_) + ")");
+      throw ValueError(resume +
+                       ": its iteration count does not fit this config's data "
+                       "(iter " +
+                       std::to_string(iter_) + ", epoch " + std::to_string(epoch_) + ")");
     log("Resumed from " + resume + " at epoch " + std::to_string(epoch_) + ", iter " +
         std::to_string(iter_));
   }
@@ -274,10 +284,13 @@ Runner::Runner(Json cfg_json, TrainOptions options)
 
 Runner::~Runner() = default;
 
-int64_t Runner::iters_per_epoch() const { return loader_ ? loader_->num_batches() : 0; }
+int64_t Runner::iters_per_epoch() const {
+  return loader_ ? loader_->num_batches() : 0;
+}
 
 void Runner::build_optimizer(const Config& ow) {
-  check_keys(ow, {"type", "optimizer", "paramwise_cfg", "clip_grad", "accumulative_counts", "dtype"});
+  check_keys(ow,
+             {"type", "optimizer", "paramwise_cfg", "clip_grad", "accumulative_counts", "dtype"});
   expect_type(ow, {"OptimWrapper", "AmpOptimWrapper"});
   const bool amp = ow.get<std::string>("type") == "AmpOptimWrapper";
   if (ow.has("dtype")) {
@@ -306,7 +319,7 @@ void Runner::build_optimizer(const Config& ow) {
     bool lars_exclude = false;
   };
   std::vector<KeyRule> rules;
-  std::optional<double> norm_decay_mult, bias_decay_mult;  // applied only when set
+  std::optional<double> norm_decay_mult, bias_decay_mult; // applied only when set
   if (ow.has("paramwise_cfg")) {
     const Config pc = ow["paramwise_cfg"];
     check_keys(pc, {"custom_keys", "norm_decay_mult", "bias_decay_mult"});
@@ -349,7 +362,7 @@ void Runner::build_optimizer(const Config& ow) {
         g.lr *= rule->lr_mult;
         g.weight_decay *= rule->decay_mult;
         g.lars_exclude = rule->lars_exclude;
-      } else if (norm && norm_decay_mult) {  // MMEngine's order: norm rule, then bias rule
+      } else if (norm && norm_decay_mult) { // MMEngine's order: norm rule, then bias rule
         g.weight_decay *= *norm_decay_mult;
       } else if (p.key() == "bias" && bias_decay_mult) {
         g.weight_decay *= *bias_decay_mult;
@@ -506,8 +519,8 @@ void Runner::train() {
       if (stop_requested()) {
         logger_->end_epoch();
         const std::string path = save_checkpoint_as("iter_" + std::to_string(iter_) + ".pth");
-        throw Interrupted("stopped by a signal at iteration " + std::to_string(iter_) +
-                          "; saved " + path + " (continue with --resume auto)");
+        throw Interrupted("stopped by a signal at iteration " + std::to_string(iter_) + "; saved " +
+                          path + " (continue with --resume auto)");
       }
     }
     logger_->end_epoch();
@@ -517,4 +530,4 @@ void Runner::train() {
   for (auto& h : hooks_) h->after_run(*this);
 }
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

@@ -11,7 +11,7 @@ namespace selfsup::core {
 namespace {
 
 class LinearLR final : public ParamScheduler {
- public:
+public:
   explicit LinearLR(const Config& cfg)
       : ParamScheduler(cfg), start_(cfg.get<double>("start_factor")),
         end_(cfg.get<double>("end_factor")) {
@@ -24,12 +24,12 @@ class LinearLR final : public ParamScheduler {
     return v * (start_ + (end_ - start_) * std::min(1.0, t / steps));
   }
 
- private:
+private:
   double start_, end_;
 };
 
 class CosineAnnealingLR final : public ParamScheduler {
- public:
+public:
   explicit CosineAnnealingLR(const Config& cfg)
       : ParamScheduler(cfg), t_max_(cfg.get<double>("T_max", -1.0)),
         eta_min_(cfg.get<double>("eta_min")) {
@@ -41,12 +41,12 @@ class CosineAnnealingLR final : public ParamScheduler {
     return eta_min_ + (v - eta_min_) * (1 + std::cos(M_PI * t / T)) / 2;
   }
 
- private:
+private:
   double t_max_, eta_min_;
 };
 
 class MultiStepLR final : public ParamScheduler {
- public:
+public:
   explicit MultiStepLR(const Config& cfg)
       : ParamScheduler(cfg), milestones_(cfg.get<std::vector<double>>("milestones")),
         gamma_(cfg.get<double>("gamma")) {}
@@ -57,12 +57,12 @@ class MultiStepLR final : public ParamScheduler {
     return v;
   }
 
- private:
+private:
   std::vector<double> milestones_;
   double gamma_;
 };
 
-}  // namespace
+} // namespace
 
 void register_schedulers(Registrar& r) {
   r.add<ParamScheduler>(
@@ -83,4 +83,4 @@ void register_schedulers(Registrar& r) {
           .optional("gamma", ArgType::Float, 0.1, "factor per milestone"));
 }
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

@@ -47,7 +47,9 @@ void require_image(const Image& img, const char* who) {
                      std::to_string(img.width) + "x" + std::to_string(img.channels));
 }
 
-uint8_t clamp_u8(int v) { return uint8_t(v < 0 ? 0 : (v > 255 ? 255 : v)); }
+uint8_t clamp_u8(int v) {
+  return uint8_t(v < 0 ? 0 : (v > 255 ? 255 : v));
+}
 
 // PIL's float -> uint8 in Image.blend: truncation toward zero, clipped.
 uint8_t trunc_u8(float v) {
@@ -99,7 +101,7 @@ int interpolation_flag(const std::string& name) {
   if (name == "bilinear") return cv::INTER_LINEAR;
   if (name == "bicubic") return cv::INTER_CUBIC;
   if (name == "area") return cv::INTER_AREA;
-  return cv::INTER_LANCZOS4;  // "lanczos"
+  return cv::INTER_LANCZOS4; // "lanczos"
 }
 
 // Resizes `src` (any view) into a new image of out_h x out_w.
@@ -111,13 +113,13 @@ Image resize_to(const cv::Mat& src, int out_h, int out_w, int channels, int inte
   } else {
     cv::resize(src, dst, cv::Size(out_w, out_h), 0, 0, interp);
   }
-  if (dst.data != out.data.data())  // OpenCV reallocated (not expected): copy back
+  if (dst.data != out.data.data()) // OpenCV reallocated (not expected): copy back
     dst.copyTo(as_mat(out));
   return out;
 }
 
 class RandomResizedCrop final : public Transform {
- public:
+public:
   explicit RandomResizedCrop(const Config& cfg) {
     const Config size = cfg["size"];
     if (size.json().is_int()) {
@@ -169,7 +171,7 @@ class RandomResizedCrop final : public Transform {
         found = true;
       }
     }
-    if (!found) {  // central crop, ratio clamped
+    if (!found) { // central crop, ratio clamped
       const double in_ratio = double(width) / double(height);
       if (in_ratio < ratio_lo_) {
         tw = width;
@@ -190,7 +192,7 @@ class RandomResizedCrop final : public Transform {
     s.img = resize_to(roi, out_h_, out_w_, s.img.channels, interp_);
   }
 
- private:
+private:
   int out_h_ = 0, out_w_ = 0;
   double scale_lo_ = 0, scale_hi_ = 0;
   double ratio_lo_ = 0, ratio_hi_ = 0, log_ratio_lo_ = 0, log_ratio_hi_ = 0;
@@ -199,12 +201,11 @@ class RandomResizedCrop final : public Transform {
 };
 
 Schema random_resized_crop_schema() {
-  return Schema(
-             "Crops a random area (fraction ~U(scale) of the image, log-uniform aspect ratio, "
-             "up to max_attempts tries, then a central crop with the ratio clamped) and resizes "
-             "it to `size` (mmselfsup RandomResizedCrop). Resizing always runs on OpenCV: "
-             "backend 'pillow' is accepted for config compatibility and behaves as 'cv2' "
-             "(no PIL antialiasing when shrinking).")
+  return Schema("Crops a random area (fraction ~U(scale) of the image, log-uniform aspect ratio, "
+                "up to max_attempts tries, then a central crop with the ratio clamped) and resizes "
+                "it to `size` (mmselfsup RandomResizedCrop). Resizing always runs on OpenCV: "
+                "backend 'pillow' is accepted for config compatibility and behaves as 'cv2' "
+                "(no PIL antialiasing when shrinking).")
       .required("size", ArgType::Any, "output size: an int (square) or [h, w]")
       .optional("scale", ArgType::FloatList, Json::array({0.08, 1.0}),
                 "range [min, max] of the crop area as a fraction of the image area")
@@ -242,7 +243,7 @@ void flip_vertical(Image& img) {
 }
 
 class RandomFlip final : public Transform {
- public:
+public:
   explicit RandomFlip(const Config& cfg)
       : prob_(get_prob(cfg, "prob")),
         direction_(get_choice(cfg, "direction", {"horizontal", "vertical", "diagonal"})) {}
@@ -254,7 +255,7 @@ class RandomFlip final : public Transform {
     if (direction_ != "horizontal") flip_vertical(s.img);
   }
 
- private:
+private:
   double prob_;
   std::string direction_;
 };
@@ -291,7 +292,7 @@ void adjust_contrast(Image& img, double factor) {
 }
 
 void adjust_saturation(Image& img, double factor) {
-  if (img.channels != 3) return;  // grey images have no saturation
+  if (img.channels != 3) return; // grey images have no saturation
   const size_t n = size_t(img.height) * size_t(img.width);
   const float f = float(factor);
   uint8_t* p = img.data.data();
@@ -304,7 +305,7 @@ void adjust_saturation(Image& img, double factor) {
 }
 
 void adjust_hue(Image& img, double factor) {
-  if (img.channels != 3) return;  // PIL leaves "L" images unchanged
+  if (img.channels != 3) return; // PIL leaves "L" images unchanged
   // mmcv: h (0..255 scale) += np.uint8(hue_factor * 255), wrapping.
   const auto shift = uint8_t(int(factor * 255.0) & 0xFF);
   if (shift == 0) return;
@@ -318,7 +319,7 @@ void adjust_hue(Image& img, double factor) {
 }
 
 class ColorJitter final : public Transform {
- public:
+public:
   explicit ColorJitter(const Config& cfg)
       : brightness_(factor_range(cfg, "brightness", 1.0, 0.0, HUGE_VAL, true)),
         contrast_(factor_range(cfg, "contrast", 1.0, 0.0, HUGE_VAL, true)),
@@ -344,7 +345,7 @@ class ColorJitter final : public Transform {
     }
   }
 
- private:
+private:
   using Range = std::optional<std::pair<double, double>>;
 
   // mmselfsup ColorJitter._check_input: v -> [center - v, center + v] (the low end clipped at
@@ -379,13 +380,12 @@ class ColorJitter final : public Transform {
 };
 
 Schema color_jitter_schema() {
-  return Schema(
-             "Randomly changes brightness, contrast, saturation and hue, in a random order "
-             "(mmselfsup ColorJitter). A value v gives factors ~U[max(0, 1-v), 1+v] (hue: "
-             "U[-v, v], v <= 0.5); a list gives [min, max]. PIL ImageEnhance semantics on BGR "
-             "uint8: brightness scales, contrast blends with the mean grey level, saturation "
-             "blends with the grey image, hue rotates H in HSV. Saturation and hue leave "
-             "1-channel images unchanged. Both backends run the same code on OpenCV.")
+  return Schema("Randomly changes brightness, contrast, saturation and hue, in a random order "
+                "(mmselfsup ColorJitter). A value v gives factors ~U[max(0, 1-v), 1+v] (hue: "
+                "U[-v, v], v <= 0.5); a list gives [min, max]. PIL ImageEnhance semantics on BGR "
+                "uint8: brightness scales, contrast blends with the mean grey level, saturation "
+                "blends with the grey image, hue rotates H in HSV. Saturation and hue leave "
+                "1-channel images unchanged. Both backends run the same code on OpenCV.")
       .optional("brightness", ArgType::Any, 0.0, "jitter amount, or [min, max] factor")
       .optional("contrast", ArgType::Any, 0.0, "jitter amount, or [min, max] factor")
       .optional("saturation", ArgType::Any, 0.0, "jitter amount, or [min, max] factor")
@@ -397,7 +397,7 @@ Schema color_jitter_schema() {
 // RandomApply
 
 class RandomApply final : public Transform {
- public:
+public:
   explicit RandomApply(const Config& cfg)
       : pipeline_(cfg["transforms"]), prob_(get_prob(cfg, "prob")) {}
 
@@ -405,15 +405,14 @@ class RandomApply final : public Transform {
     if (rng.bernoulli(prob_)) pipeline_.apply(s, rng);
   }
 
- private:
+private:
   Pipeline pipeline_;
   double prob_;
 };
 
 Schema random_apply_schema() {
-  return Schema(
-             "Applies a list of transforms, all or none, with probability `prob` (mmcv "
-             "RandomApply).")
+  return Schema("Applies a list of transforms, all or none, with probability `prob` (mmcv "
+                "RandomApply).")
       .required("transforms", ArgType::List, "the transforms (a list of transform dicts)")
       .optional("prob", ArgType::Float, 0.5, "probability of applying them, in [0, 1]");
 }
@@ -422,10 +421,9 @@ Schema random_apply_schema() {
 // RandomGrayscale
 
 class RandomGrayscale final : public Transform {
- public:
+public:
   explicit RandomGrayscale(const Config& cfg)
-      : prob_(get_prob(cfg, "prob")),
-        keep_channels_(cfg.get<bool>("keep_channels")),
+      : prob_(get_prob(cfg, "prob")), keep_channels_(cfg.get<bool>("keep_channels")),
         hsv_(get_choice(cfg, "color_format", {"bgr", "rgb", "hsv"}) == "hsv") {
     const Config w = cfg["channel_weights"];
     const auto weights = w.as<std::vector<double>>();
@@ -441,7 +439,7 @@ class RandomGrayscale final : public Transform {
   void apply(Sample& s, Rng& rng) const override {
     require_image(s.img, "RandomGrayscale");
     Image& img = s.img;
-    if (hsv_ && img.channels == 3) {  // mmcv converts hsv to bgr whether it greys or not
+    if (hsv_ && img.channels == 3) { // mmcv converts hsv to bgr whether it greys or not
       cv::Mat m = as_mat(img);
       thread_local cv::Mat tmp;
       cv::cvtColor(m, tmp, cv::COLOR_HSV2BGR);
@@ -468,7 +466,7 @@ class RandomGrayscale final : public Transform {
     }
   }
 
- private:
+private:
   double prob_;
   bool keep_channels_;
   bool hsv_;
@@ -476,10 +474,9 @@ class RandomGrayscale final : public Transform {
 };
 
 Schema random_grayscale_schema() {
-  return Schema(
-             "Converts the image to grey with probability `prob`: sum_c w_c x_c / sum_c w_c "
-             "(mmcv RandomGrayscale). MMSelfSup configs use channel_weights [0.114, 0.587, "
-             "0.2989], the luma weights in BGR order. 1-channel images are left unchanged.")
+  return Schema("Converts the image to grey with probability `prob`: sum_c w_c x_c / sum_c w_c "
+                "(mmcv RandomGrayscale). MMSelfSup configs use channel_weights [0.114, 0.587, "
+                "0.2989], the luma weights in BGR order. 1-channel images are left unchanged.")
       .optional("prob", ArgType::Float, 0.1, "probability of converting, in [0, 1]")
       .optional("keep_channels", ArgType::Bool, false,
                 "true: keep 3 channels (grey replicated); false: output 1 channel")
@@ -493,10 +490,9 @@ Schema random_grayscale_schema() {
 // RandomGaussianBlur
 
 class RandomGaussianBlur final : public Transform {
- public:
+public:
   explicit RandomGaussianBlur(const Config& cfg)
-      : sigma_min_(cfg.get<double>("sigma_min")),
-        sigma_max_(cfg.get<double>("sigma_max")),
+      : sigma_min_(cfg.get<double>("sigma_min")), sigma_max_(cfg.get<double>("sigma_max")),
         prob_(get_prob(cfg, "prob")) {
     if (!(sigma_min_ >= 0.0))
       cfg.fail_key("sigma_min",
@@ -511,7 +507,7 @@ class RandomGaussianBlur final : public Transform {
     require_image(s.img, "RandomGaussianBlur");
     if (!rng.bernoulli(prob_)) return;
     const double sigma = rng.uniform(sigma_min_, sigma_max_);
-    if (sigma <= 0.0) return;  // PIL radius 0: identity
+    if (sigma <= 0.0) return; // PIL radius 0: identity
     Image& img = s.img;
     // Kernel radius 3 sigma, but no wider than the image needs (replicated borders).
     const int cap = 2 * std::max(img.height, img.width) + 1;
@@ -528,16 +524,15 @@ class RandomGaussianBlur final : public Transform {
     }
   }
 
- private:
+private:
   double sigma_min_, sigma_max_, prob_;
 };
 
 Schema random_gaussian_blur_schema() {
-  return Schema(
-             "Gaussian blur with probability `prob`, sigma ~U[sigma_min, sigma_max] (mmselfsup "
-             "RandomGaussianBlur; PIL's GaussianBlur(radius=sigma), i.e. radius = standard "
-             "deviation). Runs cv::GaussianBlur with a (2*ceil(3 sigma)+1)^2 kernel and "
-             "replicated borders.")
+  return Schema("Gaussian blur with probability `prob`, sigma ~U[sigma_min, sigma_max] (mmselfsup "
+                "RandomGaussianBlur; PIL's GaussianBlur(radius=sigma), i.e. radius = standard "
+                "deviation). Runs cv::GaussianBlur with a (2*ceil(3 sigma)+1)^2 kernel and "
+                "replicated borders.")
       .required("sigma_min", ArgType::Float, "smallest standard deviation, >= 0")
       .required("sigma_max", ArgType::Float, "largest standard deviation, >= sigma_min")
       .optional("prob", ArgType::Float, 0.5, "probability of blurring, in [0, 1]");
@@ -547,7 +542,7 @@ Schema random_gaussian_blur_schema() {
 // RandomSolarize
 
 class RandomSolarize final : public Transform {
- public:
+public:
   explicit RandomSolarize(const Config& cfg) : prob_(get_prob(cfg, "prob")) {
     const double thr = cfg.get<double>("threshold");
     for (int v = 0; v < 256; ++v) lut_[size_t(v)] = v < thr ? uint8_t(v) : uint8_t(255 - v);
@@ -558,15 +553,14 @@ class RandomSolarize final : public Transform {
     if (rng.bernoulli(prob_)) apply_lut(s.img, lut_);
   }
 
- private:
+private:
   double prob_;
   Lut lut_{};
 };
 
 Schema random_solarize_schema() {
-  return Schema(
-             "Solarizes with probability `prob`: x < threshold ? x : 255 - x (mmselfsup "
-             "RandomSolarize, BYOL).")
+  return Schema("Solarizes with probability `prob`: x < threshold ? x : 255 - x (mmselfsup "
+                "RandomSolarize, BYOL).")
       .optional("threshold", ArgType::Float, 128, "pixels at or above it are inverted")
       .optional("prob", ArgType::Float, 0.5, "probability of solarizing, in [0, 1]");
 }
@@ -575,7 +569,7 @@ Schema random_solarize_schema() {
 // MultiView
 
 class MultiView final : public Transform {
- public:
+public:
   explicit MultiView(const Config& cfg) {
     const Config list = cfg["transforms"];
     const Config nv = cfg["num_views"];
@@ -622,15 +616,14 @@ class MultiView final : public Transform {
     }
   }
 
- private:
+private:
   std::vector<std::pair<std::shared_ptr<Pipeline>, int>> pipelines_;
 };
 
 Schema multi_view_schema() {
-  return Schema(
-             "Runs each pipeline num_views[i] times on a copy of the sample and collects the "
-             "resulting images as the sample's views, in order (mmselfsup MultiView). The "
-             "single `img` is consumed.")
+  return Schema("Runs each pipeline num_views[i] times on a copy of the sample and collects the "
+                "resulting images as the sample's views, in order (mmselfsup MultiView). The "
+                "single `img` is consumed.")
       .required("transforms", ArgType::List, "a list of pipelines, each a list of transform dicts")
       .required("num_views", ArgType::Any,
                 "views per pipeline: a list of ints (same length as transforms), or one int");
@@ -640,7 +633,7 @@ Schema multi_view_schema() {
 // PackSelfSupInputs
 
 class PackSelfSupInputs final : public Transform {
- public:
+public:
   explicit PackSelfSupInputs(const Config& cfg) {
     get_choice(cfg, "key", {"img"});
     for (const char* key : {"algorithm_keys", "pseudo_label_keys", "meta_keys"}) {
@@ -664,10 +657,9 @@ class PackSelfSupInputs final : public Transform {
 };
 
 Schema pack_schema() {
-  return Schema(
-             "Packs the sample for the model (mmselfsup PackSelfSupInputs): a single image "
-             "becomes the only view. Batches always carry gt_label and sample_idx; the key "
-             "lists are checked for compatibility.")
+  return Schema("Packs the sample for the model (mmselfsup PackSelfSupInputs): a single image "
+                "becomes the only view. Batches always carry gt_label and sample_idx; the key "
+                "lists are checked for compatibility.")
       .optional("key", ArgType::String, "img", "the image key; only 'img'")
       .optional("algorithm_keys", ArgType::StringList, Json::array(),
                 "keys for the algorithm: 'gt_label', 'sample_idx'")
@@ -681,7 +673,7 @@ Schema pack_schema() {
 // ColorConvert
 
 class ColorConvert final : public Transform {
- public:
+public:
   explicit ColorConvert(const Config& cfg) : channels_(cfg.get<int>("channels")) {
     if (channels_ != 1 && channels_ != 3)
       cfg.fail_key("channels", "expected 1 or 3, got " + std::to_string(channels_));
@@ -708,23 +700,21 @@ class ColorConvert final : public Transform {
     img = std::move(out);
   }
 
- private:
+private:
   int channels_;
 };
 
 Schema color_convert_schema() {
-  return Schema(
-             "Sets the number of channels: 1 -> 3 replicates grey into B, G and R; 3 -> 1 "
-             "takes the luma (0.299 R + 0.587 G + 0.114 B) of the BGR image.")
+  return Schema("Sets the number of channels: 1 -> 3 replicates grey into B, G and R; 3 -> 1 "
+                "takes the luma (0.299 R + 0.587 G + 0.114 B) of the BGR image.")
       .required("channels", ArgType::Int, "1 or 3");
 }
 
-template <class T>
-std::shared_ptr<Transform> make(const Config& cfg) {
+template <class T> std::shared_ptr<Transform> make(const Config& cfg) {
   return std::make_shared<T>(cfg);
 }
 
-}  // namespace
+} // namespace
 
 void register_transforms(Registrar& r) {
   r.add<Transform>("RandomResizedCrop", &make<RandomResizedCrop>, random_resized_crop_schema());
@@ -739,4 +729,4 @@ void register_transforms(Registrar& r) {
   r.add<Transform>("ColorConvert", &make<ColorConvert>, color_convert_schema());
 }
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

@@ -14,7 +14,7 @@ using selfsup::Schema;
 
 /// Expander: [avgpool] -> (Linear -> BN -> ReLU) x (num_layers - 1) -> Linear.
 class VICRegProjector final : public selfsup::Neck {
- public:
+public:
   explicit VICRegProjector(const Config& cfg) : with_avg_pool_(cfg.get<bool>("with_avg_pool")) {
     const int64_t in = cfg.get<int64_t>("in_channels"), hid = cfg.get<int64_t>("hid_channels"),
                   out = cfg.get<int64_t>("out_channels"), layers = cfg.get<int64_t>("num_layers");
@@ -49,7 +49,7 @@ class VICRegProjector final : public selfsup::Neck {
     return {mlp_->forward(h.flatten(1))};
   }
 
- private:
+private:
   bool with_avg_pool_;
   torch::nn::Sequential mlp_;
 };
@@ -57,7 +57,7 @@ class VICRegProjector final : public selfsup::Neck {
 /// lambda * MSE(za, zb) + mu * [hinge(gamma - std) of each branch] + nu * [off-diagonal
 /// covariance^2 / D of each branch].
 class VICRegLoss final : public selfsup::Loss {
- public:
+public:
   explicit VICRegLoss(const Config& cfg)
       : sim_(cfg.get<double>("sim_coeff")), std_(cfg.get<double>("std_coeff")),
         cov_(cfg.get<double>("cov_coeff")), gamma_(cfg.get<double>("gamma")),
@@ -76,7 +76,8 @@ class VICRegLoss final : public selfsup::Loss {
 
   torch::Tensor forward(const torch::Tensor& za, const torch::Tensor& zb) override {
     TORCH_CHECK(za.sizes() == zb.sizes() && za.dim() == 2 && za.size(0) > 1,
-                "VICRegLoss expects two [N>1, D] embeddings, got ", za.sizes(), " and ", zb.sizes());
+                "VICRegLoss expects two [N>1, D] embeddings, got ", za.sizes(), " and ",
+                zb.sizes());
     const int64_t n = za.size(0), d = za.size(1);
     auto invariance = torch::mse_loss(za, zb);
     auto a = za - za.mean(0), b = zb - zb.mean(0);
@@ -90,13 +91,13 @@ class VICRegLoss final : public selfsup::Loss {
     return sim_ * invariance + std_ * variance + cov_ * covariance;
   }
 
- private:
+private:
   double sim_, std_, cov_, gamma_, eps_;
 };
 
 /// Each view through backbone and expander separately, then the VICReg loss.
 class VICReg final : public selfsup::BaseModel {
- public:
+public:
   explicit VICReg(const Config& cfg) : BaseModel(cfg) {
     if (!neck_) cfg.fail_key("neck", "VICReg needs a neck (the expander)");
     loss_ = register_module("loss", selfsup::build<selfsup::Loss>(cfg["loss"]));
@@ -116,20 +117,21 @@ class VICReg final : public selfsup::BaseModel {
     return {{"loss", loss_->forward(za, zb)}};
   }
 
- private:
+private:
   std::shared_ptr<selfsup::Loss> loss_;
 };
 
 void register_types(selfsup::Registrar& r) {
-  r.add<selfsup::Neck>("VICRegProjector",
-                       [](const Config& c) { return std::make_shared<VICRegProjector>(c); },
-                       VICRegProjector::schema());
-  r.add<selfsup::Loss>("VICRegLoss", [](const Config& c) { return std::make_shared<VICRegLoss>(c); },
-                       VICRegLoss::schema());
-  r.add<selfsup::Algorithm>("VICReg", [](const Config& c) { return std::make_shared<VICReg>(c); },
-                            VICReg::schema());
+  r.add<selfsup::Neck>(
+      "VICRegProjector", [](const Config& c) { return std::make_shared<VICRegProjector>(c); },
+      VICRegProjector::schema());
+  r.add<selfsup::Loss>(
+      "VICRegLoss", [](const Config& c) { return std::make_shared<VICRegLoss>(c); },
+      VICRegLoss::schema());
+  r.add<selfsup::Algorithm>(
+      "VICReg", [](const Config& c) { return std::make_shared<VICReg>(c); }, VICReg::schema());
 }
 
-}  // namespace vicreg
+} // namespace vicreg
 
 SELFSUP_PLUGIN("vicreg", "0.1.0", vicreg::register_types)

@@ -17,9 +17,9 @@ void load_plugins(core::PluginLoader& loader, const std::vector<std::string>& di
   loader.load_default_locations(dirs);
 }
 
-boost::program_options::variables_map parse_with_config(
-    int argc, char** argv, const boost::program_options::options_description& opts,
-    std::string& config) {
+boost::program_options::variables_map
+parse_with_config(int argc, char** argv, const boost::program_options::options_description& opts,
+                  std::string& config) {
   namespace po = boost::program_options;
   po::options_description hidden;
   hidden.add_options()("config", po::value(&config));
@@ -51,4 +51,4 @@ Json load_config(const std::string& path, const std::vector<std::string>& overri
   return cfg;
 }
 
-}  // namespace selfsup::host
+} // namespace selfsup::host

@@ -23,12 +23,12 @@ Json load_config(const std::string& path, const std::vector<std::string>& overri
                  core::PluginLoader* loader);
 
 /// Parses `opts` plus one positional CONFIG argument into `config`.
-boost::program_options::variables_map parse_with_config(
-    int argc, char** argv, const boost::program_options::options_description& opts,
-    std::string& config);
+boost::program_options::variables_map
+parse_with_config(int argc, char** argv, const boost::program_options::options_description& opts,
+                  std::string& config);
 
 int cmd_train(int argc, char** argv);
 int cmd_list(int argc, char** argv);
 int cmd_config(int argc, char** argv);
 
-}  // namespace selfsup::host
+} // namespace selfsup::host

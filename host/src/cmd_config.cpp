@@ -11,8 +11,8 @@ namespace selfsup::host {
 int cmd_config(int argc, char** argv) {
   po::options_description opts("selfsup config CONFIG [--cfg-options K=V ...]");
   std::vector<std::string> overrides;
-  opts.add_options()("help,h", "show this help")(
-      "cfg-options", po::value(&overrides)->multitoken(), "override config keys: a.b=value ...");
+  opts.add_options()("help,h", "show this help")("cfg-options", po::value(&overrides)->multitoken(),
+                                                 "override config keys: a.b=value ...");
   std::string config;
   po::variables_map vm = parse_with_config(argc, argv, opts, config);
   if (vm.count("help")) {
@@ -27,4 +27,4 @@ int cmd_config(int argc, char** argv) {
   return kOk;
 }
 
-}  // namespace selfsup::host
+} // namespace selfsup::host

@@ -15,8 +15,8 @@ int cmd_list(int argc, char** argv) {
   std::vector<std::string> plugin_dirs;
   opts.add_options()("help,h", "show this help")("verbose,v", "also print each type's arguments")(
       "json", "machine-readable output: {plugins, types: {kind: [...]}, refused}")(
-      "plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)")
-      ("allow-insecure-plugins", "load plugins from folders or files others can write to");
+      "plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)")(
+      "allow-insecure-plugins", "load plugins from folders or files others can write to");
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
   po::notify(vm);
@@ -27,7 +27,7 @@ int cmd_list(int argc, char** argv) {
   }
   const bool verbose = vm.count("verbose") > 0;
   core::PluginLoader loader;
-  if (vm.count("json")) loader.on_refusal = nullptr;  // reported inside the JSON instead
+  if (vm.count("json")) loader.on_refusal = nullptr; // reported inside the JSON instead
   load_plugins(loader, plugin_dirs, vm.count("allow-insecure-plugins") > 0);
   const auto& registry = Registry::global();
 
@@ -48,7 +48,9 @@ int cmd_list(int argc, char** argv) {
       for (const auto* e : registry.entries(kind)) {
         Json j = Json::object({{"name", e->name}, {"plugin", e->plugin}, {"file", e->file}});
         j.set("doc", e->schema.doc());
-        if (verbose) j.set("args", e->schema.to_json().find("args") ? *e->schema.to_json().find("args") : Json::array());
+        if (verbose)
+          j.set("args", e->schema.to_json().find("args") ? *e->schema.to_json().find("args")
+                                                         : Json::array());
         list.push_back(std::move(j));
       }
       types.set(kind, std::move(list));
@@ -91,4 +93,4 @@ int cmd_list(int argc, char** argv) {
   return kOk;
 }
 
-}  // namespace selfsup::host
+} // namespace selfsup::host

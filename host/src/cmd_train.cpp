@@ -13,17 +13,19 @@ namespace po = boost::program_options;
 namespace selfsup::host {
 
 namespace {
-extern "C" void on_signal(int) { core::request_stop(); }
+extern "C" void on_signal(int) {
+  core::request_stop();
+}
 
 void install_signal_handlers() {
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESETHAND;  // a second signal ends the process at once
+  sa.sa_flags = SA_RESETHAND; // a second signal ends the process at once
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 }
-}  // namespace
+} // namespace
 
 int cmd_train(int argc, char** argv) {
   po::options_description opts("selfsup train CONFIG [options]");
@@ -31,19 +33,20 @@ int cmd_train(int argc, char** argv) {
   std::string work_dir, resume, device = "cpu";
   int64_t seed = -1;
   int threads = 0;
-  opts.add_options()
-      ("help,h", "show this help")
-      ("work-dir", po::value(&work_dir), "where logs, checkpoints and the merged config go "
-                                         "(default: cfg.work_dir, else work_dirs/<config name>)")
-      ("cfg-options", po::value(&overrides)->multitoken(),
-       "override config keys: a.b=value ... (numbers, true/false, null, [lists], strings)")
-      ("resume", po::value(&resume), "continue from a checkpoint path, or 'auto' for the latest "
-                                     "in the work dir")
-      ("seed", po::value(&seed), "random seed (default: cfg.randomness.seed, else 0)")
-      ("threads", po::value(&threads), "compute threads (default: all cores)")
-      ("device", po::value(&device), "cpu or cuda")
-      ("plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)")
-      ("allow-insecure-plugins", "load plugins from folders or files others can write to");
+  opts.add_options()("help,h",
+                     "show this help")("work-dir", po::value(&work_dir),
+                                       "where logs, checkpoints and the merged config go "
+                                       "(default: cfg.work_dir, else work_dirs/<config name>)")(
+      "cfg-options", po::value(&overrides)->multitoken(),
+      "override config keys: a.b=value ... (numbers, true/false, null, [lists], strings)")(
+      "resume", po::value(&resume),
+      "continue from a checkpoint path, or 'auto' for the latest "
+      "in the work dir")("seed", po::value(&seed),
+                         "random seed (default: cfg.randomness.seed, else 0)")(
+      "threads", po::value(&threads),
+      "compute threads (default: all cores)")("device", po::value(&device), "cpu or cuda")(
+      "plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)")(
+      "allow-insecure-plugins", "load plugins from folders or files others can write to");
   std::string config;
   po::variables_map vm = parse_with_config(argc, argv, opts, config);
   if (vm.count("help")) {
@@ -73,4 +76,4 @@ int cmd_train(int argc, char** argv) {
   return kOk;
 }
 
-}  // namespace selfsup::host
+} // namespace selfsup::host

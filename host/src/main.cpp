@@ -47,7 +47,7 @@ int dispatch(int argc, char** argv) {
   return kUsage;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char** argv) {
   using namespace selfsup::host;

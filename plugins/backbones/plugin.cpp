@@ -11,6 +11,6 @@ void register_types(selfsup::Registrar& r) {
   r.add<selfsup::Backbone>("ResNet_CIFAR", &make_resnet, resnet_schema("cifar"));
 }
 
-}  // namespace selfsup::plugins::backbones
+} // namespace selfsup::plugins::backbones
 
 SELFSUP_PLUGIN("backbones", "0.1.0", selfsup::plugins::backbones::register_types)

@@ -40,7 +40,7 @@ std::string join(const std::vector<int64_t>& v) {
   return s.str();
 }
 
-}  // namespace
+} // namespace
 
 // ---- options ---------------------------------------------------------------------------
 
@@ -85,9 +85,9 @@ ResNetOptions ResNetOptions::from_config(const Config& cfg) {
   for (auto i : out)
     if (i < 0 || i > o.num_stages())
       cfg.fail_key("out_indices", "index " + std::to_string(i) + " is out of range [0, " +
-                                      std::to_string(o.num_stages()) +
-                                      "] (0 = stem, 1.." + std::to_string(o.num_stages()) +
-                                      " = stages), got " + join(out));
+                                      std::to_string(o.num_stages()) + "] (0 = stem, 1.." +
+                                      std::to_string(o.num_stages()) + " = stages), got " +
+                                      join(out));
   auto sorted = out;
   std::sort(sorted.begin(), sorted.end());
   if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
@@ -97,12 +97,13 @@ ResNetOptions ResNetOptions::from_config(const Config& cfg) {
   o.stem(cfg.get<std::string>("stem", "imagenet"));
   if (o.stem() != "imagenet" && o.stem() != "cifar")
     cfg.fail_key("stem", "expected 'imagenet' (7x7/2 conv + max-pool) or 'cifar' (3x3/1 conv, "
-                         "no max-pool), got \"" + o.stem() + "\"");
+                         "no max-pool), got \"" +
+                             o.stem() + "\"");
 
   const auto style = cfg.get<std::string>("style", "pytorch");
   if (style != "pytorch")
-    cfg.fail_key("style", "only 'pytorch' (stride on the 3x3 conv) is supported, got \"" + style +
-                              "\"");
+    cfg.fail_key("style",
+                 "only 'pytorch' (stride on the 3x3 conv) is supported, got \"" + style + "\"");
 
   o.frozen_stages(cfg.get<int64_t>("frozen_stages", -1));
   if (o.frozen_stages() < -1 || o.frozen_stages() > o.num_stages())
@@ -116,15 +117,17 @@ ResNetOptions ResNetOptions::from_config(const Config& cfg) {
 
 // ---- module ----------------------------------------------------------------------------
 
-ResNetImpl::ResNetImpl(const ResNetOptions& options_) : options(options_) { reset(); }
+ResNetImpl::ResNetImpl(const ResNetOptions& options_) : options(options_) {
+  reset();
+}
 
 void ResNetImpl::reset() {
   const Arch* arch = find_arch(options.depth());
   if (!arch) throw ValueError("ResNet: unsupported depth " + std::to_string(options.depth()));
   bottleneck_ = arch->bottleneck;
   const int64_t expansion = bottleneck_ ? BottleneckImpl::kExpansion : BasicBlockImpl::kExpansion;
-  const int64_t stem = options.stem_channels() > 0 ? options.stem_channels()
-                                                   : options.base_channels();
+  const int64_t stem =
+      options.stem_channels() > 0 ? options.stem_channels() : options.base_channels();
   const auto n = static_cast<size_t>(options.num_stages());
   auto strides = options.strides();
   auto dilations = options.dilations();
@@ -144,10 +147,9 @@ void ResNetImpl::reset() {
   int64_t inplanes = stem;
   for (size_t i = 0; i < n; ++i) {
     const int64_t planes = options.base_channels() << i;
-    layers_.push_back(register_module(
-        "layer" + std::to_string(i + 1),
-        ResLayer(bottleneck_, inplanes, planes, arch->blocks[i], strides[i], dilations[i],
-                 options.norm_cfg())));
+    layers_.push_back(register_module("layer" + std::to_string(i + 1),
+                                      ResLayer(bottleneck_, inplanes, planes, arch->blocks[i],
+                                               strides[i], dilations[i], options.norm_cfg())));
     inplanes = planes * expansion;
     stage_channels.push_back(inplanes);
   }
@@ -213,11 +215,10 @@ std::vector<torch::Tensor> ResNetImpl::forward(const torch::Tensor& x) {
 
 void ResNetImpl::pretty_print(std::ostream& stream) const {
   stream << "selfsup::plugins::backbones::ResNet(depth=" << options.depth()
-         << ", block=" << (bottleneck_ ? "Bottleneck" : "BasicBlock")
-         << ", stem=" << options.stem() << ", in_channels=" << options.in_channels()
-         << ", base_channels=" << options.base_channels()
-         << ", num_stages=" << options.num_stages() << ", out_indices=" << join(out_indices_)
-         << ", out_channels=" << join(out_channels_)
+         << ", block=" << (bottleneck_ ? "Bottleneck" : "BasicBlock") << ", stem=" << options.stem()
+         << ", in_channels=" << options.in_channels()
+         << ", base_channels=" << options.base_channels() << ", num_stages=" << options.num_stages()
+         << ", out_indices=" << join(out_indices_) << ", out_channels=" << join(out_channels_)
          << ", norm=" << options.norm_cfg().type;
   if (options.frozen_stages() >= 0) stream << ", frozen_stages=" << options.frozen_stages();
   if (options.norm_eval()) stream << ", norm_eval=true";
@@ -270,4 +271,4 @@ std::shared_ptr<selfsup::Backbone> make_resnet(const Config& cfg) {
   return std::make_shared<ResNetImpl>(ResNetOptions::from_config(cfg));
 }
 
-}  // namespace selfsup::plugins::backbones
+} // namespace selfsup::plugins::backbones

@@ -50,7 +50,7 @@ struct ResNetOptions {
 };
 
 class ResNetImpl final : public selfsup::Backbone {
- public:
+public:
   explicit ResNetImpl(const ResNetOptions& options);
 
   std::vector<torch::Tensor> forward(const torch::Tensor& x) override;
@@ -65,11 +65,11 @@ class ResNetImpl final : public selfsup::Backbone {
 
   ResNetOptions options;
 
- private:
+private:
   void freeze_stages();
 
   bool bottleneck_ = false;
-  std::vector<int64_t> out_indices_;  // sorted, unique
+  std::vector<int64_t> out_indices_; // sorted, unique
   std::vector<int64_t> out_channels_;
   torch::nn::Conv2d conv1_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr};
@@ -80,4 +80,4 @@ class ResNetImpl final : public selfsup::Backbone {
 selfsup::Schema resnet_schema(const std::string& default_stem);
 std::shared_ptr<selfsup::Backbone> make_resnet(const Config& cfg);
 
-}  // namespace selfsup::plugins::backbones
+} // namespace selfsup::plugins::backbones

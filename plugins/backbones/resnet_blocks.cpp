@@ -33,12 +33,12 @@ void print_block(std::ostream& s, const char* name, int64_t inplanes, int64_t pl
   s << ")";
 }
 
-}  // namespace
+} // namespace
 
 // ---- BasicBlock ------------------------------------------------------------------------
 
-BasicBlockImpl::BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride,
-                               int64_t dilation, const NormCfg& norm) {
+BasicBlockImpl::BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
+                               const NormCfg& norm) {
   // Registration order = torchvision's state_dict order: conv1, bn1, conv2, bn2, downsample.
   conv1_ = register_module("conv1", make_conv(inplanes, planes, 3, stride, dilation));
   bn1_ = register_module("bn1", norm.make_2d(planes));
@@ -57,15 +57,15 @@ torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
 }
 
 void BasicBlockImpl::pretty_print(std::ostream& stream) const {
-  print_block(stream, "BasicBlock", conv1_->options.in_channels(),
-              conv1_->options.out_channels(), kExpansion, conv1_->options.stride()->at(0),
-              conv1_->options.dilation()->at(0), !downsample_.is_empty());
+  print_block(stream, "BasicBlock", conv1_->options.in_channels(), conv1_->options.out_channels(),
+              kExpansion, conv1_->options.stride()->at(0), conv1_->options.dilation()->at(0),
+              !downsample_.is_empty());
 }
 
 // ---- Bottleneck ------------------------------------------------------------------------
 
-BottleneckImpl::BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride,
-                               int64_t dilation, const NormCfg& norm) {
+BottleneckImpl::BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
+                               const NormCfg& norm) {
   conv1_ = register_module("conv1", make_conv(inplanes, planes, 1, 1));
   bn1_ = register_module("bn1", norm.make_2d(planes));
   conv2_ = register_module("conv2", make_conv(planes, planes, 3, stride, dilation));
@@ -86,16 +86,15 @@ torch::Tensor BottleneckImpl::forward(const torch::Tensor& x) {
 }
 
 void BottleneckImpl::pretty_print(std::ostream& stream) const {
-  print_block(stream, "Bottleneck", conv1_->options.in_channels(),
-              conv1_->options.out_channels(), kExpansion, conv2_->options.stride()->at(0),
-              conv2_->options.dilation()->at(0), !downsample_.is_empty());
+  print_block(stream, "Bottleneck", conv1_->options.in_channels(), conv1_->options.out_channels(),
+              kExpansion, conv2_->options.stride()->at(0), conv2_->options.dilation()->at(0),
+              !downsample_.is_empty());
 }
 
 // ---- ResLayer --------------------------------------------------------------------------
 
-ResLayerImpl::ResLayerImpl(bool bottleneck, int64_t inplanes, int64_t planes,
-                           int64_t num_blocks, int64_t stride, int64_t dilation,
-                           const NormCfg& norm) {
+ResLayerImpl::ResLayerImpl(bool bottleneck, int64_t inplanes, int64_t planes, int64_t num_blocks,
+                           int64_t stride, int64_t dilation, const NormCfg& norm) {
   const int64_t expansion = bottleneck ? BottleneckImpl::kExpansion : BasicBlockImpl::kExpansion;
   for (int64_t i = 0; i < num_blocks; ++i) {
     const int64_t in = i == 0 ? inplanes : planes * expansion;
@@ -118,4 +117,4 @@ void ResLayerImpl::pretty_print(std::ostream& stream) const {
   stream << "selfsup::plugins::backbones::ResLayer(blocks=" << blocks_.size() << ")";
 }
 
-}  // namespace selfsup::plugins::backbones
+} // namespace selfsup::plugins::backbones

@@ -28,7 +28,7 @@ torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t kernel, int64_t str
 
 /// A residual block: forward plus access to the norm layer that `zero_init_residual` zeroes.
 class ResBlockImpl : public torch::nn::Module {
- public:
+public:
   virtual torch::Tensor forward(const torch::Tensor& x) = 0;
   /// The last norm layer of the residual branch (bn2 of BasicBlock, bn3 of Bottleneck).
   [[nodiscard]] virtual torch::nn::BatchNorm2d last_norm() const = 0;
@@ -36,7 +36,7 @@ class ResBlockImpl : public torch::nn::Module {
 
 /// torchvision's BasicBlock: conv1 (3x3, stride) - bn1 - relu - conv2 (3x3) - bn2, + identity.
 class BasicBlockImpl final : public ResBlockImpl {
- public:
+public:
   static constexpr int64_t kExpansion = 1;
   BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
                  const NormCfg& norm);
@@ -44,7 +44,7 @@ class BasicBlockImpl final : public ResBlockImpl {
   [[nodiscard]] torch::nn::BatchNorm2d last_norm() const override { return bn2_; }
   void pretty_print(std::ostream& stream) const override;
 
- private:
+private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
   torch::nn::Sequential downsample_{nullptr};
@@ -53,7 +53,7 @@ class BasicBlockImpl final : public ResBlockImpl {
 /// torchvision's Bottleneck (v1.5): conv1 (1x1) - bn1 - relu - conv2 (3x3, stride) - bn2 -
 /// relu - conv3 (1x1, x4) - bn3, + identity.
 class BottleneckImpl final : public ResBlockImpl {
- public:
+public:
   static constexpr int64_t kExpansion = 4;
   BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
                  const NormCfg& norm);
@@ -61,7 +61,7 @@ class BottleneckImpl final : public ResBlockImpl {
   [[nodiscard]] torch::nn::BatchNorm2d last_norm() const override { return bn3_; }
   void pretty_print(std::ostream& stream) const override;
 
- private:
+private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};
   torch::nn::Sequential downsample_{nullptr};
@@ -70,18 +70,16 @@ class BottleneckImpl final : public ResBlockImpl {
 /// One stage: `num_blocks` blocks registered as "0", "1", ...; the first one carries the
 /// stride and, when the shape changes, a `downsample` (1x1 conv + norm) shortcut.
 class ResLayerImpl final : public torch::nn::Module {
- public:
+public:
   ResLayerImpl(bool bottleneck, int64_t inplanes, int64_t planes, int64_t num_blocks,
                int64_t stride, int64_t dilation, const NormCfg& norm);
   torch::Tensor forward(torch::Tensor x);
-  [[nodiscard]] const std::vector<std::shared_ptr<ResBlockImpl>>& blocks() const {
-    return blocks_;
-  }
+  [[nodiscard]] const std::vector<std::shared_ptr<ResBlockImpl>>& blocks() const { return blocks_; }
   void pretty_print(std::ostream& stream) const override;
 
- private:
+private:
   std::vector<std::shared_ptr<ResBlockImpl>> blocks_;
 };
 TORCH_MODULE(ResLayer);
 
-}  // namespace selfsup::plugins::backbones
+} // namespace selfsup::plugins::backbones

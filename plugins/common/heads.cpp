@@ -51,8 +51,8 @@ ClsHeadOptions ClsHeadOptions::from_config(const Config& cfg) {
 
 ClsHeadImpl::ClsHeadImpl(const ClsHeadOptions& options_, std::shared_ptr<selfsup::Loss> loss)
     : options(options_) {
-  fc_cls_ = register_module("fc_cls",
-                            torch::nn::Linear(options.in_channels(), options.num_classes()));
+  fc_cls_ =
+      register_module("fc_cls", torch::nn::Linear(options.in_channels(), options.num_classes()));
   {
     // MMSelfSup's init_cfg: Normal(std=0.01) on Linear (bias 0).
     torch::NoGradGuard no_grad;
@@ -73,8 +73,7 @@ torch::Tensor ClsHeadImpl::logits(const std::vector<torch::Tensor>& inputs) {
     x = inputs[0];
   }
   if (options.with_avg_pool()) {
-    TORCH_CHECK(x.dim() == 4, "ClsHead: with_avg_pool needs a [N, C, H, W] input, got ",
-                x.sizes());
+    TORCH_CHECK(x.dim() == 4, "ClsHead: with_avg_pool needs a [N, C, H, W] input, got ", x.sizes());
     x = torch::adaptive_avg_pool2d(x, {1, 1});
   }
   x = x.reshape({x.size(0), -1});
@@ -108,8 +107,8 @@ LatentPredictHeadImpl::LatentPredictHeadImpl(std::shared_ptr<selfsup::Neck> pred
 
 torch::Tensor LatentPredictHeadImpl::loss(const std::vector<torch::Tensor>& inputs,
                                           const torch::Tensor& target) {
-  TORCH_CHECK(inputs.size() == 1, "LatentPredictHead: expected inputs {input}, got ",
-              inputs.size(), " tensors");
+  TORCH_CHECK(inputs.size() == 1, "LatentPredictHead: expected inputs {input}, got ", inputs.size(),
+              " tensors");
   const std::vector<torch::Tensor> pred = predictor_->forward({inputs[0]});
   TORCH_CHECK(!pred.empty(), "LatentPredictHead: the predictor returned no tensor");
   return loss_->forward(pred[0], target.detach());
@@ -122,8 +121,10 @@ void LatentPredictHeadImpl::pretty_print(std::ostream& stream) const {
 // ---- registration ----------------------------------------------------------------------
 
 namespace {
-selfsup::Json default_ce() { return selfsup::Json::object({{"type", "CrossEntropyLoss"}}); }
-}  // namespace
+selfsup::Json default_ce() {
+  return selfsup::Json::object({{"type", "CrossEntropyLoss"}});
+}
+} // namespace
 
 selfsup::Schema contrastive_head_schema() {
   using selfsup::ArgType;
@@ -175,4 +176,4 @@ std::shared_ptr<selfsup::Head> make_latent_predict_head(const Config& cfg) {
   return std::make_shared<LatentPredictHeadImpl>(std::move(predictor), std::move(loss));
 }
 
-}  // namespace selfsup::plugins::common
+} // namespace selfsup::plugins::common

@@ -22,7 +22,7 @@ namespace selfsup::plugins::common {
 
 /// `loss(cat(pos [N, 1], neg [N, K]) / temperature, zeros)`: the positive is class 0.
 class ContrastiveHeadImpl final : public selfsup::Head {
- public:
+public:
   ContrastiveHeadImpl(std::shared_ptr<selfsup::Loss> loss, double temperature);
   /// inputs = {pos [N, 1], neg [N, K]}; the target is ignored.
   torch::Tensor loss(const std::vector<torch::Tensor>& inputs,
@@ -30,7 +30,7 @@ class ContrastiveHeadImpl final : public selfsup::Head {
   void pretty_print(std::ostream& stream) const override;
   [[nodiscard]] double temperature() const { return temperature_; }
 
- private:
+private:
   std::shared_ptr<selfsup::Loss> loss_;
   double temperature_;
 };
@@ -48,7 +48,7 @@ struct ClsHeadOptions {
 /// `[avgpool] -> fc_cls` (normal std 0.01, bias 0); loss = loss(logits, labels); predict
 /// returns softmax scores.
 class ClsHeadImpl final : public selfsup::Head {
- public:
+public:
   ClsHeadImpl(const ClsHeadOptions& options, std::shared_ptr<selfsup::Loss> loss);
   /// The class scores (logits) of the single input map / vector.
   torch::Tensor logits(const std::vector<torch::Tensor>& inputs);
@@ -61,7 +61,7 @@ class ClsHeadImpl final : public selfsup::Head {
 
   ClsHeadOptions options;
 
- private:
+private:
   torch::nn::Linear fc_cls_{nullptr};
   std::shared_ptr<selfsup::Loss> loss_;
 };
@@ -70,7 +70,7 @@ class ClsHeadImpl final : public selfsup::Head {
 
 /// BYOL / SimSiam: `loss(predictor({input})[0], target.detach())`.
 class LatentPredictHeadImpl final : public selfsup::Head {
- public:
+public:
   LatentPredictHeadImpl(std::shared_ptr<selfsup::Neck> predictor,
                         std::shared_ptr<selfsup::Loss> loss);
   /// inputs = {input [N, C]}; target [N, C'] (gradients are not propagated into it).
@@ -79,7 +79,7 @@ class LatentPredictHeadImpl final : public selfsup::Head {
   void pretty_print(std::ostream& stream) const override;
   [[nodiscard]] std::shared_ptr<selfsup::Neck> predictor() const { return predictor_; }
 
- private:
+private:
   std::shared_ptr<selfsup::Neck> predictor_;
   std::shared_ptr<selfsup::Loss> loss_;
 };
@@ -91,4 +91,4 @@ std::shared_ptr<selfsup::Head> make_contrastive_head(const Config& cfg);
 std::shared_ptr<selfsup::Head> make_cls_head(const Config& cfg);
 std::shared_ptr<selfsup::Head> make_latent_predict_head(const Config& cfg);
 
-}  // namespace selfsup::plugins::common
+} // namespace selfsup::plugins::common

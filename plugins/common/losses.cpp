@@ -20,7 +20,7 @@ torch::Tensor reduce(const torch::Tensor& per_sample, const std::string& reducti
   return per_sample;
 }
 
-}  // namespace
+} // namespace
 
 // ---- CrossEntropyLoss ------------------------------------------------------------------
 
@@ -31,8 +31,7 @@ CrossEntropyLossOptions CrossEntropyLossOptions::from_config(const Config& cfg) 
   o.use_soft(cfg.get<bool>("use_soft", false));
   o.reduction(cfg.get<std::string>("reduction", "mean"));
   if (o.reduction() != "mean" && o.reduction() != "sum" && o.reduction() != "none")
-    cfg.fail_key("reduction",
-                 "expected 'mean', 'sum' or 'none', got \"" + o.reduction() + "\"");
+    cfg.fail_key("reduction", "expected 'mean', 'sum' or 'none', got \"" + o.reduction() + "\"");
   o.loss_weight(cfg.get<double>("loss_weight", 1.0));
   if (cfg.has("class_weight")) {
     o.class_weight(cfg.get<std::vector<double>>("class_weight"));
@@ -50,21 +49,20 @@ CrossEntropyLossImpl::CrossEntropyLossImpl(const CrossEntropyLossOptions& option
 
 torch::Tensor CrossEntropyLossImpl::forward(const torch::Tensor& logits,
                                             const torch::Tensor& target) {
-  TORCH_CHECK(logits.dim() >= 2, "CrossEntropyLoss: expected logits [N, C], got ",
-              logits.sizes());
+  TORCH_CHECK(logits.dim() >= 2, "CrossEntropyLoss: expected logits [N, C], got ", logits.sizes());
   const int64_t num_classes = logits.size(1);
   torch::Tensor weight;
   if (class_weight_.defined()) {
     TORCH_CHECK(class_weight_.numel() == num_classes, "CrossEntropyLoss: class_weight has ",
-                class_weight_.numel(), " entries but the logits have ", num_classes,
-                " classes");
+                class_weight_.numel(), " entries but the logits have ", num_classes, " classes");
     weight = class_weight_.to(logits.device(), logits.scalar_type());
   }
   torch::Tensor per_sample;
   if (options.use_soft()) {
     TORCH_CHECK(logits.dim() == 2 && target.sizes() == logits.sizes(),
                 "CrossEntropyLoss (use_soft): expected logits [N, C] and target of the same "
-                "shape, got ", logits.sizes(), " and ", target.sizes());
+                "shape, got ",
+                logits.sizes(), " and ", target.sizes());
     torch::Tensor loss = -target.to(logits.scalar_type()) * torch::log_softmax(logits, -1);
     if (weight.defined()) loss = loss * weight;
     per_sample = loss.sum(-1);
@@ -105,8 +103,8 @@ CosineSimilarityLossOptions CosineSimilarityLossOptions::from_config(const Confi
 torch::Tensor CosineSimilarityLossImpl::forward(const torch::Tensor& pred,
                                                 const torch::Tensor& target) {
   TORCH_CHECK(pred.dim() >= 1 && pred.sizes() == target.sizes(),
-              "CosineSimilarityLoss: pred and target must have the same shape, got ",
-              pred.sizes(), " and ", target.sizes());
+              "CosineSimilarityLoss: pred and target must have the same shape, got ", pred.sizes(),
+              " and ", target.sizes());
   namespace F = torch::nn::functional;
   const auto nopt = F::NormalizeFuncOptions().dim(-1);
   const torch::Tensor cos = (F::normalize(pred, nopt) * F::normalize(target, nopt)).sum(-1);
@@ -115,8 +113,7 @@ torch::Tensor CosineSimilarityLossImpl::forward(const torch::Tensor& pred,
 
 void CosineSimilarityLossImpl::pretty_print(std::ostream& stream) const {
   stream << "selfsup::plugins::common::CosineSimilarityLoss(shift_factor="
-         << str(options.shift_factor()) << ", scale_factor=" << str(options.scale_factor())
-         << ")";
+         << str(options.shift_factor()) << ", scale_factor=" << str(options.scale_factor()) << ")";
 }
 
 // ---- registration ----------------------------------------------------------------------
@@ -152,4 +149,4 @@ std::shared_ptr<selfsup::Loss> make_cosine_similarity_loss(const Config& cfg) {
   return std::make_shared<CosineSimilarityLossImpl>(CosineSimilarityLossOptions::from_config(cfg));
 }
 
-}  // namespace selfsup::plugins::common
+} // namespace selfsup::plugins::common

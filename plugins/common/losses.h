@@ -34,7 +34,7 @@ struct CrossEntropyLossOptions {
 /// `sum_c w_c * -p_ic * log_softmax_ic` (soft labels), reduced by a plain mean or sum over
 /// samples (not renormalised by the weights, unlike torch's `weight=`), times loss_weight.
 class CrossEntropyLossImpl final : public selfsup::Loss {
- public:
+public:
   explicit CrossEntropyLossImpl(const CrossEntropyLossOptions& options);
   /// `logits` [N, C] (or [N, C, d...]); `target` int labels [N] (or [N, d...]), or with
   /// use_soft float probabilities shaped like `logits`.
@@ -43,8 +43,8 @@ class CrossEntropyLossImpl final : public selfsup::Loss {
 
   CrossEntropyLossOptions options;
 
- private:
-  torch::Tensor class_weight_;  // undefined when absent; not a buffer (a config value)
+private:
+  torch::Tensor class_weight_; // undefined when absent; not a buffer (a config value)
 };
 
 // ---- CosineSimilarityLoss --------------------------------------------------------------
@@ -57,7 +57,7 @@ struct CosineSimilarityLossOptions {
 
 /// `mean_i (shift - scale * cos(pred_i, target_i))`, cosine over the last dim.
 class CosineSimilarityLossImpl final : public selfsup::Loss {
- public:
+public:
   explicit CosineSimilarityLossImpl(const CosineSimilarityLossOptions& options)
       : options(options) {}
   torch::Tensor forward(const torch::Tensor& pred, const torch::Tensor& target) override;
@@ -71,4 +71,4 @@ selfsup::Schema cosine_similarity_loss_schema();
 std::shared_ptr<selfsup::Loss> make_cross_entropy_loss(const Config& cfg);
 std::shared_ptr<selfsup::Loss> make_cosine_similarity_loss(const Config& cfg);
 
-}  // namespace selfsup::plugins::common
+} // namespace selfsup::plugins::common

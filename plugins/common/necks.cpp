@@ -34,7 +34,7 @@ torch::Tensor pool_and_flatten(torch::Tensor x, bool with_avg_pool, const char* 
   return x.reshape({x.size(0), -1});
 }
 
-}  // namespace
+} // namespace
 
 // ---- NonLinearNeck ---------------------------------------------------------------------
 
@@ -77,7 +77,8 @@ void NonLinearNeckImpl::reset() {
     if (!last)
       bns_.push_back(register_module("bn" + idx, o.norm_cfg().make_1d(out)));
     else if (o.with_last_bn())
-      bns_.push_back(register_module("bn" + idx, o.norm_cfg().make_1d(out, o.with_last_bn_affine())));
+      bns_.push_back(
+          register_module("bn" + idx, o.norm_cfg().make_1d(out, o.with_last_bn_affine())));
     else
       bns_.emplace_back(nullptr);
   }
@@ -86,9 +87,8 @@ void NonLinearNeckImpl::reset() {
 std::vector<torch::Tensor> NonLinearNeckImpl::forward(const std::vector<torch::Tensor>& x) {
   torch::Tensor h = select_input(x, options.vit_backbone(), "NonLinearNeck");
   h = pool_and_flatten(h, options.with_avg_pool(), "NonLinearNeck");
-  TORCH_CHECK(h.size(1) == options.in_channels(), "NonLinearNeck: expected ",
-              options.in_channels(), " input features, got ", h.size(1), " (input ", h.sizes(),
-              ")");
+  TORCH_CHECK(h.size(1) == options.in_channels(), "NonLinearNeck: expected ", options.in_channels(),
+              " input features, got ", h.size(1), " (input ", h.sizes(), ")");
   h = bns_[0](fcs_[0](h));
   for (size_t i = 1; i < fcs_.size(); ++i) {
     h = fcs_[i](torch::relu(h));
@@ -122,8 +122,7 @@ LinearNeckImpl::LinearNeckImpl(const LinearNeckOptions& options_) : options(opti
 }
 
 void LinearNeckImpl::reset() {
-  fc_ = register_module("fc",
-                        torch::nn::Linear(options.in_channels(), options.out_channels()));
+  fc_ = register_module("fc", torch::nn::Linear(options.in_channels(), options.out_channels()));
 }
 
 std::vector<torch::Tensor> LinearNeckImpl::forward(const std::vector<torch::Tensor>& x) {
@@ -159,8 +158,7 @@ std::vector<torch::Tensor> AvgPool2dNeckImpl::forward(const std::vector<torch::T
 }
 
 void AvgPool2dNeckImpl::pretty_print(std::ostream& stream) const {
-  stream << "selfsup::plugins::common::AvgPool2dNeck(output_size=" << options.output_size()
-         << ")";
+  stream << "selfsup::plugins::common::AvgPool2dNeck(output_size=" << options.output_size() << ")";
 }
 
 // ---- registration ----------------------------------------------------------------------
@@ -221,4 +219,4 @@ std::shared_ptr<selfsup::Neck> make_avgpool2d_neck(const Config& cfg) {
   return std::make_shared<AvgPool2dNeckImpl>(AvgPool2dNeckOptions::from_config(cfg));
 }
 
-}  // namespace selfsup::plugins::common
+} // namespace selfsup::plugins::common

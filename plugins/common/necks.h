@@ -48,7 +48,7 @@ struct NonLinearNeckOptions {
 /// uses `with_last_bias` and its BN exists iff `with_last_bn` (affine per
 /// `with_last_bn_affine`). Returns one [N, C] tensor (C = hid if num_layers == 1, else out).
 class NonLinearNeckImpl final : public selfsup::Neck {
- public:
+public:
   explicit NonLinearNeckImpl(const NonLinearNeckOptions& options);
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& x) override;
   void pretty_print(std::ostream& stream) const override;
@@ -56,9 +56,9 @@ class NonLinearNeckImpl final : public selfsup::Neck {
 
   NonLinearNeckOptions options;
 
- private:
+private:
   std::vector<torch::nn::Linear> fcs_;
-  std::vector<torch::nn::BatchNorm1d> bns_;  // null where a layer has no BN
+  std::vector<torch::nn::BatchNorm1d> bns_; // null where a layer has no BN
 };
 
 // ---- LinearNeck ------------------------------------------------------------------------
@@ -75,7 +75,7 @@ struct LinearNeckOptions {
 
 /// `[avgpool] -> fc` (with bias). Returns one [N, out_channels] tensor.
 class LinearNeckImpl final : public selfsup::Neck {
- public:
+public:
   explicit LinearNeckImpl(const LinearNeckOptions& options);
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& x) override;
   void pretty_print(std::ostream& stream) const override;
@@ -83,7 +83,7 @@ class LinearNeckImpl final : public selfsup::Neck {
 
   LinearNeckOptions options;
 
- private:
+private:
   torch::nn::Linear fc_{nullptr};
 };
 
@@ -96,7 +96,7 @@ struct AvgPool2dNeckOptions {
 
 /// Adaptive average pooling of the single input map to output_size x output_size.
 class AvgPool2dNeckImpl final : public selfsup::Neck {
- public:
+public:
   explicit AvgPool2dNeckImpl(const AvgPool2dNeckOptions& options) : options(options) {}
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& x) override;
   void pretty_print(std::ostream& stream) const override;
@@ -111,4 +111,4 @@ std::shared_ptr<selfsup::Neck> make_nonlinear_neck(const Config& cfg);
 std::shared_ptr<selfsup::Neck> make_linear_neck(const Config& cfg);
 std::shared_ptr<selfsup::Neck> make_avgpool2d_neck(const Config& cfg);
 
-}  // namespace selfsup::plugins::common
+} // namespace selfsup::plugins::common

@@ -21,6 +21,6 @@ void register_types(selfsup::Registrar& r) {
                        cosine_similarity_loss_schema());
 }
 
-}  // namespace selfsup::plugins::common
+} // namespace selfsup::plugins::common
 
 SELFSUP_PLUGIN("common", "0.1.0", selfsup::plugins::common::register_types)

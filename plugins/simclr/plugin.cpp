@@ -10,6 +10,6 @@ void register_types(Registrar& r) {
       SimCLRImpl::schema());
 }
 
-}  // namespace selfsup::plugins::simclr
+} // namespace selfsup::plugins::simclr
 
 SELFSUP_PLUGIN("simclr", "0.1.0", selfsup::plugins::simclr::register_types)

@@ -8,7 +8,7 @@ namespace selfsup::plugins::simclr {
 /// interleaved into a batch of 2N, embeddings are L2-normalised, and each row's positive is
 /// its partner view while the other 2N-2 rows are negatives, through a ContrastiveHead.
 class SimCLRImpl final : public BaseModel {
- public:
+public:
   explicit SimCLRImpl(const Config& cfg);
   static Schema schema();
 
@@ -16,4 +16,4 @@ class SimCLRImpl final : public BaseModel {
   void pretty_print(std::ostream& stream) const override;
 };
 
-}  // namespace selfsup::plugins::simclr
+} // namespace selfsup::plugins::simclr

@@ -26,8 +26,7 @@ NormCfg NormCfg::from_config(const Config& cfg) {
 }
 
 namespace {
-template <class BN>
-BN init(BN bn, bool requires_grad) {
+template <class BN> BN init(BN bn, bool requires_grad) {
   torch::NoGradGuard no_grad;
   if (bn->weight.defined()) bn->weight.fill_(1.0);
   if (bn->bias.defined()) bn->bias.zero_();
@@ -35,17 +34,19 @@ BN init(BN bn, bool requires_grad) {
     for (auto& p : bn->parameters()) p.set_requires_grad(false);
   return bn;
 }
-}  // namespace
+} // namespace
 
 torch::nn::BatchNorm1d NormCfg::make_1d(int64_t channels, bool affine) const {
-  return init(torch::nn::BatchNorm1d(
-                  torch::nn::BatchNorm1dOptions(channels).eps(eps).momentum(momentum).affine(affine)),
-              requires_grad);
+  return init(
+      torch::nn::BatchNorm1d(
+          torch::nn::BatchNorm1dOptions(channels).eps(eps).momentum(momentum).affine(affine)),
+      requires_grad);
 }
 
 torch::nn::BatchNorm2d NormCfg::make_2d(int64_t channels) const {
-  return init(torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(channels).eps(eps).momentum(momentum)),
-              requires_grad);
+  return init(
+      torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(channels).eps(eps).momentum(momentum)),
+      requires_grad);
 }
 
-}  // namespace selfsup::bricks
+} // namespace selfsup::bricks

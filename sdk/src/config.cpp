@@ -43,11 +43,14 @@ Config Config::operator[](std::string_view key) const {
 Config Config::at(size_t i) const {
   if (!node_->is_array()) fail(std::string("expected a list, got ") + node_->type_name());
   if (i >= node_->size())
-    fail("index " + std::to_string(i) + " out of range (size " + std::to_string(node_->size()) + ")");
+    fail("index " + std::to_string(i) + " out of range (size " + std::to_string(node_->size()) +
+         ")");
   return Config(root_, &node_->at(i), where() + "[" + std::to_string(i) + "]");
 }
 
-void Config::fail(const std::string& what) const { throw ConfigError(where() + ": " + what); }
+void Config::fail(const std::string& what) const {
+  throw ConfigError(where() + ": " + what);
+}
 
 void Config::fail_key(std::string_view key, const std::string& what) const {
   throw ConfigError(path_of(key) + ": " + what);
@@ -57,16 +60,14 @@ namespace {
 [[noreturn]] void mismatch(const Config& c, const char* expected) {
   c.fail(std::string("expected ") + expected + ", got " + describe_value(c.json()));
 }
-}  // namespace
+} // namespace
 
-template <>
-bool Config::as<bool>() const {
+template <> bool Config::as<bool>() const {
   if (!node_->is_bool()) mismatch(*this, "a bool");
   return node_->as_bool();
 }
 
-template <>
-int64_t Config::as<int64_t>() const {
+template <> int64_t Config::as<int64_t>() const {
   if (node_->is_int()) return node_->as_int();
   if (node_->type() == Json::Type::Float) {
     double d = node_->as_number();
@@ -75,57 +76,48 @@ int64_t Config::as<int64_t>() const {
   mismatch(*this, "an int");
 }
 
-template <>
-int Config::as<int>() const {
+template <> int Config::as<int>() const {
   int64_t v = as<int64_t>();
   if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
     mismatch(*this, "a 32-bit int");
   return int(v);
 }
 
-template <>
-double Config::as<double>() const {
+template <> double Config::as<double>() const {
   if (!node_->is_number()) mismatch(*this, "a number");
   return node_->as_number();
 }
 
-template <>
-float Config::as<float>() const {
+template <> float Config::as<float>() const {
   return float(as<double>());
 }
 
-template <>
-std::string Config::as<std::string>() const {
+template <> std::string Config::as<std::string>() const {
   if (!node_->is_string()) mismatch(*this, "a string");
   return node_->as_string();
 }
 
 namespace {
-template <class T>
-std::vector<T> as_list(const Config& c) {
+template <class T> std::vector<T> as_list(const Config& c) {
   if (!c.is_array()) mismatch(c, "a list");
   std::vector<T> out;
   out.reserve(c.size());
   for (size_t i = 0; i < c.size(); ++i) out.push_back(c.at(i).as<T>());
   return out;
 }
-}  // namespace
+} // namespace
 
-template <>
-std::vector<int64_t> Config::as<std::vector<int64_t>>() const {
+template <> std::vector<int64_t> Config::as<std::vector<int64_t>>() const {
   return as_list<int64_t>(*this);
 }
-template <>
-std::vector<int> Config::as<std::vector<int>>() const {
+template <> std::vector<int> Config::as<std::vector<int>>() const {
   return as_list<int>(*this);
 }
-template <>
-std::vector<double> Config::as<std::vector<double>>() const {
+template <> std::vector<double> Config::as<std::vector<double>>() const {
   return as_list<double>(*this);
 }
-template <>
-std::vector<std::string> Config::as<std::vector<std::string>>() const {
+template <> std::vector<std::string> Config::as<std::vector<std::string>>() const {
   return as_list<std::string>(*this);
 }
 
-}  // namespace selfsup
+} // namespace selfsup

@@ -11,4 +11,4 @@ RegistryError::~RegistryError() = default;
 ValueError::ValueError(const std::string& what) : Error(what) {}
 ValueError::~ValueError() = default;
 
-}  // namespace selfsup
+} // namespace selfsup

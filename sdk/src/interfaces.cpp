@@ -42,9 +42,15 @@ ForwardOutput Algorithm::forward(const std::vector<torch::Tensor>& inputs,
                                  const DataSamples& samples, ForwardMode mode) {
   ForwardOutput out;
   switch (mode) {
-    case ForwardMode::Tensor: out.tensors = extract_feat(inputs); break;
-    case ForwardMode::Loss: out.losses = loss(inputs, samples); break;
-    case ForwardMode::Predict: out.tensors = predict(inputs, samples); break;
+  case ForwardMode::Tensor:
+    out.tensors = extract_feat(inputs);
+    break;
+  case ForwardMode::Loss:
+    out.losses = loss(inputs, samples);
+    break;
+  case ForwardMode::Predict:
+    out.tensors = predict(inputs, samples);
+    break;
   }
   return out;
 }
@@ -96,7 +102,8 @@ torch::Tensor DataPreprocessor::operator()(const torch::Tensor& view) const {
   return (x.to(torch::kFloat32) - mean) * inv_std;
 }
 
-std::vector<torch::Tensor> DataPreprocessor::operator()(const std::vector<torch::Tensor>& views) const {
+std::vector<torch::Tensor>
+DataPreprocessor::operator()(const std::vector<torch::Tensor>& views) const {
   std::vector<torch::Tensor> out;
   out.reserve(views.size());
   for (const auto& v : views) out.push_back((*this)(v));
@@ -204,7 +211,8 @@ ParamScheduler::ParamScheduler(const Config& cfg)
     : begin_cfg_(cfg.get<double>("begin")), end_cfg_(cfg.get<double>("end")),
       by_epoch_(cfg.get<bool>("by_epoch")), convert_(cfg.get<bool>("convert_to_iter_based")),
       param_name_(cfg.get<std::string>("param_name")) {
-  if (param_name_ != "lr") cfg.fail_key("param_name", "only 'lr' is supported, got '" + param_name_ + "'");
+  if (param_name_ != "lr")
+    cfg.fail_key("param_name", "only 'lr' is supported, got '" + param_name_ + "'");
   if (!(end_cfg_ > begin_cfg_)) cfg.fail("end must be greater than begin");
 }
 
@@ -225,4 +233,4 @@ double ParamScheduler::apply(int64_t iter, double value) const {
   return compute(std::min(t, end_) - begin_, end_ - begin_, value);
 }
 
-}  // namespace selfsup
+} // namespace selfsup

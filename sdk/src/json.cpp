@@ -62,13 +62,20 @@ bool Json::erase(std::string_view key) {
 
 const char* Json::type_name(Type t) {
   switch (t) {
-    case Type::Null: return "null";
-    case Type::Bool: return "bool";
-    case Type::Int: return "int";
-    case Type::Float: return "float";
-    case Type::String: return "string";
-    case Type::Array: return "list";
-    case Type::Object: return "dict";
+  case Type::Null:
+    return "null";
+  case Type::Bool:
+    return "bool";
+  case Type::Int:
+    return "int";
+  case Type::Float:
+    return "float";
+  case Type::String:
+    return "string";
+  case Type::Array:
+    return "list";
+  case Type::Object:
+    return "dict";
   }
   return "?";
 }
@@ -79,20 +86,26 @@ bool operator==(const Json& a, const Json& b) {
   }
   if (a.type_ != b.type_) return false;
   switch (a.type_) {
-    case Json::Type::Null: return true;
-    case Json::Type::Bool: return a.b_ == b.b_;
-    case Json::Type::Int: return a.i_ == b.i_;
-    case Json::Type::Float: return a.d_ == b.d_;
-    case Json::Type::String: return a.s_ == b.s_;
-    case Json::Type::Array: return a.items_ == b.items_;
-    case Json::Type::Object: {
-      if (a.keys_.size() != b.keys_.size()) return false;
-      for (size_t i = 0; i < a.keys_.size(); ++i) {
-        const Json* other = b.find(a.keys_[i]);
-        if (!other || !(*other == a.items_[i])) return false;
-      }
-      return true;
+  case Json::Type::Null:
+    return true;
+  case Json::Type::Bool:
+    return a.b_ == b.b_;
+  case Json::Type::Int:
+    return a.i_ == b.i_;
+  case Json::Type::Float:
+    return a.d_ == b.d_;
+  case Json::Type::String:
+    return a.s_ == b.s_;
+  case Json::Type::Array:
+    return a.items_ == b.items_;
+  case Json::Type::Object: {
+    if (a.keys_.size() != b.keys_.size()) return false;
+    for (size_t i = 0; i < a.keys_.size(); ++i) {
+      const Json* other = b.find(a.keys_[i]);
+      if (!other || !(*other == a.items_[i])) return false;
     }
+    return true;
+  }
   }
   return false;
 }
@@ -117,31 +130,40 @@ Json from_rapid(const rapidjson::Value& v) {
   return obj;
 }
 
-template <class Writer>
-void write(const Json& j, Writer& w) {
+template <class Writer> void write(const Json& j, Writer& w) {
   switch (j.type()) {
-    case Json::Type::Null: w.Null(); break;
-    case Json::Type::Bool: w.Bool(j.as_bool()); break;
-    case Json::Type::Int: w.Int64(j.as_int()); break;
-    case Json::Type::Float: w.Double(j.as_number()); break;
-    case Json::Type::String: w.String(j.as_string().c_str(), rapidjson::SizeType(j.as_string().size())); break;
-    case Json::Type::Array:
-      w.StartArray();
-      for (const auto& e : j.items()) write(e, w);
-      w.EndArray();
-      break;
-    case Json::Type::Object:
-      w.StartObject();
-      for (size_t i = 0; i < j.size(); ++i) {
-        w.Key(j.keys()[i].c_str(), rapidjson::SizeType(j.keys()[i].size()));
-        write(j.at(i), w);
-      }
-      w.EndObject();
-      break;
+  case Json::Type::Null:
+    w.Null();
+    break;
+  case Json::Type::Bool:
+    w.Bool(j.as_bool());
+    break;
+  case Json::Type::Int:
+    w.Int64(j.as_int());
+    break;
+  case Json::Type::Float:
+    w.Double(j.as_number());
+    break;
+  case Json::Type::String:
+    w.String(j.as_string().c_str(), rapidjson::SizeType(j.as_string().size()));
+    break;
+  case Json::Type::Array:
+    w.StartArray();
+    for (const auto& e : j.items()) write(e, w);
+    w.EndArray();
+    break;
+  case Json::Type::Object:
+    w.StartObject();
+    for (size_t i = 0; i < j.size(); ++i) {
+      w.Key(j.keys()[i].c_str(), rapidjson::SizeType(j.keys()[i].size()));
+      write(j.at(i), w);
+    }
+    w.EndObject();
+    break;
   }
 }
 
-}  // namespace
+} // namespace
 
 Json Json::parse(std::string_view text, const std::string& source) {
   rapidjson::Document doc;
@@ -178,4 +200,4 @@ std::string Json::dump(int indent) const {
   return std::string(buf.GetString(), buf.GetSize());
 }
 
-}  // namespace selfsup
+} // namespace selfsup

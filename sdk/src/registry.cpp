@@ -5,9 +5,18 @@
 namespace selfsup {
 
 const std::vector<std::string>& registry_kinds() {
-  static const std::vector<std::string> kinds{
-      "algorithm", "backbone", "neck",      "head",      "loss",      "memory",
-      "target_generator",      "dataset",   "transform", "optimizer", "param_scheduler", "hook"};
+  static const std::vector<std::string> kinds{"algorithm",
+                                              "backbone",
+                                              "neck",
+                                              "head",
+                                              "loss",
+                                              "memory",
+                                              "target_generator",
+                                              "dataset",
+                                              "transform",
+                                              "optimizer",
+                                              "param_scheduler",
+                                              "hook"};
   return kinds;
 }
 
@@ -44,18 +53,18 @@ size_t distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
-}  // namespace
+} // namespace
 
 void Registry::commit(std::vector<RegistryEntry> entries) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (size_t i = 0; i < entries.size(); ++i) {
     const auto& e = entries[i];
     if (!known_kind(e.kind))
-      throw RegistryError(provider(e) + ": unknown kind '" + e.kind + "' for type '" + e.name + "'");
+      throw RegistryError(provider(e) + ": unknown kind '" + e.kind + "' for type '" + e.name +
+                          "'");
     if (e.name.empty() || e.name.find('.') != std::string::npos)
       throw RegistryError(provider(e) + ": invalid type name '" + e.name + "' (" + e.kind + ")");
-    if (!e.factory)
-      throw RegistryError(provider(e) + ": type '" + e.name + "' has no factory");
+    if (!e.factory) throw RegistryError(provider(e) + ": type '" + e.name + "' has no factory");
     for (const auto& have : entries_)
       if (have->kind == e.kind && have->name == e.name)
         throw RegistryError(provider(e) + ": " + e.kind + " type '" + e.name +
@@ -92,7 +101,9 @@ std::vector<const RegistryEntry*> Registry::entries(const std::string& kind) con
   for (const auto& e : entries_)
     if (kind.empty() || e->kind == kind) out.push_back(e.get());
   const auto& order = registry_kinds();
-  auto rank = [&](const std::string& k) { return std::find(order.begin(), order.end(), k) - order.begin(); };
+  auto rank = [&](const std::string& k) {
+    return std::find(order.begin(), order.end(), k) - order.begin();
+  };
   std::sort(out.begin(), out.end(), [&](const RegistryEntry* a, const RegistryEntry* b) {
     return rank(a->kind) != rank(b->kind) ? rank(a->kind) < rank(b->kind) : a->name < b->name;
   });
@@ -101,8 +112,10 @@ std::vector<const RegistryEntry*> Registry::entries(const std::string& kind) con
 
 std::shared_ptr<void> Registry::build_any(const std::string& kind, const Config& cfg) const {
   if (!cfg.is_object())
-    cfg.fail("expected a dict with a 'type' key (a " + kind + "), got " + describe_value(cfg.json()));
-  if (!cfg.has("type")) cfg.fail_key("type", "required key is missing (the " + kind + " type name)");
+    cfg.fail("expected a dict with a 'type' key (a " + kind + "), got " +
+             describe_value(cfg.json()));
+  if (!cfg.has("type"))
+    cfg.fail_key("type", "required key is missing (the " + kind + " type name)");
   const std::string name = cfg["type"].as<std::string>();
   const RegistryEntry* entry = find(kind, name);
   if (!entry) {
@@ -166,8 +179,8 @@ Registrar::Registrar(std::string plugin, std::string file, std::shared_ptr<const
 
 void Registrar::add_any(const std::string& kind, const std::string& name, AnyFactory factory,
                         Schema schema) {
-  staged_.push_back(RegistryEntry{keepalive_, kind, name, plugin_, file_, std::move(schema),
-                                  std::move(factory)});
+  staged_.push_back(
+      RegistryEntry{keepalive_, kind, name, plugin_, file_, std::move(schema), std::move(factory)});
 }
 
 void Registrar::commit(Registry& registry) {
@@ -175,4 +188,4 @@ void Registrar::commit(Registry& registry) {
   staged_.clear();
 }
 
-}  // namespace selfsup
+} // namespace selfsup

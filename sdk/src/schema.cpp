@@ -6,16 +6,26 @@ namespace selfsup {
 
 const char* arg_type_name(ArgType t) {
   switch (t) {
-    case ArgType::Any: return "any";
-    case ArgType::Bool: return "bool";
-    case ArgType::Int: return "int";
-    case ArgType::Float: return "float";
-    case ArgType::String: return "str";
-    case ArgType::IntList: return "list[int]";
-    case ArgType::FloatList: return "list[float]";
-    case ArgType::StringList: return "list[str]";
-    case ArgType::List: return "list";
-    case ArgType::Dict: return "dict";
+  case ArgType::Any:
+    return "any";
+  case ArgType::Bool:
+    return "bool";
+  case ArgType::Int:
+    return "int";
+  case ArgType::Float:
+    return "float";
+  case ArgType::String:
+    return "str";
+  case ArgType::IntList:
+    return "list[int]";
+  case ArgType::FloatList:
+    return "list[float]";
+  case ArgType::StringList:
+    return "list[str]";
+  case ArgType::List:
+    return "list";
+  case ArgType::Dict:
+    return "dict";
   }
   return "?";
 }
@@ -53,21 +63,31 @@ bool matches(const Json& v, ArgType t) {
     return true;
   };
   switch (t) {
-    case ArgType::Any: return true;
-    case ArgType::Bool: return v.is_bool();
-    case ArgType::Int: return v.is_int();
-    case ArgType::Float: return v.is_number();
-    case ArgType::String: return v.is_string();
-    case ArgType::IntList: return all([](const Json& e) { return e.is_int(); });
-    case ArgType::FloatList: return all([](const Json& e) { return e.is_number(); });
-    case ArgType::StringList: return all([](const Json& e) { return e.is_string(); });
-    case ArgType::List: return v.is_array();
-    case ArgType::Dict: return v.is_object();
+  case ArgType::Any:
+    return true;
+  case ArgType::Bool:
+    return v.is_bool();
+  case ArgType::Int:
+    return v.is_int();
+  case ArgType::Float:
+    return v.is_number();
+  case ArgType::String:
+    return v.is_string();
+  case ArgType::IntList:
+    return all([](const Json& e) { return e.is_int(); });
+  case ArgType::FloatList:
+    return all([](const Json& e) { return e.is_number(); });
+  case ArgType::StringList:
+    return all([](const Json& e) { return e.is_string(); });
+  case ArgType::List:
+    return v.is_array();
+  case ArgType::Dict:
+    return v.is_object();
   }
   return false;
 }
 
-}  // namespace
+} // namespace
 
 Json Schema::apply(const Config& cfg) const {
   if (!cfg.is_object()) cfg.fail(std::string("expected a dict, got ") + describe_value(cfg.json()));
@@ -82,7 +102,7 @@ Json Schema::apply(const Config& cfg) const {
       cfg.fail_key(key, "unknown key (accepted: " + (known.empty() ? "none" : known) + ")");
     }
     const Json& v = *cfg.json().find(key);
-    if (v.is_null() && !spec->required) continue;  // explicit null = use the default / absent
+    if (v.is_null() && !spec->required) continue; // explicit null = use the default / absent
     if (!matches(v, spec->type))
       cfg.fail_key(key, std::string("expected ") + arg_type_name(spec->type) + ", got " +
                             describe_value(v));
@@ -92,8 +112,8 @@ Json Schema::apply(const Config& cfg) const {
     if (v && !v->is_null()) {
       out.set(a.name, *v);
     } else if (a.required) {
-      cfg.fail_key(a.name, std::string("required key is missing (") + arg_type_name(a.type) +
-                               ": " + a.doc + ")");
+      cfg.fail_key(a.name, std::string("required key is missing (") + arg_type_name(a.type) + ": " +
+                               a.doc + ")");
     } else if (!a.default_value.is_null()) {
       out.set(a.name, a.default_value);
     }
@@ -113,4 +133,4 @@ Json Schema::to_json() const {
   return Json::object({{"doc", doc_}, {"args", args}});
 }
 
-}  // namespace selfsup
+} // namespace selfsup

@@ -10,11 +10,11 @@ using selfsup::test::message_of;
 using selfsup::test::TempDir;
 using selfsup::test::write_file;
 
-
 TEST(ConfigFileTest, InheritsRecursivelyAndMerges) {
   TempDir d;
-  write_file(d.path() / "_base_/models/m.json",
-             R"({"model": {"type": "SimCLR", "backbone": {"type": "ResNet", "depth": 50, "out_indices": [4]},
+  write_file(
+      d.path() / "_base_/models/m.json",
+      R"({"model": {"type": "SimCLR", "backbone": {"type": "ResNet", "depth": 50, "out_indices": [4]},
                   "head": {"type": "ContrastiveHead", "temperature": 0.1}}})");
   write_file(d.path() / "_base_/sched.json", R"({"train_cfg": {"max_epochs": 200}, "lr": 0.3})");
   write_file(d.path() / "_base_/both.json", R"({"_base_": ["models/m.json", "sched.json"]})");
@@ -27,7 +27,7 @@ TEST(ConfigFileTest, InheritsRecursivelyAndMerges) {
   EXPECT_EQ(model.find("type")->as_string(), "SimCLR");
   EXPECT_EQ(model.find("backbone")->find("depth")->as_int(), 18);
   EXPECT_EQ(model.find("backbone")->find("out_indices")->at(0).as_int(), 4);
-  EXPECT_EQ(model.find("head")->find("temperature"), nullptr);  // _delete_ replaced the dict
+  EXPECT_EQ(model.find("head")->find("temperature"), nullptr); // _delete_ replaced the dict
   EXPECT_EQ(model.find("head")->find("_delete_"), nullptr);
   EXPECT_EQ(cfg.find("lr")->as_number(), 0.5);
   EXPECT_EQ(cfg.find("train_cfg")->find("max_epochs")->as_int(), 200);
@@ -37,7 +37,8 @@ TEST(ConfigFileTest, InheritsRecursivelyAndMerges) {
 TEST(ConfigFileTest, ErrorsNameTheFile) {
   TempDir d;
   write_file(d.path() / "a.json", R"({"_base_": "missing.json"})");
-  std::string msg = message_of([&] { (void)core::load_config_file((d.path() / "a.json").string()); });
+  std::string msg =
+      message_of([&] { (void)core::load_config_file((d.path() / "a.json").string()); });
   EXPECT_NE(msg.find("a.json: base config"), std::string::npos) << msg;
   EXPECT_NE(msg.find("missing.json not found"), std::string::npos) << msg;
 
@@ -77,7 +78,8 @@ TEST(ConfigFileTest, OverridesAreTyped) {
             Json::array({Json::array({1, 2}), Json::array({"a"})}));
 
   Json cfg = Json::parse(R"({"model": {"head": {"temperature": 0.1}},
-                             "param_scheduler": [{"end": 10}, {"end": 200}]})", "t");
+                             "param_scheduler": [{"end": 10}, {"end": 200}]})",
+                         "t");
   core::apply_overrides(cfg, {"model.head.temperature=0.2", "train_dataloader.batch_size=64",
                               "param_scheduler.1.end=50", "model.backbone.out_indices=[1,4]"});
   EXPECT_EQ(cfg.find("model")->find("head")->find("temperature")->as_number(), 0.2);

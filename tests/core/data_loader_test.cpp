@@ -23,13 +23,10 @@ namespace {
 // A synthetic dataset: `size` images of h x w x c, pixel k of sample i = (7 i + k) % 256,
 // label i % 10. `fail_at` makes get() throw for that index; `delay_us` slows each get().
 class LoaderTestDataset final : public Dataset {
- public:
+public:
   explicit LoaderTestDataset(const Config& cfg)
-      : size_(cfg.get<int64_t>("size")),
-        h_(cfg.get<int>("height")),
-        w_(cfg.get<int>("width")),
-        c_(cfg.get<int>("channels")),
-        fail_at_(cfg.get<int64_t>("fail_at")),
+      : size_(cfg.get<int64_t>("size")), h_(cfg.get<int>("height")), w_(cfg.get<int>("width")),
+        c_(cfg.get<int>("channels")), fail_at_(cfg.get<int64_t>("fail_at")),
         delay_us_(cfg.get<int64_t>("delay_us")) {}
   [[nodiscard]] int64_t size() const override { return size_; }
   [[nodiscard]] int64_t num_classes() const override { return 10; }
@@ -46,7 +43,7 @@ class LoaderTestDataset final : public Dataset {
     return s;
   }
 
- private:
+private:
   int64_t size_;
   int h_, w_, c_;
   int64_t fail_at_, delay_us_;
@@ -118,7 +115,7 @@ bool same_batches(const std::vector<Batch>& a, const std::vector<Batch>& b) {
 }
 
 class DataLoaderTest : public ::testing::Test {
- protected:
+protected:
   void SetUp() override { register_test_types(); }
 };
 
@@ -126,7 +123,7 @@ TEST_F(DataLoaderTest, CollateStacksViewsAsNCHW) {
   std::vector<Sample> samples(2);
   for (int b = 0; b < 2; ++b) {
     Image img(1, 2, 3);
-    img.data = {uint8_t(b), 1, 2, 3, 4, 5};  // pixels (b,1,2), (3,4,5)
+    img.data = {uint8_t(b), 1, 2, 3, 4, 5}; // pixels (b,1,2), (3,4,5)
     samples[size_t(b)].views = {img, Image(2, 2, 1)};
     samples[size_t(b)].gt_label = 3 + b;
     samples[size_t(b)].sample_idx = 10 + b;
@@ -167,7 +164,7 @@ TEST_F(DataLoaderTest, SameSeedSameBatchesWithAnyWorkerCount) {
     DataLoader loader(ds, options(workers));
     runs.push_back(run_epoch(loader, 2));
   }
-  ASSERT_EQ(runs[0].size(), 6u);  // ceil(45 / 8)
+  ASSERT_EQ(runs[0].size(), 6u); // ceil(45 / 8)
   EXPECT_TRUE(same_batches(runs[0], runs[1]));
   EXPECT_TRUE(same_batches(runs[0], runs[2]));
   EXPECT_EQ(runs[0][0].views.size(), 2u);
@@ -214,7 +211,7 @@ TEST_F(DataLoaderTest, UnshuffledBatchesArriveInOrder) {
   for (int64_t b = 0; b < 10; ++b)
     for (int64_t i = 0; i < 10; ++i)
       EXPECT_EQ(batches[size_t(b)].sample_idx[i].item<int64_t>(), 10 * b + i);
-  EXPECT_FALSE(loader.next().has_value());  // stays at the end
+  EXPECT_FALSE(loader.next().has_value()); // stays at the end
 }
 
 TEST_F(DataLoaderTest, DropLast) {
@@ -261,8 +258,8 @@ TEST_F(DataLoaderTest, WorkerErrorIsRethrownInOrder) {
     } catch (const ValueError& e) {
       EXPECT_NE(std::string(e.what()).find("broken sample 21"), std::string::npos) << e.what();
     }
-    EXPECT_THROW((void)loader.next(), ValueError);  // the epoch stays failed
-    loader.start_epoch(1);                          // and a new one starts cleanly
+    EXPECT_THROW((void)loader.next(), ValueError); // the epoch stays failed
+    loader.start_epoch(1);                         // and a new one starts cleanly
     EXPECT_TRUE(loader.next().has_value());
   }
 }
@@ -351,5 +348,5 @@ TEST_F(DataLoaderTest, FromConfigErrorsNamePath) {
                "train_dataloader.dataset.pipeline[1].prob");
 }
 
-}  // namespace
-}  // namespace selfsup::core
+} // namespace
+} // namespace selfsup::core

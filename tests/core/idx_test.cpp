@@ -46,8 +46,7 @@ std::vector<uint8_t> iota_bytes(size_t n, int start = 0) {
   return v;
 }
 
-template <class E, class F>
-void expect_throw_with(F&& f, const std::string& needle) {
+template <class E, class F> void expect_throw_with(F&& f, const std::string& needle) {
   try {
     f();
     ADD_FAILURE() << "expected an exception containing '" << needle << "'";
@@ -73,10 +72,12 @@ void write_fake_fmnist(const fs::path& root, uint32_t n) {
   write_idx(root / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {n}, labels), false);
 }
 
-Config dataset_cfg(const std::string& text) { return Config(Json::parse(text, "test"), "dataset"); }
+Config dataset_cfg(const std::string& text) {
+  return Config(Json::parse(text, "test"), "dataset");
+}
 
 class IdxFashionMnistTest : public ::testing::Test {
- protected:
+protected:
   void SetUp() override {
     register_builtins();
     write_fake_fmnist(dir_.path(), 5);
@@ -99,7 +100,7 @@ TEST(IdxTest, ReadsGzipAndPlainFiles) {
 
 TEST(IdxTest, ReadsLargeMultiBlockGzip) {
   test::TempDir dir;
-  const auto data = iota_bytes(300 * 1000, 7);  // more than one read buffer
+  const auto data = iota_bytes(300 * 1000, 7); // more than one read buffer
   const fs::path p = dir.path() / "big.gz";
   write_idx(p, idx_bytes(0x08, {300, 1000}, data), true);
   const IdxArray a = read_idx(p.string());
@@ -145,7 +146,7 @@ TEST(IdxTest, TruncatedGzipStreamNamesFile) {
   const fs::path p = dir.path() / "cut.gz";
   std::vector<uint8_t> noise(10000);
   uint32_t x = 1;
-  for (auto& v : noise) v = uint8_t((x = x * 1664525u + 1013904223u) >> 24);  // incompressible
+  for (auto& v : noise) v = uint8_t((x = x * 1664525u + 1013904223u) >> 24); // incompressible
   write_idx(p, idx_bytes(0x08, {100, 100}, noise), true);
   fs::resize_file(p, fs::file_size(p) / 2);
   expect_throw_with<ValueError>([&] { (void)read_idx(p.string()); }, p.string());
@@ -313,5 +314,5 @@ TEST(IdxRealFashionMnistTest, LoadsInstalledDataset) {
   EXPECT_LT(s.gt_label, 10);
 }
 
-}  // namespace
-}  // namespace selfsup::core
+} // namespace
+} // namespace selfsup::core

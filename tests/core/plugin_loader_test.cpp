@@ -46,7 +46,7 @@ void expect_refused(const std::string& bad, const std::string& reason,
   EXPECT_EQ(l.loader.plugins().size(), 1u);
 }
 
-}  // namespace
+} // namespace
 
 TEST(PluginLoaderTest, LoadsGoodPluginWithProvenance) {
   Loaded l;
@@ -74,7 +74,9 @@ TEST(PluginLoaderTest, LoadsGoodPluginWithProvenance) {
   EXPECT_EQ(l.loader.plugins().size(), 1u);
 }
 
-TEST(PluginLoaderTest, RefusesNotElf) { expect_refused("x_not_elf", "not a shared library", {}); }
+TEST(PluginLoaderTest, RefusesNotElf) {
+  expect_refused("x_not_elf", "not a shared library", {});
+}
 TEST(PluginLoaderTest, RefusesMissingEntryPoint) {
   expect_refused("x_no_entry", "no selfsup entry point", {});
 }
@@ -82,7 +84,10 @@ TEST(PluginLoaderTest, RefusesAbiMismatchNamingBothVersions) {
   expect_refused("x_bad_abi", "plugin ABI version 42, this selfsup expects 1", {});
 }
 TEST(PluginLoaderTest, RefusesFingerprintMismatch) {
-  expect_refused("x_bad_fingerprint", "[abi=1;torch=2.1;cxx11abi=0;compiler=gcc-9], this selfsup is [abi=1;torch=1.13;cxx11abi=1;compiler=gcc-12]", {});
+  expect_refused("x_bad_fingerprint",
+                 "[abi=1;torch=2.1;cxx11abi=0;compiler=gcc-9], this selfsup is "
+                 "[abi=1;torch=1.13;cxx11abi=1;compiler=gcc-12]",
+                 {});
 }
 TEST(PluginLoaderTest, RefusesThrowingRegisterWithoutHalfRegistering) {
   expect_refused("x_throws", "fixture failure while registering", {"FixtureThrowsInvert"});
@@ -101,9 +106,10 @@ TEST(PluginLoaderTest, RefusesPluginThatRegistersNothing) {
 TEST(PluginLoaderTest, FolderWithBrokenFilesStillLoadsGoodOnes) {
   test::TempDir dir;
   for (const auto& entry : fs::directory_iterator(SELFSUP_TEST_FIXTURE_DIR))
-    if (entry.path().extension() == ".so") fs::copy_file(entry.path(), dir.path() / entry.path().filename());
+    if (entry.path().extension() == ".so")
+      fs::copy_file(entry.path(), dir.path() / entry.path().filename());
   test::write_file(dir.path() / "README.txt", "not a plugin, not considered");
-  fs::create_directory(dir.path() / "libdir.so");  // not a regular file, not considered
+  fs::create_directory(dir.path() / "libdir.so"); // not a regular file, not considered
   Loaded l;
   l.loader.load_directory(dir.str());
   std::vector<std::string> names;
@@ -159,7 +165,8 @@ TEST(PluginLoaderTest, RefusesWritableByOthersUnlessAllowed) {
     EXPECT_EQ(l.loader.plugins().size(), 1u);
   }
   fs::permissions(dir.path(), fs::perms::others_write, fs::perm_options::remove);
-  fs::permissions(dir.path() / "libfixture_good.so", fs::perms::others_write, fs::perm_options::add);
+  fs::permissions(dir.path() / "libfixture_good.so", fs::perms::others_write,
+                  fs::perm_options::add);
   {
     Loaded l;
     l.loader.load_directory(dir.str());
@@ -167,8 +174,9 @@ TEST(PluginLoaderTest, RefusesWritableByOthersUnlessAllowed) {
     ASSERT_EQ(l.loader.refusals().size(), 1u);
     EXPECT_NE(l.loader.refusals()[0].file.find("libfixture_good.so"), std::string::npos);
   }
-  fs::permissions(dir.path() / "libfixture_good.so", fs::perms::others_write, fs::perm_options::remove);
-  if (::geteuid() == 0) {  // only root can give a file away
+  fs::permissions(dir.path() / "libfixture_good.so", fs::perms::others_write,
+                  fs::perm_options::remove);
+  if (::geteuid() == 0) { // only root can give a file away
     ASSERT_EQ(::chown((dir.path() / "libfixture_good.so").c_str(), 65534, 65534), 0);
     Loaded l;
     l.loader.load_directory(dir.str());

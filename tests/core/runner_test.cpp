@@ -47,9 +47,11 @@ Json tiny_config(const fs::path& data_root, int epochs, bool channels_last = fal
     "default_hooks": {"logger": {"type": "LoggerHook", "interval": 2},
                       "checkpoint": {"type": "CheckpointHook", "interval": 1, "max_keep_ckpts": 2}},
     "randomness": {"seed": 7}
-  })", "t");
+  })",
+                         "t");
   cfg.find("train_dataloader")->find("dataset")->set("data_root", data_root.string());
-  cfg.set("train_cfg", Json::object({{"type", "EpochBasedTrainLoop"}, {"max_epochs", Json(epochs)}}));
+  cfg.set("train_cfg",
+          Json::object({{"type", "EpochBasedTrainLoop"}, {"max_epochs", Json(epochs)}}));
   cfg.set("env_cfg", Json::object({{"channels_last", channels_last}}));
   return cfg;
 }
@@ -59,7 +61,7 @@ core::TensorMap final_weights(const fs::path& work_dir, int epoch) {
       .state_dict;
 }
 
-}  // namespace
+} // namespace
 
 TEST(OptimizerTest, SgdMomentumWeightDecayByHand) {
   auto opt = make_opt(R"({"type": "SGD", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.01})");
@@ -98,12 +100,15 @@ TEST(OptimizerTest, LarsTrustRatioAndExclusion) {
 TEST(SchedulerTest, WarmupThenCosineByIteration) {
   test::load_plugins();
   auto warm = build<ParamScheduler>(Config(Json::parse(
-      R"({"type": "LinearLR", "start_factor": 0.1, "by_epoch": false, "begin": 0, "end": 10})", "t")));
+      R"({"type": "LinearLR", "start_factor": 0.1, "by_epoch": false, "begin": 0, "end": 10})",
+      "t")));
   auto cos = build<ParamScheduler>(Config(Json::parse(
       R"({"type": "CosineAnnealingLR", "by_epoch": true, "begin": 1, "end": 3, "T_max": 2,
-          "eta_min": 0.0, "convert_to_iter_based": true})", "t")));
+          "eta_min": 0.0, "convert_to_iter_based": true})",
+      "t")));
   auto steps = build<ParamScheduler>(Config(Json::parse(
-      R"({"type": "MultiStepLR", "by_epoch": true, "begin": 1, "milestones": [1], "gamma": 0.5})", "t")));
+      R"({"type": "MultiStepLR", "by_epoch": true, "begin": 1, "milestones": [1], "gamma": 0.5})",
+      "t")));
   warm->bind(10, 3);
   cos->bind(10, 3);
   steps->bind(10, 3);
@@ -113,7 +118,7 @@ TEST(SchedulerTest, WarmupThenCosineByIteration) {
   EXPECT_NEAR(lr(3), 0.1 + 0.9 * 3 / 9, 1e-12);
   EXPECT_NEAR(lr(9), 1.0, 1e-12);
   EXPECT_NEAR(lr(10), 1.0, 1e-12);
-  EXPECT_NEAR(lr(20), 0.5, 1e-12);  // half way through the cosine
+  EXPECT_NEAR(lr(20), 0.5, 1e-12); // half way through the cosine
   EXPECT_NEAR(lr(15), (1 + std::cos(M_PI / 4)) / 2, 1e-12);
   EXPECT_NEAR(lr(29), (1 + std::cos(M_PI * 19 / 20)) / 2, 1e-12);
   // MultiStepLR by epoch: milestones count from begin (epoch 1), so it halves from epoch 2.
@@ -148,7 +153,8 @@ TEST(RunnerTest, ParamwiseDecayFollowsMMEngineOrder) {
   EXPECT_EQ(wd.at("backbone.bn1.bias"), 0.0);
   // custom_keys: the longest matching key wins.
   wd = decay_of(Json::parse(R"({"custom_keys": {"bn": {"decay_mult": 0},
-      "layer1.0.bn1": {"decay_mult": 3}}})", "t"));
+      "layer1.0.bn1": {"decay_mult": 3}}})",
+                            "t"));
   EXPECT_EQ(wd.at("backbone.layer1.0.bn1.weight"), 3e-6);
   EXPECT_EQ(wd.at("backbone.layer1.0.bn2.weight"), 0.0);
 }
@@ -220,7 +226,9 @@ TEST_P(RunnerResumeTest, ResumeGivesIdenticalWeights) {
 }
 
 INSTANTIATE_TEST_SUITE_P(MemoryFormat, RunnerResumeTest, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? "ChannelsLast" : "Contiguous"; });
+                         [](const auto& info) {
+                           return info.param ? "ChannelsLast" : "Contiguous";
+                         });
 
 TEST(RunnerTest, ChannelsLastComputesTheSameLoss) {
   test::load_plugins();
@@ -248,14 +256,14 @@ TEST(RunnerTest, StopRequestSavesCheckpointAndResumes) {
   core::TrainOptions o;
   o.work_dir = (root.path() / "w").string();
   o.threads = 2;
-  core::request_stop();  // as if SIGINT arrived during the first iteration
+  core::request_stop(); // as if SIGINT arrived during the first iteration
   EXPECT_THROW(core::Runner(tiny_config(root.path() / "data", 2), o).train(), core::Interrupted);
   ASSERT_TRUE(fs::exists(root.path() / "w" / "iter_1.pth"));
   core::clear_stop_request();
   o.resume = "auto";
   core::Runner(tiny_config(root.path() / "data", 1), o).train();
   EXPECT_TRUE(fs::exists(root.path() / "w" / "epoch_1.pth"));
-  EXPECT_FALSE(fs::exists(root.path() / "w" / "iter_1.pth"));  // superseded, pruned
+  EXPECT_FALSE(fs::exists(root.path() / "w" / "iter_1.pth")); // superseded, pruned
 }
 
 TEST(RunnerTest, ConfigErrorsNameTheirPath) {

@@ -19,7 +19,7 @@ namespace selfsup::core {
 namespace {
 
 class TransformTest : public ::testing::Test {
- protected:
+protected:
   void SetUp() override { register_builtins(); }
 
   // One transform, built as element 0 of a pipeline so errors read "pipeline[0].<key>".
@@ -131,7 +131,7 @@ TEST_F(TransformTest, FlipProbabilityIsRoughlyHonoured) {
 
 TEST_F(TransformTest, GrayscaleUsesNormalisedChannelWeights) {
   Image img(1, 2, 3);
-  img.data = {10, 20, 30, 200, 100, 0};  // BGR
+  img.data = {10, 20, 30, 200, 100, 0}; // BGR
   const Sample s = apply(R"({"type": "RandomGrayscale", "prob": 1.0, "keep_channels": true,
                              "channel_weights": [0.114, 0.587, 0.2989]})",
                          img);
@@ -146,10 +146,10 @@ TEST_F(TransformTest, GrayscaleUsesNormalisedChannelWeights) {
 
   const Sample b =
       apply(R"({"type": "RandomGrayscale", "prob": 1.0, "channel_weights": [1, 0, 0]})", img);
-  ASSERT_EQ(b.img.channels, 1);  // keep_channels defaults to false
+  ASSERT_EQ(b.img.channels, 1); // keep_channels defaults to false
   EXPECT_EQ(b.img.data, (std::vector<uint8_t>{10, 200}));
 
-  const Sample m = apply(R"({"type": "RandomGrayscale", "prob": 1.0})", img);  // equal weights
+  const Sample m = apply(R"({"type": "RandomGrayscale", "prob": 1.0})", img); // equal weights
   EXPECT_EQ(m.img.data, (std::vector<uint8_t>{20, 100}));
 }
 
@@ -234,13 +234,13 @@ TEST_F(TransformTest, ColorJitterBrightnessStaysInFactorBounds) {
     Rng rng(seed);
     t->apply(s, rng);
     const int v = s.img.data[0];
-    for (uint8_t x : s.img.data) ASSERT_EQ(x, v);  // a uniform factor
+    for (uint8_t x : s.img.data) ASSERT_EQ(x, v); // a uniform factor
     lo = std::min(lo, v);
     hi = std::max(hi, v);
   }
   EXPECT_GE(lo, 50);
   EXPECT_LE(hi, 150);
-  EXPECT_LT(lo, 60);  // the whole range is reached
+  EXPECT_LT(lo, 60); // the whole range is reached
   EXPECT_GT(hi, 140);
 }
 
@@ -249,7 +249,7 @@ TEST_F(TransformTest, ColorJitterContrastKeepsUniformImages) {
       apply(R"({"type": "ColorJitter", "contrast": [0.2, 1.8]})", uniform(3, 3, 3, 77), 5);
   for (uint8_t x : s.img.data) EXPECT_EQ(x, 77);
   const Sample z = apply(R"({"type": "ColorJitter", "contrast": [0, 0]})", ramp(4, 4));
-  for (uint8_t x : z.img.data) EXPECT_EQ(x, z.img.data[0]);  // factor 0: the mean grey
+  for (uint8_t x : z.img.data) EXPECT_EQ(x, z.img.data[0]); // factor 0: the mean grey
 }
 
 TEST_F(TransformTest, ColorJitterSaturationZeroGivesGrey) {
@@ -262,9 +262,9 @@ TEST_F(TransformTest, ColorJitterSaturationZeroGivesGrey) {
 
 TEST_F(TransformTest, ColorJitterHueRotatesColourKeepsGrey) {
   Image img(1, 2, 3);
-  img.data = {0, 0, 255, 90, 90, 90};  // pure red, grey
+  img.data = {0, 0, 255, 90, 90, 90}; // pure red, grey
   const Sample s = apply(R"({"type": "ColorJitter", "hue": [0.33, 0.33]})", img);
-  EXPECT_GT(s.img.data[1], 200);  // red -> green
+  EXPECT_GT(s.img.data[1], 200); // red -> green
   EXPECT_LT(s.img.data[2], 60);
   EXPECT_EQ(s.img.data[3], 90);
   EXPECT_EQ(s.img.data[4], 90);
@@ -298,7 +298,7 @@ TEST_F(TransformTest, GaussianBlurSpreadsAnImpulse) {
   EXPECT_LT(centre, 100);
   EXPECT_GT(centre, 20);
   EXPECT_GT(s.img.data[4 * 9 + 5], 0);
-  EXPECT_EQ(s.img.data[4 * 9 + 5], s.img.data[4 * 9 + 3]);  // symmetric
+  EXPECT_EQ(s.img.data[4 * 9 + 5], s.img.data[4 * 9 + 3]); // symmetric
   int total = 0;
   for (uint8_t v : s.img.data) total += v;
   EXPECT_NEAR(total, 255, 12);
@@ -361,7 +361,7 @@ TEST_F(TransformTest, MultiViewCollectsViewsInPipelineOrder) {
                            ramp(28, 28));
   ASSERT_EQ(one.views.size(), 2u);
   EXPECT_EQ(one.views[1].height, 8);
-  EXPECT_NE(one.views[0].data, one.views[1].data);  // independent random crops
+  EXPECT_NE(one.views[0].data, one.views[1].data); // independent random crops
 }
 
 TEST_F(TransformTest, MultiViewConfigErrors) {
@@ -416,10 +416,10 @@ TEST_F(TransformTest, ColorConvertChannels) {
   ASSERT_EQ(up.img.channels, 3);
   EXPECT_EQ(up.img.data, (std::vector<uint8_t>{7, 7, 7, 9, 9, 9}));
   Image c(1, 1, 3);
-  c.data = {0, 0, 255};  // red
+  c.data = {0, 0, 255}; // red
   const Sample down = apply(R"({"type": "ColorConvert", "channels": 1})", c);
   ASSERT_EQ(down.img.channels, 1);
-  EXPECT_NEAR(down.img.data[0], 76, 1);  // 0.299 * 255
+  EXPECT_NEAR(down.img.data[0], 76, 1); // 0.299 * 255
   expect_config_error(R"({"type": "ColorConvert", "channels": 2})", "pipeline[0].channels");
 }
 
@@ -477,5 +477,5 @@ TEST_F(TransformTest, SameSeedSameOutputOnAnyThread) {
   EXPECT_EQ(main_results[0][0].size(), 32u * 32u * 3u);
 }
 
-}  // namespace
-}  // namespace selfsup::core
+} // namespace
+} // namespace selfsup::core

@@ -21,7 +21,7 @@ namespace {
 
 struct Result {
   int code = -1;
-  std::string output;  // stdout and stderr
+  std::string output; // stdout and stderr
 };
 
 Result run(const std::string& args) {
@@ -37,7 +37,9 @@ Result run(const std::string& args) {
   return r;
 }
 
-std::string config_dir() { return std::string(SELFSUP_SOURCE_DIR) + "/configs"; }
+std::string config_dir() {
+  return std::string(SELFSUP_SOURCE_DIR) + "/configs";
+}
 
 // A tiny run of the shipped SimCLR Fashion-MNIST config, pointed at generated data.
 std::string tiny_overrides(const fs::path& data) {
@@ -51,7 +53,7 @@ std::string tiny_overrides(const fs::path& data) {
          " param_scheduler.1.T_max=1 custom_hooks.0.k=5 default_hooks.checkpoint.interval=1";
 }
 
-}  // namespace
+} // namespace
 
 TEST(CliTest, HelpAndUsageExitCodes) {
   EXPECT_EQ(run("--help").code, 0);
@@ -92,7 +94,8 @@ TEST(CliTest, ListJsonGroupsTypesByKind) {
 }
 
 TEST(CliTest, ConfigPrintsMergedConfigWithOverrides) {
-  Result r = run("config " + config_dir() + "/simclr/simclr_resnet18_fmnist.json"
+  Result r = run("config " + config_dir() +
+                 "/simclr/simclr_resnet18_fmnist.json"
                  " --cfg-options model.head.temperature=0.2 train_dataloader.batch_size=64");
   ASSERT_EQ(r.code, 0) << r.output;
   Json j = Json::parse(r.output, "config");
@@ -155,7 +158,8 @@ TEST(CliTest, ListSurvivesAFolderOfBrokenPlugins) {
   EXPECT_NE(r.output.find("FixtureInvert"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("SimCLR"), std::string::npos);
   size_t skipped = 0;
-  for (size_t pos = 0; (pos = r.output.find("selfsup: skipping plugin ", pos)) != std::string::npos; ++pos)
+  for (size_t pos = 0; (pos = r.output.find("selfsup: skipping plugin ", pos)) != std::string::npos;
+       ++pos)
     ++skipped;
   EXPECT_EQ(skipped, 8u) << r.output;
   Result j = run("list --json --plugin-dir " + dir.str());
@@ -211,8 +215,8 @@ TEST(CliTest, SigintSavesACheckpointAndResumeContinues) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    std::string cmd = "exec " + std::string(SELFSUP_TEST_BIN_DIR) + "/selfsup " + args + " > " +
-                      log + " 2>&1";
+    std::string cmd =
+        "exec " + std::string(SELFSUP_TEST_BIN_DIR) + "/selfsup " + args + " > " + log + " 2>&1";
     execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }

@@ -7,7 +7,6 @@
 using namespace selfsup;
 using selfsup::test::message_of;
 
-
 TEST(JsonTest, ParsesKeepsOrderAndTypes) {
   Json j = Json::parse(R"({"b": 1, "a": 1.0, "c": [true, null, "s"], /* comment */ "d": {}})", "t");
   ASSERT_EQ(j.keys(), (std::vector<std::string>{"b", "a", "c", "d"}));
@@ -25,7 +24,8 @@ TEST(JsonTest, ParseErrorNamesSourceLineAndColumn) {
 
 TEST(ConfigTest, TypedGettersNamePathOnMismatch) {
   Config cfg(Json::parse(R"({"model": {"head": {"temperature": "0.1x", "k": 3,
-                             "list": [1, 2.5], "flag": true}}})", "t"));
+                             "list": [1, 2.5], "flag": true}}})",
+                         "t"));
   Config head = cfg["model"]["head"];
   EXPECT_EQ(head.path(), "model.head");
   EXPECT_EQ(head.get<int>("k"), 3);

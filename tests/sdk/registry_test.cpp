@@ -11,7 +11,7 @@ using selfsup::test::message_of;
 namespace {
 
 class Tag final : public Transform {
- public:
+public:
   explicit Tag(int64_t v) : value(v) {}
   void apply(Sample&, Rng&) const override {}
   int64_t value;
@@ -30,8 +30,7 @@ RegistryEntry entry(const std::string& kind, const std::string& name, const std:
   return e;
 }
 
-
-}  // namespace
+} // namespace
 
 TEST(RegistryTest, BuildsWithDefaultsAndScopes) {
   Registry reg;
@@ -39,11 +38,11 @@ TEST(RegistryTest, BuildsWithDefaultsAndScopes) {
   auto obj = std::static_pointer_cast<Transform>(
       reg.build_any("transform", Config(Json::object({{"type", "Tag"}}))));
   EXPECT_EQ(dynamic_cast<Tag&>(*obj).value, 7);
-  auto obj2 = std::static_pointer_cast<Transform>(reg.build_any(
-      "transform", Config(Json::object({{"type", "p1.Tag"}, {"value", Json(3)}}))));
+  auto obj2 = std::static_pointer_cast<Transform>(
+      reg.build_any("transform", Config(Json::object({{"type", "p1.Tag"}, {"value", Json(3)}}))));
   EXPECT_EQ(dynamic_cast<Tag&>(*obj2).value, 3);
-  EXPECT_NE(reg.find("transform", "mmcls.Tag"), nullptr);  // OpenMMLab scope: any provider
-  EXPECT_EQ(reg.find("transform", "p2.Tag"), nullptr);      // another plugin: no
+  EXPECT_NE(reg.find("transform", "mmcls.Tag"), nullptr); // OpenMMLab scope: any provider
+  EXPECT_EQ(reg.find("transform", "p2.Tag"), nullptr);    // another plugin: no
 }
 
 TEST(RegistryTest, RejectsDuplicateNameNamingBothProviders) {
@@ -75,7 +74,8 @@ TEST(RegistryTest, UnknownTypeNamesPathAndSuggests) {
   Json j = Json::parse(R"({"pipeline": [{"type": "RandomFlp"}]})", "t");
   Config cfg(j);
   std::string msg = message_of([&] { (void)reg.build_any("transform", cfg["pipeline"].at(0)); });
-  EXPECT_NE(msg.find("pipeline[0].type: unknown transform type 'RandomFlp'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("pipeline[0].type: unknown transform type 'RandomFlp'"), std::string::npos)
+      << msg;
   EXPECT_NE(msg.find("did you mean 'RandomFlip'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("libbroken.so was refused: plugin ABI version 9"), std::string::npos) << msg;
   msg = message_of([&] { (void)reg.build_any("transform", Config(Json::object())); });
@@ -85,7 +85,8 @@ TEST(RegistryTest, UnknownTypeNamesPathAndSuggests) {
 TEST(RegistryTest, SchemaRejectsUnknownKeysAndWrongTypes) {
   Registry reg;
   reg.commit({entry("transform", "Tag", "p")});
-  Json j = Json::parse(R"({"a": {"type": "Tag", "valu": 1}, "b": {"type": "Tag", "value": "x"}})", "t");
+  Json j =
+      Json::parse(R"({"a": {"type": "Tag", "valu": 1}, "b": {"type": "Tag", "value": "x"}})", "t");
   Config cfg(j);
   std::string msg = message_of([&] { (void)reg.build_any("transform", cfg["a"]); });
   EXPECT_NE(msg.find("a.valu: unknown key (accepted: value)"), std::string::npos) << msg;
@@ -99,14 +100,15 @@ TEST(SchemaTest, RequiredDefaultsAndNull) {
       .optional("ratio", ArgType::Float, 0.5, "ratio")
       .optional("names", ArgType::StringList, Json::array({"a"}), "names")
       .optional("maybe", ArgType::Dict, Json(), "optional dict");
-  Json j = Json::parse(R"({"m": {"ratio": 2}, "n": {"depth": 3, "maybe": null, "names": ["a", 1]}})", "t");
+  Json j = Json::parse(
+      R"({"m": {"ratio": 2}, "n": {"depth": 3, "maybe": null, "names": ["a", 1]}})", "t");
   Config cfg(j);
   std::string msg = message_of([&] { (void)s.apply(cfg["m"]); });
   EXPECT_NE(msg.find("m.depth: required key is missing"), std::string::npos) << msg;
   msg = message_of([&] { (void)s.apply(cfg["n"]); });
   EXPECT_NE(msg.find("n.names: expected list[str]"), std::string::npos) << msg;
   Json ok = s.apply(Config(Json::parse(R"({"depth": 3, "ratio": 2})", "t")));
-  EXPECT_EQ(ok.find("ratio")->as_number(), 2.0);  // an int is a valid float
+  EXPECT_EQ(ok.find("ratio")->as_number(), 2.0); // an int is a valid float
   EXPECT_EQ(ok.find("names")->at(0).as_string(), "a");
   EXPECT_EQ(ok.find("maybe"), nullptr);
 }

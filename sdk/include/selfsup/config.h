@@ -14,7 +14,7 @@
 namespace selfsup {
 
 class SELFSUP_SDK_API Config {
- public:
+public:
   /// An empty object at the root.
   Config();
   /// A view of `value` whose path is `path` ("" for the root).
@@ -44,16 +44,13 @@ class SELFSUP_SDK_API Config {
   /// This node converted to T; throws ConfigError (path, expected, got) on a mismatch.
   /// T: bool, int, int64_t, double, float, std::string, std::vector of int64_t, int, double,
   /// std::string.
-  template <class T>
-  [[nodiscard]] T as() const;
+  template <class T> [[nodiscard]] T as() const;
   /// The required key converted to T.
-  template <class T>
-  [[nodiscard]] T get(std::string_view key) const {
+  template <class T> [[nodiscard]] T get(std::string_view key) const {
     return (*this)[key].template as<T>();
   }
   /// The key converted to T, or `fallback` when absent or null.
-  template <class T>
-  [[nodiscard]] T get(std::string_view key, T fallback) const {
+  template <class T> [[nodiscard]] T get(std::string_view key, T fallback) const {
     return has(key) ? (*this)[key].template as<T>() : fallback;
   }
 
@@ -62,7 +59,7 @@ class SELFSUP_SDK_API Config {
   /// Throws ConfigError("<path>.<key>: <what>").
   [[noreturn]] void fail_key(std::string_view key, const std::string& what) const;
 
- private:
+private:
   std::shared_ptr<const Json> root_;
   const Json* node_;
   std::string path_;
@@ -82,4 +79,4 @@ template <> SELFSUP_SDK_API std::vector<std::string> Config::as<std::vector<std:
 /// "a string", 12, [..] — a short rendering of a value for error messages.
 SELFSUP_SDK_API std::string describe_value(const Json& v);
 
-}  // namespace selfsup
+} // namespace selfsup

@@ -10,7 +10,7 @@ namespace selfsup {
 
 /// Base of every selfsup error.
 class SELFSUP_SDK_API Error : public std::runtime_error {
- public:
+public:
   explicit Error(const std::string& what);
   ~Error() override;
 };
@@ -18,23 +18,23 @@ class SELFSUP_SDK_API Error : public std::runtime_error {
 /// A config value is missing, unknown or of the wrong type. The text starts with the
 /// JSON path, e.g. `model.head.temperature: expected a number, got "0.1x"`.
 class SELFSUP_SDK_API ConfigError : public Error {
- public:
+public:
   explicit ConfigError(const std::string& what);
   ~ConfigError() override;
 };
 
 /// A type is unknown, registered twice, or of the wrong kind.
 class SELFSUP_SDK_API RegistryError : public Error {
- public:
+public:
   explicit RegistryError(const std::string& what);
   ~RegistryError() override;
 };
 
 /// A value is out of its allowed range at run time (shapes, sizes, files).
 class SELFSUP_SDK_API ValueError : public Error {
- public:
+public:
   explicit ValueError(const std::string& what);
   ~ValueError() override;
 };
 
-}  // namespace selfsup
+} // namespace selfsup

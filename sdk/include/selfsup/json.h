@@ -18,7 +18,7 @@ class Json;
 SELFSUP_SDK_API bool operator==(const Json& a, const Json& b);
 
 class SELFSUP_SDK_API Json {
- public:
+public:
   enum class Type { Null, Bool, Int, Float, String, Array, Object };
 
   Json() = default;
@@ -76,14 +76,14 @@ class SELFSUP_SDK_API Json {
   friend bool operator==(const Json& a, const Json& b);
   friend bool operator!=(const Json& a, const Json& b) { return !(a == b); }
 
- private:
+private:
   Type type_ = Type::Null;
   bool b_ = false;
   int64_t i_ = 0;
   double d_ = 0.0;
   std::string s_;
-  std::vector<std::string> keys_;  // objects only, parallel to items_
+  std::vector<std::string> keys_; // objects only, parallel to items_
   std::vector<Json> items_;
 };
 
-}  // namespace selfsup
+} // namespace selfsup

@@ -34,8 +34,7 @@ struct PluginInfo {
 
 namespace detail {
 /// Runs a register function behind a noexcept boundary.
-template <void (*Fn)(Registrar&)>
-int guarded_register(Registrar* r, char* err, size_t n) noexcept {
+template <void (*Fn)(Registrar&)> int guarded_register(Registrar* r, char* err, size_t n) noexcept {
   try {
     Fn(*r);
     return 0;
@@ -46,20 +45,23 @@ int guarded_register(Registrar* r, char* err, size_t n) noexcept {
   }
   return 1;
 }
-}  // namespace detail
+} // namespace detail
 
-}  // namespace selfsup
+} // namespace selfsup
 
 #define SELFSUP_PLUGIN_INFO_ALIAS selfsup_plugin_info
 
-#define SELFSUP_PLUGIN(NAME, VERSION, REGISTER_FN)                                      \
-  namespace {                                                                           \
-  const ::selfsup::PluginInfo* selfsup_plugin_info_fn() {                               \
-    static const ::selfsup::PluginInfo info{                                            \
-        SELFSUP_ABI_VERSION,          SELFSUP_BUILD_FINGERPRINT, NAME, VERSION,         \
-        SELFSUP_VERSION_STRING,       SELFSUP_TORCH_VERSION_,                           \
-        &::selfsup::detail::guarded_register<&REGISTER_FN>};                            \
-    return &info;                                                                       \
-  }                                                                                     \
-  }                                                                                     \
+#define SELFSUP_PLUGIN(NAME, VERSION, REGISTER_FN)                                                 \
+  namespace {                                                                                      \
+  const ::selfsup::PluginInfo* selfsup_plugin_info_fn() {                                          \
+    static const ::selfsup::PluginInfo info{SELFSUP_ABI_VERSION,                                   \
+                                            SELFSUP_BUILD_FINGERPRINT,                             \
+                                            NAME,                                                  \
+                                            VERSION,                                               \
+                                            SELFSUP_VERSION_STRING,                                \
+                                            SELFSUP_TORCH_VERSION_,                                \
+                                            &::selfsup::detail::guarded_register<&REGISTER_FN>};   \
+    return &info;                                                                                  \
+  }                                                                                                \
+  }                                                                                                \
   BOOST_DLL_ALIAS(selfsup_plugin_info_fn, selfsup_plugin_info)

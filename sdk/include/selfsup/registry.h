@@ -26,14 +26,14 @@ struct RegistryEntry {
   std::shared_ptr<const void> keepalive;
   std::string kind;
   std::string name;
-  std::string plugin;  // "core" for the engine's own types
-  std::string file;    // the library that provided it
+  std::string plugin; // "core" for the engine's own types
+  std::string file;   // the library that provided it
   Schema schema;
   AnyFactory factory;
 };
 
 class SELFSUP_SDK_API Registry {
- public:
+public:
   /// The process-wide registry.
   static Registry& global();
 
@@ -58,47 +58,45 @@ class SELFSUP_SDK_API Registry {
   /// Drops every entry (and with them the references to plugin libraries).
   void clear();
 
- private:
+private:
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<RegistryEntry>> entries_;
   std::vector<std::pair<std::string, std::string>> refused_;
 };
 
 /// Builds an object of interface T (T::kKind names its kind) from a config node.
-template <class T>
-std::shared_ptr<T> build(const Config& cfg) {
+template <class T> std::shared_ptr<T> build(const Config& cfg) {
   return std::static_pointer_cast<T>(Registry::global().build_any(T::kKind, cfg));
 }
 
 /// Collects a plugin's entries during its register function.
 class SELFSUP_SDK_API Registrar {
- public:
+public:
   Registrar(std::string plugin, std::string file, std::shared_ptr<const void> keepalive = {});
 
   /// Registers `name` of interface T. `factory(const Config&)` returns a shared_ptr to
   /// something convertible to shared_ptr<T>; the Config it gets has defaults filled in.
-  template <class T, class F>
-  void add(const std::string& name, F factory, Schema schema) {
-    add_any(T::kKind, name,
-            [f = std::move(factory)](const Config& c) -> std::shared_ptr<void> {
-              std::shared_ptr<T> p = f(c);
-              return p;
-            },
-            std::move(schema));
+  template <class T, class F> void add(const std::string& name, F factory, Schema schema) {
+    add_any(
+        T::kKind, name,
+        [f = std::move(factory)](const Config& c) -> std::shared_ptr<void> {
+          std::shared_ptr<T> p = f(c);
+          return p;
+        },
+        std::move(schema));
   }
-  void add_any(const std::string& kind, const std::string& name, AnyFactory factory,
-               Schema schema);
+  void add_any(const std::string& kind, const std::string& name, AnyFactory factory, Schema schema);
 
   [[nodiscard]] const std::string& plugin() const { return plugin_; }
   [[nodiscard]] size_t size() const { return staged_.size(); }
   /// Moves the staged entries into `registry` (all or none).
   void commit(Registry& registry = Registry::global());
 
- private:
+private:
   std::string plugin_;
   std::string file_;
   std::shared_ptr<const void> keepalive_;
   std::vector<RegistryEntry> staged_;
 };
 
-}  // namespace selfsup
+} // namespace selfsup

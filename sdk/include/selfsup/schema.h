@@ -19,12 +19,12 @@ struct ArgSpec {
   std::string name;
   ArgType type = ArgType::Any;
   bool required = false;
-  Json default_value;  // null: absent unless given
+  Json default_value; // null: absent unless given
   std::string doc;
 };
 
 class SELFSUP_SDK_API Schema {
- public:
+public:
   Schema() = default;
   explicit Schema(std::string doc) : doc_(std::move(doc)) {}
 
@@ -44,9 +44,9 @@ class SELFSUP_SDK_API Schema {
   /// The schema as JSON (for `selfsup list --json --verbose`).
   [[nodiscard]] Json to_json() const;
 
- private:
+private:
   std::string doc_;
   std::vector<ArgSpec> args_;
 };
 
-}  // namespace selfsup
+} // namespace selfsup

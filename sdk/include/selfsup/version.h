@@ -17,10 +17,13 @@
 #else
 #define SELFSUP_COMPILER_ "unknown"
 #endif
-#define SELFSUP_TORCH_VERSION_ SELFSUP_STR_(TORCH_VERSION_MAJOR) "." SELFSUP_STR_(TORCH_VERSION_MINOR)
+#define SELFSUP_TORCH_VERSION_                                                                     \
+  SELFSUP_STR_(TORCH_VERSION_MAJOR) "." SELFSUP_STR_(TORCH_VERSION_MINOR)
 
 /// The fingerprint of the translation unit that expands it: sdk ABI, LibTorch
 /// major.minor, C++ string ABI and compiler. Fixed at compile time.
-#define SELFSUP_BUILD_FINGERPRINT                                                   \
-  "abi=" SELFSUP_STR_(SELFSUP_ABI_VERSION) ";torch=" SELFSUP_TORCH_VERSION_ \
-  ";cxx11abi=" SELFSUP_STR_(_GLIBCXX_USE_CXX11_ABI) ";compiler=" SELFSUP_COMPILER_
+#define SELFSUP_BUILD_FINGERPRINT                                                                  \
+  "abi=" SELFSUP_STR_(                                                                             \
+      SELFSUP_ABI_VERSION) ";torch=" SELFSUP_TORCH_VERSION_                                        \
+                           ";cxx11abi=" SELFSUP_STR_(                                              \
+                               _GLIBCXX_USE_CXX11_ABI) ";compiler=" SELFSUP_COMPILER_

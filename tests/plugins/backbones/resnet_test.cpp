@@ -74,8 +74,9 @@ TEST(ResNetTest, ResNet18CifarStemShapesAt32) {
       R"({"type": "ResNet", "depth": 18, "stem": "cifar", "out_indices": [0, 1, 2, 3, 4]})");
   net->eval();
   auto outs = net->forward(torch::randn({2, 3, 32, 32}));
-  EXPECT_EQ(shapes(outs), (Shapes{{2, 64, 32, 32}, {2, 64, 32, 32}, {2, 128, 16, 16},
-                                  {2, 256, 8, 8}, {2, 512, 4, 4}}));
+  EXPECT_EQ(
+      shapes(outs),
+      (Shapes{{2, 64, 32, 32}, {2, 64, 32, 32}, {2, 128, 16, 16}, {2, 256, 8, 8}, {2, 512, 4, 4}}));
   EXPECT_EQ(net->out_channels(), (std::vector<int64_t>{64, 64, 128, 256, 512}));
 }
 
@@ -108,8 +109,11 @@ TEST(ResNetTest, ResNet50ImagenetStemShapesAt224) {
   net->eval();
   torch::NoGradGuard no_grad;
   auto outs = net->forward(torch::randn({1, 3, 224, 224}));
-  EXPECT_EQ(shapes(outs), (Shapes{{1, 64, 112, 112}, {1, 256, 56, 56}, {1, 512, 28, 28},
-                                  {1, 1024, 14, 14}, {1, 2048, 7, 7}}));
+  EXPECT_EQ(shapes(outs), (Shapes{{1, 64, 112, 112},
+                                  {1, 256, 56, 56},
+                                  {1, 512, 28, 28},
+                                  {1, 1024, 14, 14},
+                                  {1, 2048, 7, 7}}));
   EXPECT_EQ(net->out_channels(), (std::vector<int64_t>{64, 256, 512, 1024, 2048}));
 }
 
@@ -138,48 +142,125 @@ TEST(ResNetTest, ResNetCifarTypeDefaultsToCifarStem) {
 TEST(ResNetTest, ResNet18StateDictMatchesTorchvision) {
   // torchvision.models.resnet18().state_dict().keys() without fc.weight / fc.bias.
   const std::vector<std::string> torchvision = {
-      "conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
-      "bn1.num_batches_tracked", "layer1.0.conv1.weight", "layer1.0.bn1.weight",
-      "layer1.0.bn1.bias", "layer1.0.bn1.running_mean", "layer1.0.bn1.running_var",
-      "layer1.0.bn1.num_batches_tracked", "layer1.0.conv2.weight", "layer1.0.bn2.weight",
-      "layer1.0.bn2.bias", "layer1.0.bn2.running_mean", "layer1.0.bn2.running_var",
-      "layer1.0.bn2.num_batches_tracked", "layer1.1.conv1.weight", "layer1.1.bn1.weight",
-      "layer1.1.bn1.bias", "layer1.1.bn1.running_mean", "layer1.1.bn1.running_var",
-      "layer1.1.bn1.num_batches_tracked", "layer1.1.conv2.weight", "layer1.1.bn2.weight",
-      "layer1.1.bn2.bias", "layer1.1.bn2.running_mean", "layer1.1.bn2.running_var",
-      "layer1.1.bn2.num_batches_tracked", "layer2.0.conv1.weight", "layer2.0.bn1.weight",
-      "layer2.0.bn1.bias", "layer2.0.bn1.running_mean", "layer2.0.bn1.running_var",
-      "layer2.0.bn1.num_batches_tracked", "layer2.0.conv2.weight", "layer2.0.bn2.weight",
-      "layer2.0.bn2.bias", "layer2.0.bn2.running_mean", "layer2.0.bn2.running_var",
-      "layer2.0.bn2.num_batches_tracked", "layer2.0.downsample.0.weight",
-      "layer2.0.downsample.1.weight", "layer2.0.downsample.1.bias",
-      "layer2.0.downsample.1.running_mean", "layer2.0.downsample.1.running_var",
-      "layer2.0.downsample.1.num_batches_tracked", "layer2.1.conv1.weight", "layer2.1.bn1.weight",
-      "layer2.1.bn1.bias", "layer2.1.bn1.running_mean", "layer2.1.bn1.running_var",
-      "layer2.1.bn1.num_batches_tracked", "layer2.1.conv2.weight", "layer2.1.bn2.weight",
-      "layer2.1.bn2.bias", "layer2.1.bn2.running_mean", "layer2.1.bn2.running_var",
-      "layer2.1.bn2.num_batches_tracked", "layer3.0.conv1.weight", "layer3.0.bn1.weight",
-      "layer3.0.bn1.bias", "layer3.0.bn1.running_mean", "layer3.0.bn1.running_var",
-      "layer3.0.bn1.num_batches_tracked", "layer3.0.conv2.weight", "layer3.0.bn2.weight",
-      "layer3.0.bn2.bias", "layer3.0.bn2.running_mean", "layer3.0.bn2.running_var",
-      "layer3.0.bn2.num_batches_tracked", "layer3.0.downsample.0.weight",
-      "layer3.0.downsample.1.weight", "layer3.0.downsample.1.bias",
-      "layer3.0.downsample.1.running_mean", "layer3.0.downsample.1.running_var",
-      "layer3.0.downsample.1.num_batches_tracked", "layer3.1.conv1.weight", "layer3.1.bn1.weight",
-      "layer3.1.bn1.bias", "layer3.1.bn1.running_mean", "layer3.1.bn1.running_var",
-      "layer3.1.bn1.num_batches_tracked", "layer3.1.conv2.weight", "layer3.1.bn2.weight",
-      "layer3.1.bn2.bias", "layer3.1.bn2.running_mean", "layer3.1.bn2.running_var",
-      "layer3.1.bn2.num_batches_tracked", "layer4.0.conv1.weight", "layer4.0.bn1.weight",
-      "layer4.0.bn1.bias", "layer4.0.bn1.running_mean", "layer4.0.bn1.running_var",
-      "layer4.0.bn1.num_batches_tracked", "layer4.0.conv2.weight", "layer4.0.bn2.weight",
-      "layer4.0.bn2.bias", "layer4.0.bn2.running_mean", "layer4.0.bn2.running_var",
-      "layer4.0.bn2.num_batches_tracked", "layer4.0.downsample.0.weight",
-      "layer4.0.downsample.1.weight", "layer4.0.downsample.1.bias",
-      "layer4.0.downsample.1.running_mean", "layer4.0.downsample.1.running_var",
-      "layer4.0.downsample.1.num_batches_tracked", "layer4.1.conv1.weight", "layer4.1.bn1.weight",
-      "layer4.1.bn1.bias", "layer4.1.bn1.running_mean", "layer4.1.bn1.running_var",
-      "layer4.1.bn1.num_batches_tracked", "layer4.1.conv2.weight", "layer4.1.bn2.weight",
-      "layer4.1.bn2.bias", "layer4.1.bn2.running_mean", "layer4.1.bn2.running_var",
+      "conv1.weight",
+      "bn1.weight",
+      "bn1.bias",
+      "bn1.running_mean",
+      "bn1.running_var",
+      "bn1.num_batches_tracked",
+      "layer1.0.conv1.weight",
+      "layer1.0.bn1.weight",
+      "layer1.0.bn1.bias",
+      "layer1.0.bn1.running_mean",
+      "layer1.0.bn1.running_var",
+      "layer1.0.bn1.num_batches_tracked",
+      "layer1.0.conv2.weight",
+      "layer1.0.bn2.weight",
+      "layer1.0.bn2.bias",
+      "layer1.0.bn2.running_mean",
+      "layer1.0.bn2.running_var",
+      "layer1.0.bn2.num_batches_tracked",
+      "layer1.1.conv1.weight",
+      "layer1.1.bn1.weight",
+      "layer1.1.bn1.bias",
+      "layer1.1.bn1.running_mean",
+      "layer1.1.bn1.running_var",
+      "layer1.1.bn1.num_batches_tracked",
+      "layer1.1.conv2.weight",
+      "layer1.1.bn2.weight",
+      "layer1.1.bn2.bias",
+      "layer1.1.bn2.running_mean",
+      "layer1.1.bn2.running_var",
+      "layer1.1.bn2.num_batches_tracked",
+      "layer2.0.conv1.weight",
+      "layer2.0.bn1.weight",
+      "layer2.0.bn1.bias",
+      "layer2.0.bn1.running_mean",
+      "layer2.0.bn1.running_var",
+      "layer2.0.bn1.num_batches_tracked",
+      "layer2.0.conv2.weight",
+      "layer2.0.bn2.weight",
+      "layer2.0.bn2.bias",
+      "layer2.0.bn2.running_mean",
+      "layer2.0.bn2.running_var",
+      "layer2.0.bn2.num_batches_tracked",
+      "layer2.0.downsample.0.weight",
+      "layer2.0.downsample.1.weight",
+      "layer2.0.downsample.1.bias",
+      "layer2.0.downsample.1.running_mean",
+      "layer2.0.downsample.1.running_var",
+      "layer2.0.downsample.1.num_batches_tracked",
+      "layer2.1.conv1.weight",
+      "layer2.1.bn1.weight",
+      "layer2.1.bn1.bias",
+      "layer2.1.bn1.running_mean",
+      "layer2.1.bn1.running_var",
+      "layer2.1.bn1.num_batches_tracked",
+      "layer2.1.conv2.weight",
+      "layer2.1.bn2.weight",
+      "layer2.1.bn2.bias",
+      "layer2.1.bn2.running_mean",
+      "layer2.1.bn2.running_var",
+      "layer2.1.bn2.num_batches_tracked",
+      "layer3.0.conv1.weight",
+      "layer3.0.bn1.weight",
+      "layer3.0.bn1.bias",
+      "layer3.0.bn1.running_mean",
+      "layer3.0.bn1.running_var",
+      "layer3.0.bn1.num_batches_tracked",
+      "layer3.0.conv2.weight",
+      "layer3.0.bn2.weight",
+      "layer3.0.bn2.bias",
+      "layer3.0.bn2.running_mean",
+      "layer3.0.bn2.running_var",
+      "layer3.0.bn2.num_batches_tracked",
+      "layer3.0.downsample.0.weight",
+      "layer3.0.downsample.1.weight",
+      "layer3.0.downsample.1.bias",
+      "layer3.0.downsample.1.running_mean",
+      "layer3.0.downsample.1.running_var",
+      "layer3.0.downsample.1.num_batches_tracked",
+      "layer3.1.conv1.weight",
+      "layer3.1.bn1.weight",
+      "layer3.1.bn1.bias",
+      "layer3.1.bn1.running_mean",
+      "layer3.1.bn1.running_var",
+      "layer3.1.bn1.num_batches_tracked",
+      "layer3.1.conv2.weight",
+      "layer3.1.bn2.weight",
+      "layer3.1.bn2.bias",
+      "layer3.1.bn2.running_mean",
+      "layer3.1.bn2.running_var",
+      "layer3.1.bn2.num_batches_tracked",
+      "layer4.0.conv1.weight",
+      "layer4.0.bn1.weight",
+      "layer4.0.bn1.bias",
+      "layer4.0.bn1.running_mean",
+      "layer4.0.bn1.running_var",
+      "layer4.0.bn1.num_batches_tracked",
+      "layer4.0.conv2.weight",
+      "layer4.0.bn2.weight",
+      "layer4.0.bn2.bias",
+      "layer4.0.bn2.running_mean",
+      "layer4.0.bn2.running_var",
+      "layer4.0.bn2.num_batches_tracked",
+      "layer4.0.downsample.0.weight",
+      "layer4.0.downsample.1.weight",
+      "layer4.0.downsample.1.bias",
+      "layer4.0.downsample.1.running_mean",
+      "layer4.0.downsample.1.running_var",
+      "layer4.0.downsample.1.num_batches_tracked",
+      "layer4.1.conv1.weight",
+      "layer4.1.bn1.weight",
+      "layer4.1.bn1.bias",
+      "layer4.1.bn1.running_mean",
+      "layer4.1.bn1.running_var",
+      "layer4.1.bn1.num_batches_tracked",
+      "layer4.1.conv2.weight",
+      "layer4.1.bn2.weight",
+      "layer4.1.bn2.bias",
+      "layer4.1.bn2.running_mean",
+      "layer4.1.bn2.running_var",
       "layer4.1.bn2.num_batches_tracked",
   };
   ASSERT_EQ(torchvision.size(), 120u);
@@ -192,18 +273,37 @@ TEST(ResNetTest, ResNet50NamesFollowTorchvisionBottleneck) {
   const auto keys = state_dict_keys(*net);
   // torchvision resnet50 has 320 state_dict entries, 2 of them fc.*.
   EXPECT_EQ(keys.size(), 318u);
-  const std::vector<std::string> head = {
-      "conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
-      "bn1.num_batches_tracked", "layer1.0.conv1.weight", "layer1.0.bn1.weight",
-      "layer1.0.bn1.bias", "layer1.0.bn1.running_mean", "layer1.0.bn1.running_var",
-      "layer1.0.bn1.num_batches_tracked", "layer1.0.conv2.weight", "layer1.0.bn2.weight",
-      "layer1.0.bn2.bias", "layer1.0.bn2.running_mean", "layer1.0.bn2.running_var",
-      "layer1.0.bn2.num_batches_tracked", "layer1.0.conv3.weight", "layer1.0.bn3.weight",
-      "layer1.0.bn3.bias", "layer1.0.bn3.running_mean", "layer1.0.bn3.running_var",
-      "layer1.0.bn3.num_batches_tracked", "layer1.0.downsample.0.weight",
-      "layer1.0.downsample.1.weight", "layer1.0.downsample.1.bias",
-      "layer1.0.downsample.1.running_mean", "layer1.0.downsample.1.running_var",
-      "layer1.0.downsample.1.num_batches_tracked", "layer1.1.conv1.weight"};
+  const std::vector<std::string> head = {"conv1.weight",
+                                         "bn1.weight",
+                                         "bn1.bias",
+                                         "bn1.running_mean",
+                                         "bn1.running_var",
+                                         "bn1.num_batches_tracked",
+                                         "layer1.0.conv1.weight",
+                                         "layer1.0.bn1.weight",
+                                         "layer1.0.bn1.bias",
+                                         "layer1.0.bn1.running_mean",
+                                         "layer1.0.bn1.running_var",
+                                         "layer1.0.bn1.num_batches_tracked",
+                                         "layer1.0.conv2.weight",
+                                         "layer1.0.bn2.weight",
+                                         "layer1.0.bn2.bias",
+                                         "layer1.0.bn2.running_mean",
+                                         "layer1.0.bn2.running_var",
+                                         "layer1.0.bn2.num_batches_tracked",
+                                         "layer1.0.conv3.weight",
+                                         "layer1.0.bn3.weight",
+                                         "layer1.0.bn3.bias",
+                                         "layer1.0.bn3.running_mean",
+                                         "layer1.0.bn3.running_var",
+                                         "layer1.0.bn3.num_batches_tracked",
+                                         "layer1.0.downsample.0.weight",
+                                         "layer1.0.downsample.1.weight",
+                                         "layer1.0.downsample.1.bias",
+                                         "layer1.0.downsample.1.running_mean",
+                                         "layer1.0.downsample.1.running_var",
+                                         "layer1.0.downsample.1.num_batches_tracked",
+                                         "layer1.1.conv1.weight"};
   ASSERT_GE(keys.size(), head.size());
   EXPECT_EQ(std::vector<std::string>(keys.begin(), keys.begin() + head.size()), head);
   EXPECT_EQ(keys.back(), "layer4.2.bn3.num_batches_tracked");
@@ -265,8 +365,8 @@ TEST(ResNetTest, ZeroInitResidualZeroesLastNormOfEachBlock) {
 
 TEST(ResNetTest, FrozenStagesStopGradientsAndKeepBatchNormInEval) {
   torch::manual_seed(0);
-  auto net = make_backbone(
-      R"({"type": "ResNet", "depth": 18, "stem": "cifar", "frozen_stages": 2})");
+  auto net =
+      make_backbone(R"({"type": "ResNet", "depth": 18, "stem": "cifar", "frozen_stages": 2})");
   for (const auto& p : net->named_parameters()) {
     const auto& k = p.key();
     const bool frozen = k.rfind("conv1.", 0) == 0 || k.rfind("bn1.", 0) == 0 ||
@@ -379,8 +479,7 @@ TEST(ResNetTest, BadConfigValuesNameTheJsonPath) {
                 .rfind("model.backbone.depth: expected one of 18, 34, 50, 101, 152", 0),
             0u);
   EXPECT_EQ(error_of(R"({"type": "ResNet"})").rfind("model.backbone.depth: required key", 0), 0u);
-  EXPECT_EQ(error_of(R"({"type": "ResNet", "depth": "18"})").rfind("model.backbone.depth:", 0),
-            0u);
+  EXPECT_EQ(error_of(R"({"type": "ResNet", "depth": "18"})").rfind("model.backbone.depth:", 0), 0u);
   EXPECT_EQ(error_of(R"({"type": "ResNet", "depth": 18, "out_indices": [5]})")
                 .rfind("model.backbone.out_indices: index 5 is out of range", 0),
             0u);
@@ -420,9 +519,9 @@ TEST(ResNetTest, SchemaDocumentsEveryKey) {
   test::load_plugins();
   const auto* entry = Registry::global().find("backbone", "ResNet");
   ASSERT_NE(entry, nullptr);
-  for (const char* key : {"depth", "in_channels", "stem_channels", "base_channels", "num_stages",
-                          "out_indices", "stem", "style", "frozen_stages", "norm_eval",
-                          "zero_init_residual", "norm_cfg"}) {
+  for (const char* key :
+       {"depth", "in_channels", "stem_channels", "base_channels", "num_stages", "out_indices",
+        "stem", "style", "frozen_stages", "norm_eval", "zero_init_residual", "norm_cfg"}) {
     const auto* spec = entry->schema.find(key);
     ASSERT_NE(spec, nullptr) << key;
     EXPECT_FALSE(spec->doc.empty()) << key;
@@ -433,5 +532,5 @@ TEST(ResNetTest, SchemaDocumentsEveryKey) {
   EXPECT_EQ(cifar->schema.find("stem")->default_value.as_string(), "cifar");
 }
 
-}  // namespace
-}  // namespace selfsup
+} // namespace
+} // namespace selfsup

@@ -22,20 +22,22 @@
 namespace selfsup {
 namespace {
 
-template <class T>
-std::shared_ptr<T> make(const std::string& json, const std::string& path) {
+template <class T> std::shared_ptr<T> make(const std::string& json, const std::string& path) {
   test::load_plugins();
   return build<T>(Config(Json::parse(json, "test"), path));
 }
 
-std::shared_ptr<Neck> make_neck(const std::string& json) { return make<Neck>(json, "model.neck"); }
-std::shared_ptr<Head> make_head(const std::string& json) { return make<Head>(json, "model.head"); }
+std::shared_ptr<Neck> make_neck(const std::string& json) {
+  return make<Neck>(json, "model.neck");
+}
+std::shared_ptr<Head> make_head(const std::string& json) {
+  return make<Head>(json, "model.head");
+}
 std::shared_ptr<Loss> make_loss(const std::string& json) {
   return make<Loss>(json, "model.head.loss");
 }
 
-template <class T>
-std::string error_of(const std::string& json, const std::string& path) {
+template <class T> std::string error_of(const std::string& json, const std::string& path) {
   try {
     (void)make<T>(json, path);
   } catch (const ConfigError& e) {
@@ -69,9 +71,8 @@ double log_sum_exp(const std::vector<double>& v) {
 TEST(NonLinearNeckTest, DefaultLayoutAndNames) {
   auto neck = make_neck(
       R"({"type": "NonLinearNeck", "in_channels": 16, "hid_channels": 32, "out_channels": 8})");
-  EXPECT_EQ(keys(neck->named_parameters()),
-            (Strings{"fc0.weight", "bn0.weight", "bn0.bias", "fc1.weight", "bn1.weight",
-                     "bn1.bias"}));
+  EXPECT_EQ(keys(neck->named_parameters()), (Strings{"fc0.weight", "bn0.weight", "bn0.bias",
+                                                     "fc1.weight", "bn1.weight", "bn1.bias"}));
   EXPECT_EQ(keys(neck->named_buffers()),
             (Strings{"bn0.running_mean", "bn0.running_var", "bn0.num_batches_tracked",
                      "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked"}));
@@ -116,8 +117,8 @@ TEST(NonLinearNeckTest, LastBnWithoutAffineKeepsRunningStats) {
   auto neck = make_neck(R"({"type": "NonLinearNeck", "in_channels": 8, "hid_channels": 8,
       "out_channels": 8, "num_layers": 3, "with_last_bn_affine": false})");
   EXPECT_EQ(keys(neck->named_parameters()),
-            (Strings{"fc0.weight", "bn0.weight", "bn0.bias", "fc1.weight", "bn1.weight",
-                     "bn1.bias", "fc2.weight"}));
+            (Strings{"fc0.weight", "bn0.weight", "bn0.bias", "fc1.weight", "bn1.weight", "bn1.bias",
+                     "fc2.weight"}));
   const auto buffers = keys(neck->named_buffers());
   EXPECT_NE(std::find(buffers.begin(), buffers.end(), "bn2.running_mean"), buffers.end());
 }
@@ -132,17 +133,16 @@ TEST(NonLinearNeckTest, VitBackboneTakesTheLastTensor) {
 TEST(NonLinearNeckTest, RejectsSeveralInputsAndWrongWidth) {
   auto neck = make_neck(
       R"({"type": "NonLinearNeck", "in_channels": 8, "hid_channels": 8, "out_channels": 4})");
-  EXPECT_THROW(neck->forward({torch::randn({2, 8, 2, 2}), torch::randn({2, 8, 2, 2})}),
-               c10::Error);
+  EXPECT_THROW(neck->forward({torch::randn({2, 8, 2, 2}), torch::randn({2, 8, 2, 2})}), c10::Error);
   EXPECT_THROW(neck->forward({torch::randn({2, 7, 2, 2})}), c10::Error);
 }
 
 TEST(NonLinearNeckTest, BadConfigNamesTheJsonPath) {
   const std::string base = R"("type": "NonLinearNeck", "in_channels": 8, "hid_channels": 8,)";
-  EXPECT_EQ(error_of<Neck>("{" + base + R"("out_channels": 4, "norm_cfg": {"type": "GN"}})",
-                           "model.neck")
-                .rfind("model.neck.norm_cfg.type: unsupported norm layer 'GN'", 0),
-            0u);
+  EXPECT_EQ(
+      error_of<Neck>("{" + base + R"("out_channels": 4, "norm_cfg": {"type": "GN"}})", "model.neck")
+          .rfind("model.neck.norm_cfg.type: unsupported norm layer 'GN'", 0),
+      0u);
   EXPECT_EQ(error_of<Neck>("{" + base + R"("out_channels": 0})", "model.neck")
                 .rfind("model.neck.out_channels: expected an int > 0", 0),
             0u);
@@ -161,8 +161,7 @@ TEST(NonLinearNeckTest, BadConfigNamesTheJsonPath) {
 
 TEST(LinearNeckTest, PoolsThenProjects) {
   torch::manual_seed(0);
-  auto neck =
-      make_neck(R"({"type": "LinearNeck", "in_channels": 6, "out_channels": 3})");
+  auto neck = make_neck(R"({"type": "LinearNeck", "in_channels": 6, "out_channels": 3})");
   EXPECT_EQ(keys(neck->named_parameters()), (Strings{"fc.weight", "fc.bias"}));
   auto x = torch::randn({4, 6, 5, 5});
   auto p = neck->named_parameters();
@@ -197,7 +196,7 @@ TEST(CrossEntropyLossTest, ClassWeightScalesSamplesWithoutRenormalising) {
   auto ce = make_loss(R"({"type": "CrossEntropyLoss", "class_weight": [1.0, 2.0, 3.0]})");
   auto logits = torch::tensor({{2.0, 1.0, 0.0}, {0.0, 1.0, 2.0}});
   auto labels = torch::tensor({int64_t(0), int64_t(2)});
-  const double ce_i = std::log(std::exp(2.0) + std::exp(1.0) + 1.0) - 2.0;  // both samples
+  const double ce_i = std::log(std::exp(2.0) + std::exp(1.0) + 1.0) - 2.0; // both samples
   // mmcls: mean(w_y * CE_i) = (1 + 3) / 2 * CE; torch's weight= would give CE.
   EXPECT_NEAR(ce->forward(logits, labels).item<double>(), 2.0 * ce_i, 1e-6);
 
@@ -224,18 +223,17 @@ TEST(CrossEntropyLossTest, SoftLabelsMatchHardOneHot) {
 }
 
 TEST(CrossEntropyLossTest, BadConfigNamesTheJsonPath) {
-  EXPECT_EQ(error_of<Loss>(R"({"type": "CrossEntropyLoss", "use_sigmoid": true})",
-                           "model.head.loss")
-                .rfind("model.head.loss.use_sigmoid: only false", 0),
-            0u);
-  EXPECT_EQ(error_of<Loss>(R"({"type": "CrossEntropyLoss", "reduction": "avg"})",
-                           "model.head.loss")
+  EXPECT_EQ(
+      error_of<Loss>(R"({"type": "CrossEntropyLoss", "use_sigmoid": true})", "model.head.loss")
+          .rfind("model.head.loss.use_sigmoid: only false", 0),
+      0u);
+  EXPECT_EQ(error_of<Loss>(R"({"type": "CrossEntropyLoss", "reduction": "avg"})", "model.head.loss")
                 .rfind("model.head.loss.reduction:", 0),
             0u);
-  EXPECT_EQ(error_of<Loss>(R"({"type": "CrossEntropyLoss", "class_weight": ["a"]})",
-                           "model.head.loss")
-                .rfind("model.head.loss.class_weight:", 0),
-            0u);
+  EXPECT_EQ(
+      error_of<Loss>(R"({"type": "CrossEntropyLoss", "class_weight": ["a"]})", "model.head.loss")
+          .rfind("model.head.loss.class_weight:", 0),
+      0u);
   auto ce = make_loss(R"({"type": "CrossEntropyLoss", "class_weight": [1, 2]})");
   EXPECT_THROW(ce->forward(torch::randn({2, 3}), torch::tensor({int64_t(0), int64_t(1)})),
                c10::Error);
@@ -250,8 +248,8 @@ TEST(CosineSimilarityLossTest, KnownCosines) {
   const double mean_cos = (1.0 + 1.0 / std::sqrt(2.0) + 0.96) / 3.0;
   auto plain = make_loss(R"({"type": "CosineSimilarityLoss"})");
   EXPECT_NEAR(plain->forward(pred, target).item<double>(), -mean_cos, 1e-6);
-  auto shifted = make_loss(
-      R"({"type": "CosineSimilarityLoss", "shift_factor": 2, "scale_factor": 2.0})");
+  auto shifted =
+      make_loss(R"({"type": "CosineSimilarityLoss", "shift_factor": 2, "scale_factor": 2.0})");
   EXPECT_NEAR(shifted->forward(pred, target).item<double>(), 2.0 - 2.0 * mean_cos, 1e-6);
   EXPECT_THROW(plain->forward(pred, target.narrow(0, 0, 2)), c10::Error);
 }
@@ -269,7 +267,7 @@ TEST(ContrastiveHeadTest, EqualsCrossEntropyOverScaledLogits) {
   auto loss = head->loss({pos, neg}, torch::Tensor());
   EXPECT_NEAR(loss.item<double>(), (l0 + l1) / 2.0, 1e-5);
 
-  auto warm = make_head(R"({"type": "ContrastiveHead", "temperature": 0.5})");  // default loss
+  auto warm = make_head(R"({"type": "ContrastiveHead", "temperature": 0.5})"); // default loss
   const double w0 = log_sum_exp({1.0, 0.2, -0.6}) - 1.0;
   const double w1 = log_sum_exp({0.4, 0.8, 0.0}) - 0.4;
   EXPECT_NEAR(warm->loss({pos, neg}, torch::Tensor()).item<double>(), (w0 + w1) / 2.0, 1e-5);
@@ -280,20 +278,20 @@ TEST(ContrastiveHeadTest, GradientFlowsToPositivesAndNegatives) {
   auto pos = torch::randn({3, 1}, torch::requires_grad());
   auto neg = torch::randn({3, 4}, torch::requires_grad());
   head->loss({pos, neg}, torch::Tensor()).backward();
-  EXPECT_TRUE(torch::all(pos.grad() < 0).item<bool>());  // raising the positive lowers the loss
+  EXPECT_TRUE(torch::all(pos.grad() < 0).item<bool>()); // raising the positive lowers the loss
   EXPECT_TRUE(torch::all(neg.grad() > 0).item<bool>());
 }
 
 TEST(ContrastiveHeadTest, LossSubConfigKeepsItsPath) {
-  EXPECT_EQ(error_of<Head>(R"({"type": "ContrastiveHead", "loss": {"type": "NoSuchLoss"}})",
-                           "model.head")
-                .rfind("model.head.loss.type: unknown loss type 'NoSuchLoss'", 0),
-            0u);
-  EXPECT_EQ(error_of<Head>(
-                R"({"type": "ContrastiveHead", "loss": {"type": "CrossEntropyLoss", "x": 1}})",
-                "model.head")
-                .rfind("model.head.loss.x: unknown key", 0),
-            0u);
+  EXPECT_EQ(
+      error_of<Head>(R"({"type": "ContrastiveHead", "loss": {"type": "NoSuchLoss"}})", "model.head")
+          .rfind("model.head.loss.type: unknown loss type 'NoSuchLoss'", 0),
+      0u);
+  EXPECT_EQ(
+      error_of<Head>(R"({"type": "ContrastiveHead", "loss": {"type": "CrossEntropyLoss", "x": 1}})",
+                     "model.head")
+          .rfind("model.head.loss.x: unknown key", 0),
+      0u);
   EXPECT_EQ(error_of<Head>(R"({"type": "ContrastiveHead", "temperature": 0})", "model.head")
                 .rfind("model.head.temperature:", 0),
             0u);
@@ -375,10 +373,10 @@ TEST(LatentPredictHeadTest, SubConfigsKeepTheirPaths) {
 TEST(CommonPluginTest, RegistersItsTypesWithDocumentedSchemas) {
   test::load_plugins();
   const std::vector<std::pair<std::string, std::string>> types = {
-      {"neck", "NonLinearNeck"},      {"neck", "LinearNeck"},
-      {"neck", "AvgPool2dNeck"},      {"head", "ContrastiveHead"},
-      {"head", "ClsHead"},            {"head", "LatentPredictHead"},
-      {"loss", "CrossEntropyLoss"},   {"loss", "CosineSimilarityLoss"}};
+      {"neck", "NonLinearNeck"},    {"neck", "LinearNeck"},
+      {"neck", "AvgPool2dNeck"},    {"head", "ContrastiveHead"},
+      {"head", "ClsHead"},          {"head", "LatentPredictHead"},
+      {"loss", "CrossEntropyLoss"}, {"loss", "CosineSimilarityLoss"}};
   for (const auto& [kind, name] : types) {
     const auto* e = Registry::global().find(kind, name);
     ASSERT_NE(e, nullptr) << kind << " " << name;
@@ -393,5 +391,5 @@ TEST(CommonPluginTest, RegistersItsTypesWithDocumentedSchemas) {
   EXPECT_NE(s.str().find("NonLinearNeck(in_channels=8"), std::string::npos) << s.str();
 }
 
-}  // namespace
-}  // namespace selfsup
+} // namespace
+} // namespace selfsup

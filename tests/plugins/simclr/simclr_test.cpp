@@ -15,13 +15,13 @@ namespace {
 // Test doubles: the backbone passes its input through, the neck flattens it, so the
 // embeddings SimCLR sees are exactly the vectors a test feeds in.
 class PassBackbone final : public Backbone {
- public:
+public:
   std::vector<torch::Tensor> forward(const torch::Tensor& x) override { return {x}; }
   std::vector<int64_t> out_channels() const override { return {0}; }
 };
 
 class FlattenNeck final : public Neck {
- public:
+public:
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& x) override {
     return {x.back().flatten(1)};
   }
@@ -31,10 +31,12 @@ void setup() {
   test::load_plugins();
   static bool once = [] {
     Registrar r("simclr_test", "simclr_test.cpp");
-    r.add<Backbone>("TestPassBackbone", [](const Config&) { return std::make_shared<PassBackbone>(); },
-                    Schema("test"));
-    r.add<Neck>("TestFlattenNeck", [](const Config&) { return std::make_shared<FlattenNeck>(); },
-                Schema("test"));
+    r.add<Backbone>(
+        "TestPassBackbone", [](const Config&) { return std::make_shared<PassBackbone>(); },
+        Schema("test"));
+    r.add<Neck>(
+        "TestFlattenNeck", [](const Config&) { return std::make_shared<FlattenNeck>(); },
+        Schema("test"));
     r.commit();
     return true;
   }();
@@ -45,7 +47,8 @@ std::shared_ptr<Algorithm> make_simclr(double temperature) {
   setup();
   Json cfg = Json::parse(R"({"type": "SimCLR", "backbone": {"type": "TestPassBackbone"},
       "neck": {"type": "TestFlattenNeck"},
-      "head": {"type": "ContrastiveHead", "loss": {"type": "CrossEntropyLoss"}}})", "t");
+      "head": {"type": "ContrastiveHead", "loss": {"type": "CrossEntropyLoss"}}})",
+                         "t");
   cfg.find("head")->set("temperature", temperature);
   return build<Algorithm>(Config(cfg, "model"));
 }
@@ -57,25 +60,26 @@ torch::Tensor as_view(const std::vector<std::vector<float>>& rows) {
   return torch::stack(t).unsqueeze(2).unsqueeze(3);
 }
 
-}  // namespace
+} // namespace
 
 TEST(SimCLRTest, HandCheckedLoss) {
   // Two images, views identical, images orthogonal: for every row the positive has cosine 1
   // and both negatives 0, so the loss is log(e^(1/t) + 2) - 1/t = log(1 + 2 e^(-1/t)):
   // 0.551444714 at t = 1 and 9.0796e-05 at t = 0.1 (float32 logits of 10 keep ~1e-6).
   auto v1 = as_view({{1, 0}, {0, 1}});
-  auto v2 = as_view({{2, 0}, {0, 3}});  // scale does not matter: embeddings are normalised
-  EXPECT_NEAR(make_simclr(1.0)->loss({v1, v2}, DataSamples{})["loss"].item<double>(),
-              0.5514447139, 1e-6);
-  EXPECT_NEAR(make_simclr(0.1)->loss({v1, v2}, DataSamples{})["loss"].item<double>(),
-              9.0795737e-05, 2e-6);
+  auto v2 = as_view({{2, 0}, {0, 3}}); // scale does not matter: embeddings are normalised
+  EXPECT_NEAR(make_simclr(1.0)->loss({v1, v2}, DataSamples{})["loss"].item<double>(), 0.5514447139,
+              1e-6);
+  EXPECT_NEAR(make_simclr(0.1)->loss({v1, v2}, DataSamples{})["loss"].item<double>(), 9.0795737e-05,
+              2e-6);
 
   // Views orthogonal to each other, images equal: positives 0, negatives {1, 0}:
   // loss = log(1 + e^(1/t) + 1) - 0 with t = 0.5 -> log(2 + e^2).
   auto model2 = make_simclr(0.5);
   auto a = as_view({{1, 0}, {1, 0}});
   auto b = as_view({{0, 1}, {0, 1}});
-  EXPECT_NEAR(model2->loss({a, b}, DataSamples{})["loss"].item<double>(), std::log(2 + std::exp(2.0)), 1e-6);
+  EXPECT_NEAR(model2->loss({a, b}, DataSamples{})["loss"].item<double>(),
+              std::log(2 + std::exp(2.0)), 1e-6);
 }
 
 TEST(SimCLRTest, MatchesIndependentNtXent) {
@@ -102,7 +106,8 @@ TEST(SimCLRTest, GradientsFlowAndConfigErrorsNamePath) {
       "in_channels": 1, "base_channels": 4, "stem": "cifar"},
       "neck": {"type": "NonLinearNeck", "in_channels": 32, "hid_channels": 16, "out_channels": 8},
       "head": {"type": "ContrastiveHead", "loss": {"type": "CrossEntropyLoss"}, "temperature": 0.1},
-      "data_preprocessor": {"mean": [0.0], "std": [255.0], "bgr_to_rgb": false}})", "t");
+      "data_preprocessor": {"mean": [0.0], "std": [255.0], "bgr_to_rgb": false}})",
+                         "t");
   auto model = build<Algorithm>(Config(cfg, "model"));
   auto views = model->preprocess({torch::randint(0, 255, {4, 1, 16, 16}).to(torch::kUInt8),
                                   torch::randint(0, 255, {4, 1, 16, 16}).to(torch::kUInt8)});
@@ -117,6 +122,7 @@ TEST(SimCLRTest, GradientsFlowAndConfigErrorsNamePath) {
     (void)build<Algorithm>(Config(cfg, "model"));
     FAIL();
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("model.neck: SimCLR needs a neck"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("model.neck: SimCLR needs a neck"), std::string::npos)
+        << e.what();
   }
 }

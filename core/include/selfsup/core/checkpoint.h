@@ -19,7 +19,7 @@ namespace selfsup::core {
 using TensorMap = std::map<std::string, torch::Tensor>;
 
 struct Checkpoint {
-  Json meta = Json::object();  // epoch, iter, seed, config, selfsup version
+  Json meta = Json::object(); // epoch, iter, seed, config, selfsup version
   TensorMap state_dict;
   TensorMap optimizer;
   TensorMap rng;
@@ -39,4 +39,4 @@ SELFSUP_CORE_API void load_module_state(torch::nn::Module& module, const TensorM
 /// Writes `text` to `path` atomically.
 SELFSUP_CORE_API void write_file_atomic(const std::string& path, const std::string& text);
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

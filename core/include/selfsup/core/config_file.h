@@ -27,4 +27,4 @@ SELFSUP_CORE_API Json parse_override_value(const std::string& text);
 SELFSUP_CORE_API void apply_override(Json& cfg, const std::string& assignment);
 SELFSUP_CORE_API void apply_overrides(Json& cfg, const std::vector<std::string>& assignments);
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

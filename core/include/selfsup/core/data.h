@@ -22,7 +22,7 @@ namespace selfsup::core {
 /// An IDX array (the MNIST file format), gzip-compressed or not.
 struct IdxArray {
   std::vector<int64_t> dims;
-  std::vector<uint8_t> data;  // only unsigned-byte (0x08) payloads are supported
+  std::vector<uint8_t> data; // only unsigned-byte (0x08) payloads are supported
 };
 
 /// Reads an IDX file; throws ValueError naming the file on a bad magic, a truncated payload
@@ -31,14 +31,14 @@ SELFSUP_CORE_API IdxArray read_idx(const std::string& path);
 
 /// A list of transforms applied in order (a config list of transform dicts).
 class SELFSUP_CORE_API Pipeline {
- public:
+public:
   Pipeline() = default;
   /// Builds each element of a config list through the registry.
   explicit Pipeline(const Config& list);
   void apply(Sample& sample, Rng& rng) const;
   [[nodiscard]] size_t size() const { return steps_.size(); }
 
- private:
+private:
   std::vector<std::shared_ptr<Transform>> steps_;
 };
 
@@ -48,14 +48,14 @@ SELFSUP_CORE_API uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t inde
 /// A registered dataset plus MMEngine's generic dataset keys: `pipeline` (list of
 /// transforms) and `indices` (an int N for the first N samples, or a list of indices).
 class SELFSUP_CORE_API PipelinedDataset {
- public:
+public:
   explicit PipelinedDataset(const Config& cfg);
   [[nodiscard]] int64_t size() const { return int64_t(indices_.size()); }
   /// The sample at position i (after `indices`), run through the pipeline with `rng`.
   [[nodiscard]] Sample get(int64_t i, Rng& rng) const;
   [[nodiscard]] const Dataset& raw() const { return *dataset_; }
 
- private:
+private:
   std::shared_ptr<Dataset> dataset_;
   Pipeline pipeline_;
   std::vector<int64_t> indices_;
@@ -77,14 +77,14 @@ struct LoaderOptions {
   bool shuffle = true;
   bool drop_last = false;
   int num_workers = 2;
-  int prefetch = 2;  // batches prepared ahead per worker
+  int prefetch = 2; // batches prepared ahead per worker
   uint64_t seed = 0;
 };
 
 /// Batches from a PipelinedDataset, prepared by a pool of threads with bounded prefetch.
 /// Order and content depend only on (seed, epoch), never on the number of threads.
 class SELFSUP_CORE_API DataLoader {
- public:
+public:
   DataLoader(std::shared_ptr<PipelinedDataset> dataset, LoaderOptions options);
   /// From an MMEngine-style dataloader config: batch_size, num_workers, persistent_workers,
   /// drop_last, prefetch_factor, sampler {type: DefaultSampler, shuffle}, collate_fn
@@ -102,7 +102,7 @@ class SELFSUP_CORE_API DataLoader {
   /// The next batch of the epoch, or nullopt at its end. Rethrows a worker's error.
   std::optional<Batch> next();
 
- private:
+private:
   void stop();
   void worker();
   [[nodiscard]] Batch build_batch(int64_t batch) const;
@@ -111,16 +111,16 @@ class SELFSUP_CORE_API DataLoader {
   LoaderOptions options_;
   std::vector<int64_t> order_;
   int64_t epoch_ = 0;
-  int64_t next_to_take_ = 0;     // next batch a worker will build
-  int64_t next_to_return_ = 0;   // next batch next() returns
+  int64_t next_to_take_ = 0;   // next batch a worker will build
+  int64_t next_to_return_ = 0; // next batch next() returns
   std::map<int64_t, Batch> ready_;
   std::exception_ptr error_;
-  int64_t error_batch_ = -1;  // the batch whose building failed (the lowest such)
-  bool started_ = false;      // start_epoch has run (next() starts epoch 0 otherwise)
+  int64_t error_batch_ = -1; // the batch whose building failed (the lowest such)
+  bool started_ = false;     // start_epoch has run (next() starts epoch 0 otherwise)
   bool stopping_ = false;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::vector<std::thread> threads_;
 };
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

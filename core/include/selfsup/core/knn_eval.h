@@ -16,8 +16,8 @@ namespace selfsup::core {
 class DataLoader;
 
 struct KnnResult {
-  double top1 = 0;  // percent
-  double top5 = 0;  // percent
+  double top1 = 0; // percent
+  double top5 = 0; // percent
   int64_t num_bank = 0;
   int64_t num_queries = 0;
 };
@@ -35,4 +35,4 @@ SELFSUP_CORE_API KnnResult knn_classify(const torch::Tensor& bank, const torch::
                                         const torch::Tensor& query_labels, int64_t k,
                                         double temperature, int64_t num_classes = -1);
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

@@ -20,7 +20,7 @@ struct PluginRecord {
   std::string selfsup_version;
   std::string torch_version;
   std::string fingerprint;
-  std::vector<std::string> types;  // "kind/Type"
+  std::vector<std::string> types; // "kind/Type"
 };
 
 struct PluginRefusal {
@@ -29,7 +29,7 @@ struct PluginRefusal {
 };
 
 class SELFSUP_CORE_API PluginLoader {
- public:
+public:
   explicit PluginLoader(Registry& registry = Registry::global());
 
   /// Also load from folders and files that others can write to (world-writable, or
@@ -56,7 +56,7 @@ class SELFSUP_CORE_API PluginLoader {
   /// Called with each one-line refusal; the default prints to stderr.
   std::function<void(const std::string&)> on_refusal;
 
- private:
+private:
   void refuse(const std::string& file, const std::string& reason);
   /// Why others could replace `path` (empty if they cannot, or if insecure is allowed).
   std::string insecure_reason(const std::string& path) const;
@@ -69,4 +69,4 @@ class SELFSUP_CORE_API PluginLoader {
   bool allow_insecure_ = false;
 };
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

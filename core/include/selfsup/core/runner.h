@@ -17,12 +17,12 @@ class DataLoader;
 class ProgressLogger;
 
 struct TrainOptions {
-  std::string work_dir;          // overrides cfg.work_dir
-  std::optional<uint64_t> seed;  // overrides cfg.randomness.seed
-  int threads = 0;               // 0: all cores
+  std::string work_dir;         // overrides cfg.work_dir
+  std::optional<uint64_t> seed; // overrides cfg.randomness.seed
+  int threads = 0;              // 0: all cores
   std::string device = "cpu";
-  std::string resume;            // a checkpoint path, "auto", or empty
-  std::string config_name = "config";  // for the default work dir and the saved config
+  std::string resume;                 // a checkpoint path, "auto", or empty
+  std::string config_name = "config"; // for the default work dir and the saved config
 };
 
 /// Asks a running Runner to stop after the current iteration (async-signal-safe).
@@ -33,7 +33,7 @@ SELFSUP_CORE_API void clear_stop_request();
 
 /// Thrown by Runner::train when a stop was requested; a checkpoint was saved first.
 class SELFSUP_CORE_API Interrupted : public Error {
- public:
+public:
   explicit Interrupted(const std::string& what);
   ~Interrupted() override;
 };
@@ -42,7 +42,7 @@ class SELFSUP_CORE_API Interrupted : public Error {
 SELFSUP_CORE_API const std::vector<std::string>& runner_config_keys();
 
 class SELFSUP_CORE_API Runner final : public RunnerContext {
- public:
+public:
   /// Validates and builds everything (model, data, optimizer, schedulers, hooks); config
   /// errors are ConfigErrors naming the JSON path.
   Runner(Json cfg, TrainOptions options);
@@ -69,7 +69,7 @@ class SELFSUP_CORE_API Runner final : public RunnerContext {
   /// The most recent checkpoint in the work dir, or "" if none.
   [[nodiscard]] std::string latest_checkpoint() const;
 
- private:
+private:
   void build_optimizer(const Config& cfg);
   void resume_from(const std::string& path);
   void run_iteration(struct Batch& batch);
@@ -89,7 +89,7 @@ class SELFSUP_CORE_API Runner final : public RunnerContext {
   int64_t max_epochs_ = 1;
   int64_t epoch_ = 0;
   int64_t iter_ = 0;
-  int64_t skip_batches_ = 0;  // resumed mid-epoch
+  int64_t skip_batches_ = 0; // resumed mid-epoch
   int64_t accumulate_ = 1;
   double clip_max_norm_ = 0;
   bool amp_bf16_ = false;
@@ -97,7 +97,7 @@ class SELFSUP_CORE_API Runner final : public RunnerContext {
   int64_t keep_ckpts_ = -1;
   int64_t ckpt_interval_ = 1;
   std::vector<std::pair<std::string, double>> pending_scalars_;
-  bool in_iteration_ = false;  // scalars logged now join the iteration's record
+  bool in_iteration_ = false; // scalars logged now join the iteration's record
 };
 
-}  // namespace selfsup::core
+} // namespace selfsup::core

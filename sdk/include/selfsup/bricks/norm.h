@@ -12,7 +12,7 @@
 namespace selfsup::bricks {
 
 struct SELFSUP_SDK_API NormCfg {
-  std::string type = "BN";  // 'SyncBN' acts as 'BN' in one process, as MMEngine reverts it
+  std::string type = "BN"; // 'SyncBN' acts as 'BN' in one process, as MMEngine reverts it
   bool requires_grad = true;
   double eps = 1e-5;
   double momentum = 0.1;
@@ -25,4 +25,4 @@ struct SELFSUP_SDK_API NormCfg {
   [[nodiscard]] torch::nn::BatchNorm2d make_2d(int64_t channels) const;
 };
 
-}  // namespace selfsup::bricks
+} // namespace selfsup::bricks

@@ -18,8 +18,8 @@ namespace selfsup {
 
 /// Per-batch data besides the images (MMSelfSup's SelfSupDataSample, batched).
 struct DataSamples {
-  torch::Tensor gt_label;    // [B] int64, -1 where unknown
-  torch::Tensor sample_idx;  // [B] int64 dataset indices
+  torch::Tensor gt_label;   // [B] int64, -1 where unknown
+  torch::Tensor sample_idx; // [B] int64 dataset indices
   std::map<std::string, torch::Tensor> extra;
 };
 
@@ -29,27 +29,28 @@ using LossMap = std::map<std::string, torch::Tensor>;
 enum class ForwardMode { Tensor, Loss, Predict };
 
 struct ForwardOutput {
-  std::vector<torch::Tensor> tensors;  // mode tensor / predict
-  LossMap losses;                      // mode loss
+  std::vector<torch::Tensor> tensors; // mode tensor / predict
+  LossMap losses;                     // mode loss
 };
 
 /// MMSelfSup's SelfSupDataPreprocessor: uint8 views -> float, optional BGR->RGB, (x-mean)/std.
 class SELFSUP_SDK_API DataPreprocessor {
- public:
+public:
   DataPreprocessor(std::vector<double> mean, std::vector<double> std, bool bgr_to_rgb);
   /// Reads `type` (SelfSupDataPreprocessor), `mean`, `std`, `bgr_to_rgb` from a config node.
   static DataPreprocessor from_config(const Config& cfg);
   static Schema schema();
   [[nodiscard]] torch::Tensor operator()(const torch::Tensor& view) const;
-  [[nodiscard]] std::vector<torch::Tensor> operator()(const std::vector<torch::Tensor>& views) const;
+  [[nodiscard]] std::vector<torch::Tensor>
+  operator()(const std::vector<torch::Tensor>& views) const;
 
- private:
+private:
   std::vector<double> mean_, std_;
   bool bgr_to_rgb_;
 };
 
 class SELFSUP_SDK_API Algorithm : public torch::nn::Module {
- public:
+public:
   static constexpr const char* kKind = "algorithm";
   ~Algorithm() override;
 
@@ -73,7 +74,7 @@ class SELFSUP_SDK_API Algorithm : public torch::nn::Module {
 /// The shared part of most algorithms: builds `backbone` (required), `neck`, `head` and
 /// `data_preprocessor` from the config, as MMSelfSup's BaseModel does.
 class SELFSUP_SDK_API BaseModel : public Algorithm {
- public:
+public:
   /// The keys every BaseModel accepts; algorithms `extend` it with their own.
   static Schema base_schema(std::string doc);
 
@@ -81,14 +82,14 @@ class SELFSUP_SDK_API BaseModel : public Algorithm {
   std::vector<torch::Tensor> preprocess(const std::vector<torch::Tensor>& views) const override;
   [[nodiscard]] std::shared_ptr<Backbone> backbone() const override { return backbone_; }
 
- protected:
+protected:
   explicit BaseModel(const Config& cfg);
   ~BaseModel() override;
 
   std::shared_ptr<Backbone> backbone_;
-  std::shared_ptr<Neck> neck_;  // may be null
-  std::shared_ptr<Head> head_;  // may be null
+  std::shared_ptr<Neck> neck_; // may be null
+  std::shared_ptr<Head> head_; // may be null
   DataPreprocessor data_preprocessor_;
 };
 
-}  // namespace selfsup
+} // namespace selfsup

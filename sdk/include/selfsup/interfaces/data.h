@@ -15,7 +15,7 @@ struct Image {
   int height = 0;
   int width = 0;
   int channels = 0;
-  std::vector<uint8_t> data;  // height * width * channels, row-major HWC
+  std::vector<uint8_t> data; // height * width * channels, row-major HWC
 
   Image() = default;
   Image(int h, int w, int c) : height(h), width(w), channels(c), data(size_t(h) * w * c) {}
@@ -24,8 +24,8 @@ struct Image {
 
 /// One dataset item travelling through a pipeline.
 struct Sample {
-  Image img;                 // the working image
-  std::vector<Image> views;  // filled by MultiView / packing; the loader batches these
+  Image img;                // the working image
+  std::vector<Image> views; // filled by MultiView / packing; the loader batches these
   int64_t gt_label = -1;
   int64_t sample_idx = -1;
 };
@@ -33,7 +33,7 @@ struct Sample {
 /// The per-sample random source. Seeded from (run seed, epoch, sample index), so a
 /// pipeline's output does not depend on which thread ran it.
 class Rng {
- public:
+public:
   explicit Rng(uint64_t seed) : engine_(seed) {}
   /// Uniform in [lo, hi).
   double uniform(double lo = 0.0, double hi = 1.0) {
@@ -46,13 +46,13 @@ class Rng {
   bool bernoulli(double p) { return uniform() < p; }
   uint64_t next() { return engine_(); }
 
- private:
+private:
   std::mt19937_64 engine_;
 };
 
 /// A finite, indexable, thread-safe source of samples (before the pipeline).
 class SELFSUP_SDK_API Dataset {
- public:
+public:
   static constexpr const char* kKind = "dataset";
   virtual ~Dataset();
   [[nodiscard]] virtual int64_t size() const = 0;
@@ -64,10 +64,10 @@ class SELFSUP_SDK_API Dataset {
 
 /// One step of a data pipeline; must be safe to call concurrently (state lives in `rng`).
 class SELFSUP_SDK_API Transform {
- public:
+public:
   static constexpr const char* kKind = "transform";
   virtual ~Transform();
   virtual void apply(Sample& sample, Rng& rng) const = 0;
 };
 
-}  // namespace selfsup
+} // namespace selfsup

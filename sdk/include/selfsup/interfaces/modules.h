@@ -14,7 +14,7 @@ namespace selfsup {
 
 /// Image encoder; returns one map per entry of its `out_indices`, like MMSelfSup.
 class SELFSUP_SDK_API Backbone : public torch::nn::Module {
- public:
+public:
   static constexpr const char* kKind = "backbone";
   ~Backbone() override;
   virtual std::vector<torch::Tensor> forward(const torch::Tensor& x) = 0;
@@ -24,7 +24,7 @@ class SELFSUP_SDK_API Backbone : public torch::nn::Module {
 
 /// Maps backbone outputs to embeddings (projection MLPs, pooling, decoders).
 class SELFSUP_SDK_API Neck : public torch::nn::Module {
- public:
+public:
   static constexpr const char* kKind = "neck";
   ~Neck() override;
   virtual std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& x) = 0;
@@ -32,7 +32,7 @@ class SELFSUP_SDK_API Neck : public torch::nn::Module {
 
 /// A loss criterion: pred and target in, a scalar out.
 class SELFSUP_SDK_API Loss : public torch::nn::Module {
- public:
+public:
   static constexpr const char* kKind = "loss";
   ~Loss() override;
   virtual torch::Tensor forward(const torch::Tensor& pred, const torch::Tensor& target) = 0;
@@ -42,7 +42,7 @@ class SELFSUP_SDK_API Loss : public torch::nn::Module {
 /// head's own contract: ContrastiveHead takes {pos, neg}; LatentPredictHead {input} with
 /// the target; ClsHead the feature maps with labels as target.
 class SELFSUP_SDK_API Head : public torch::nn::Module {
- public:
+public:
   static constexpr const char* kKind = "head";
   ~Head() override;
   virtual torch::Tensor loss(const std::vector<torch::Tensor>& inputs,
@@ -54,7 +54,7 @@ class SELFSUP_SDK_API Head : public torch::nn::Module {
 /// State kept across iterations (memory banks, queues); its tensors are buffers, so they
 /// are saved in checkpoints.
 class SELFSUP_SDK_API Memory : public torch::nn::Module {
- public:
+public:
   static constexpr const char* kKind = "memory";
   ~Memory() override;
   /// Writes `feature` rows at dataset indices `idx`.
@@ -63,10 +63,10 @@ class SELFSUP_SDK_API Memory : public torch::nn::Module {
 
 /// Produces training targets from images (HOG, a frozen tokenizer); runs without autograd.
 class SELFSUP_SDK_API TargetGenerator : public torch::nn::Module {
- public:
+public:
   static constexpr const char* kKind = "target_generator";
   ~TargetGenerator() override;
   virtual torch::Tensor forward(const torch::Tensor& x) = 0;
 };
 
-}  // namespace selfsup
+} // namespace selfsup

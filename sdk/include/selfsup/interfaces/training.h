@@ -22,7 +22,7 @@ struct ParamGroup {
   std::vector<torch::Tensor> params;
   std::vector<std::string> names;
   double lr = 0.0;
-  double initial_lr = 0.0;  // the lr schedulers scale
+  double initial_lr = 0.0; // the lr schedulers scale
   double weight_decay = 0.0;
   double momentum = 0.0;
   bool lars_exclude = false;
@@ -31,7 +31,7 @@ struct ParamGroup {
 /// An optimizer over param groups. Built from its config (lr, momentum, ...), then given
 /// its groups by the optim wrapper. State is a flat name -> tensor map for checkpoints.
 class SELFSUP_SDK_API Optimizer {
- public:
+public:
   static constexpr const char* kKind = "optimizer";
   virtual ~Optimizer();
 
@@ -49,7 +49,7 @@ class SELFSUP_SDK_API Optimizer {
   /// Restores state; throws ValueError naming the first missing or mismatched entry.
   virtual void load_state_dict(const std::map<std::string, torch::Tensor>& state);
 
- protected:
+protected:
   std::vector<ParamGroup> groups_;
   /// Per group, per parameter: named state tensors (e.g. "momentum_buffer").
   std::vector<std::vector<std::map<std::string, torch::Tensor>>> state_;
@@ -59,7 +59,7 @@ class SELFSUP_SDK_API Optimizer {
 /// MMEngine's param schedulers. Progress is counted in iterations when `by_epoch` is false
 /// or `convert_to_iter_based` is true, else in whole epochs.
 class SELFSUP_SDK_API ParamScheduler {
- public:
+public:
   static constexpr const char* kKind = "param_scheduler";
   virtual ~ParamScheduler();
 
@@ -73,14 +73,14 @@ class SELFSUP_SDK_API ParamScheduler {
   [[nodiscard]] double apply(int64_t iter, double value) const;
   [[nodiscard]] const std::string& param_name() const { return param_name_; }
 
- protected:
+protected:
   /// Progress units per configured unit: iterations per epoch when begin/end count epochs
   /// but progress counts iterations (convert_to_iter_based), else 1.
   [[nodiscard]] double scale() const { return scale_; }
   /// `t` in [0, total] progress units since `begin`; returns the new value.
   [[nodiscard]] virtual double compute(double t, double total, double value) const = 0;
 
- private:
+private:
   double begin_cfg_, end_cfg_;
   bool by_epoch_, convert_;
   std::string param_name_;
@@ -90,10 +90,10 @@ class SELFSUP_SDK_API ParamScheduler {
 };
 
 class SELFSUP_SDK_API RunnerContext {
- public:
+public:
   virtual ~RunnerContext();
-  [[nodiscard]] virtual int64_t epoch() const = 0;  // 0-based current epoch
-  [[nodiscard]] virtual int64_t iter() const = 0;   // global iterations done
+  [[nodiscard]] virtual int64_t epoch() const = 0; // 0-based current epoch
+  [[nodiscard]] virtual int64_t iter() const = 0;  // global iterations done
   [[nodiscard]] virtual int64_t max_epochs() const = 0;
   [[nodiscard]] virtual int64_t iters_per_epoch() const = 0;
   [[nodiscard]] virtual Algorithm& model() = 0;
@@ -107,7 +107,7 @@ class SELFSUP_SDK_API RunnerContext {
 
 /// Runs at points of the training loop (MMEngine's hook points).
 class SELFSUP_SDK_API Hook {
- public:
+public:
   static constexpr const char* kKind = "hook";
   virtual ~Hook();
   /// Lower runs first (MMEngine: VERY_HIGH 10, NORMAL 50, VERY_LOW 90).
@@ -120,4 +120,4 @@ class SELFSUP_SDK_API Hook {
   virtual void after_run(RunnerContext&) {}
 };
 
-}  // namespace selfsup
+} // namespace selfsup
