@@ -10,7 +10,7 @@ PACKAGES=(
   libboost-dev libboost-program-options-dev
   rapidjson-dev zlib1g-dev
   libopencv-imgproc-dev libopencv-imgcodecs-dev
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev clang-format
   dataset-fashion-mnist   # /usr/share/datasets/fashion-mnist
 )
 
