@@ -294,3 +294,46 @@ TEST(RunnerTest, ConfigErrorsNameTheirPath) {
   expect_error([](Json& c) { c.find("param_scheduler")->at(1).set("eta_min", "x"); },
                "param_scheduler[1].eta_min: expected float");
 }
+
+namespace {
+// Records, after every iteration, whether the weights moved since the previous one.
+std::vector<bool> g_moved;
+class MoveRecorder final : public Hook {
+public:
+  void after_train_iter(RunnerContext& ctx) override {
+    auto w = ctx.model().named_parameters()["backbone.conv1.weight"].detach().clone();
+    g_moved.push_back(last_.defined() && !torch::equal(w, last_));
+    last_ = w;
+  }
+  void before_run(RunnerContext& ctx) override {
+    last_ = ctx.model().named_parameters()["backbone.conv1.weight"].detach().clone();
+  }
+
+private:
+  torch::Tensor last_;
+};
+} // namespace
+
+TEST(RunnerTest, AccumulationStepsEveryNIterationsAndAtTheEnd) {
+  test::load_plugins();
+  static bool registered = [] {
+    Registrar r("runner_test", "runner_test.cpp");
+    r.add<Hook>(
+        "TestMoveRecorder", [](const Config&) { return std::make_shared<MoveRecorder>(); },
+        Schema("test"));
+    r.commit();
+    return true;
+  }();
+  (void)registered;
+  test::TempDir root;
+  test::make_fake_fmnist(root.path() / "data", 64, 10);
+  core::TrainOptions o;
+  o.work_dir = root.str();
+  Json cfg = tiny_config(root.path() / "data", 2); // 4 iterations per epoch, 8 in all
+  cfg.find("optim_wrapper")->set("accumulative_counts", 3);
+  cfg.set("custom_hooks", Json::array({Json::object({{"type", "TestMoveRecorder"}})}));
+  g_moved.clear();
+  core::Runner(cfg, o).train();
+  // Steps after iterations 3 and 6 (windows of 3, across the epoch boundary) and 8 (the end).
+  EXPECT_EQ(g_moved, (std::vector<bool>{false, false, true, false, false, true, false, true}));
+}
