@@ -156,7 +156,13 @@ Runner::Runner(Json cfg_json, TrainOptions options)
                        "')");
     return v->as_int();
   };
-  if (resume_ckpt) seed_ = uint64_t(meta_int("seed"));
+  if (resume_ckpt) {
+    const auto saved = uint64_t(meta_int("seed"));
+    if (options_.seed && *options_.seed != saved)
+      log("--seed " + std::to_string(*options_.seed) + " ignored: a resumed run keeps its seed " +
+          std::to_string(saved));
+    seed_ = saved;
+  }
 
   // Environment.
   if (cfg.has("env_cfg")) {
