@@ -24,8 +24,9 @@ struct Result {
   std::string output; // stdout and stderr
 };
 
-Result run(const std::string& args) {
-  std::string cmd = std::string(SELFSUP_TEST_BIN_DIR) + "/selfsup " + args + " 2>&1";
+// Runs the selfsup executable; `env` is prepended ("NAME=value ").
+Result run(const std::string& args, const std::string& env = "") {
+  std::string cmd = env + std::string(SELFSUP_TEST_BIN_DIR) + "/selfsup " + args + " 2>&1";
   Result r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -242,4 +243,20 @@ TEST(CliTest, SigintSavesACheckpointAndResumeContinues) {
                  tiny_overrides(tmp.path() / "data") + " train_cfg.max_epochs=1 custom_hooks=[]");
   EXPECT_NE(r.output.find("Resumed from " + saved), std::string::npos) << r.output;
   EXPECT_EQ(r.code, 0) << r.output;
+}
+
+TEST(CliTest, PluginPathEnvironmentFoldersAreSearched) {
+  test::TempDir a, b;
+  fs::copy_file(std::string(SELFSUP_TEST_FIXTURE_DIR) + "/libfixture_good.so",
+                a.path() / "libfixture_good.so");
+  fs::copy_file(std::string(SELFSUP_TEST_FIXTURE_DIR) + "/libfixture_good_twin.so",
+                b.path() / "libfixture_good_twin.so");
+  Result r = run("list --json");
+  ASSERT_EQ(r.code, 0);
+  EXPECT_EQ(r.output.find("FixtureInvert"), std::string::npos);
+  Result with = run("list", "SELFSUP_PLUGIN_PATH=" + a.str() + ":" + b.str() + " ");
+  EXPECT_EQ(with.code, 0);
+  const std::string& out = with.output;
+  EXPECT_NE(out.find("fixture_good 1.2.3"), std::string::npos) << out;
+  EXPECT_NE(out.find("FixtureTwinInvert"), std::string::npos) << out;
 }
