@@ -145,8 +145,9 @@ Runner::Runner(Json cfg_json, TrainOptions options)
     const Config r = cfg["randomness"];
     check_keys(r, {"seed", "deterministic", "diff_rank_seed"});
     if (r.has("seed")) seed_ = uint64_t(r.get<int64_t>("seed"));
-    if (r.has("deterministic")) (void)r.get<bool>("deterministic"); // CPU kernels are deterministic
-    if (r.has("diff_rank_seed")) (void)r.get<bool>("diff_rank_seed");
+    // Type-checked only: CPU kernels here are deterministic, and there is one rank.
+    (void)r.get<bool>("deterministic", false);
+    (void)r.get<bool>("diff_rank_seed", false);
   }
   if (options_.seed) seed_ = *options_.seed;
   auto meta_int = [&](const char* key) {
@@ -261,7 +262,6 @@ Runner::Runner(Json cfg_json, TrainOptions options)
     Checkpoint c = load_checkpoint(from);
     load_module_state(*model_, c.state_dict, "load_from " + from);
   }
-  if (cfg.has("plugins")) (void)cfg["plugins"]; // loaded by the host before the build
 
   fs::create_directories(work_dir_);
   logger_ = std::make_unique<ProgressLogger>(isatty(STDERR_FILENO) != 0, log_interval,

@@ -64,6 +64,9 @@ DataPreprocessor::DataPreprocessor(std::vector<double> mean, std::vector<double>
     throw ValueError("data_preprocessor: mean and std differ in length");
   for (double s : std_)
     if (!(s > 0)) throw ValueError("data_preprocessor.std: every entry must be > 0");
+  const auto c = int64_t(mean_.size());
+  mean_t_ = torch::tensor(mean_, torch::kFloat64).to(torch::kFloat32).view({1, c, 1, 1});
+  inv_std_t_ = (1.0 / torch::tensor(std_, torch::kFloat64)).to(torch::kFloat32).view({1, c, 1, 1});
 }
 
 Schema DataPreprocessor::schema() {
@@ -96,10 +99,7 @@ torch::Tensor DataPreprocessor::operator()(const torch::Tensor& view) const {
                      " entries but the views have " + std::to_string(c) + " channels");
   torch::Tensor x = view;
   if (bgr_to_rgb_ && c == 3) x = x.flip({1});
-  auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(view.device());
-  auto mean = torch::tensor(mean_, torch::kFloat64).to(opts).view({1, c, 1, 1});
-  auto inv_std = (1.0 / torch::tensor(std_, torch::kFloat64)).to(opts).view({1, c, 1, 1});
-  return (x.to(torch::kFloat32) - mean) * inv_std;
+  return (x.to(torch::kFloat32) - mean_t_.to(view.device())) * inv_std_t_.to(view.device());
 }
 
 std::vector<torch::Tensor>

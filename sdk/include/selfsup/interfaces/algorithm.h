@@ -47,6 +47,7 @@ public:
 private:
   std::vector<double> mean_, std_;
   bool bgr_to_rgb_;
+  torch::Tensor mean_t_, inv_std_t_; // [1, C, 1, 1] float, built once
 };
 
 class SELFSUP_SDK_API Algorithm : public torch::nn::Module {
