@@ -63,6 +63,24 @@ core::TensorMap final_weights(const fs::path& work_dir, int epoch) {
 
 } // namespace
 
+// A generated Fashion-MNIST root (64 train, 20 test images) in a fresh temp dir, and the
+// engine's types loaded.
+class RunnerTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    test::load_plugins();
+    test::make_fake_fmnist(data(), 64, 20);
+  }
+  [[nodiscard]] fs::path data() const { return root_.path() / "data"; }
+  /// Train options writing into `sub` below the temp dir (the temp dir itself if empty).
+  [[nodiscard]] core::TrainOptions options(const std::string& sub = "") const {
+    core::TrainOptions o;
+    o.work_dir = sub.empty() ? root_.str() : (root_.path() / sub).string();
+    return o;
+  }
+  test::TempDir root_;
+};
+
 TEST(OptimizerTest, SgdMomentumWeightDecayByHand) {
   auto opt = make_opt(R"({"type": "SGD", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.01})");
   auto p = torch::ones({1}, torch::requires_grad());
@@ -128,14 +146,10 @@ TEST(SchedulerTest, WarmupThenCosineByIteration) {
   EXPECT_THROW((void)build<ParamScheduler>(Config(bad, "param_scheduler[0]")), ConfigError);
 }
 
-TEST(RunnerTest, ParamwiseDecayFollowsMMEngineOrder) {
-  test::load_plugins();
-  test::TempDir root;
-  test::make_fake_fmnist(root.path() / "data", 32, 10);
-  core::TrainOptions o;
-  o.work_dir = root.str();
+TEST_F(RunnerTest, ParamwiseDecayFollowsMMEngineOrder) {
+  core::TrainOptions o = options();
   auto decay_of = [&](const Json& paramwise) {
-    Json cfg = tiny_config(root.path() / "data", 1);
+    Json cfg = tiny_config(data(), 1);
     cfg.find("optim_wrapper")->set("paramwise_cfg", paramwise);
     core::Runner r(cfg, o);
     std::map<std::string, double> wd;
@@ -159,18 +173,14 @@ TEST(RunnerTest, ParamwiseDecayFollowsMMEngineOrder) {
   EXPECT_EQ(wd.at("backbone.layer1.0.bn2.weight"), 0.0);
 }
 
-TEST(RunnerTest, Bf16AutocastTrainsAndRestoresState) {
-  test::load_plugins();
-  test::TempDir root;
-  test::make_fake_fmnist(root.path() / "data", 32, 10);
-  core::TrainOptions o;
-  o.work_dir = root.str();
-  Json cfg = tiny_config(root.path() / "data", 1);
+TEST_F(RunnerTest, Bf16AutocastTrainsAndRestoresState) {
+  core::TrainOptions o = options();
+  Json cfg = tiny_config(data(), 1);
   cfg.find("optim_wrapper")->set("type", "AmpOptimWrapper");
   cfg.find("optim_wrapper")->set("dtype", "bfloat16");
   core::Runner(cfg, o).train();
   EXPECT_FALSE(at::autocast::is_cpu_enabled());
-  std::ifstream jl(root.path() / "scalars.jsonl");
+  std::ifstream jl(root_.path() / "scalars.jsonl");
   std::string line;
   std::getline(jl, line);
   EXPECT_TRUE(std::isfinite(Json::parse(line, "scalars").find("loss")->as_number()));
@@ -178,30 +188,26 @@ TEST(RunnerTest, Bf16AutocastTrainsAndRestoresState) {
   EXPECT_THROW(core::Runner(cfg, o), ConfigError);
 }
 
-class RunnerResumeTest : public ::testing::TestWithParam<bool> {};
+class RunnerResumeTest : public RunnerTest, public ::testing::WithParamInterface<bool> {};
 
 TEST_P(RunnerResumeTest, ResumeGivesIdenticalWeights) {
   const bool channels_last = GetParam();
-  test::load_plugins();
-  test::TempDir root;
-  test::make_fake_fmnist(root.path() / "data", 64, 20);
   torch::set_num_threads(2);
 
-  core::TrainOptions straight;
-  straight.work_dir = (root.path() / "straight").string();
+  core::TrainOptions straight = options("straight");
   straight.threads = 2;
-  core::Runner(tiny_config(root.path() / "data", 2, channels_last), straight).train();
+  core::Runner(tiny_config(data(), 2, channels_last), straight).train();
 
-  core::TrainOptions first = straight;
-  first.work_dir = (root.path() / "split").string();
-  core::Runner(tiny_config(root.path() / "data", 1, channels_last), first).train();
-  ASSERT_TRUE(fs::exists(root.path() / "split" / "epoch_1.pth"));
+  core::TrainOptions first = options("split");
+  first.threads = 2;
+  core::Runner(tiny_config(data(), 1, channels_last), first).train();
+  ASSERT_TRUE(fs::exists(root_.path() / "split" / "epoch_1.pth"));
   core::TrainOptions second = first;
   second.resume = "auto";
-  core::Runner(tiny_config(root.path() / "data", 2, channels_last), second).train();
+  core::Runner(tiny_config(data(), 2, channels_last), second).train();
 
-  auto a = final_weights(root.path() / "straight", 2);
-  auto b = final_weights(root.path() / "split", 2);
+  auto a = final_weights(root_.path() / "straight", 2);
+  auto b = final_weights(root_.path() / "split", 2);
   ASSERT_EQ(a.size(), b.size());
   ASSERT_GT(a.size(), 50u);
   for (const auto& [name, t] : a) {
@@ -209,12 +215,12 @@ TEST_P(RunnerResumeTest, ResumeGivesIdenticalWeights) {
     EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
   }
   // Weights moved at all (the comparison is not trivially true).
-  auto init = core::load_checkpoint((root.path() / "split" / "epoch_1.pth").string()).state_dict;
+  auto init = core::load_checkpoint((root_.path() / "split" / "epoch_1.pth").string()).state_dict;
   EXPECT_FALSE(torch::equal(init.at("backbone.conv1.weight"), a.at("backbone.conv1.weight")));
   // Logs and the merged config are in the work dir; max_keep_ckpts kept the last two.
-  EXPECT_TRUE(fs::exists(root.path() / "straight" / "scalars.jsonl"));
-  EXPECT_TRUE(fs::exists(root.path() / "straight" / "config.json"));
-  std::ifstream jl(root.path() / "straight" / "scalars.jsonl");
+  EXPECT_TRUE(fs::exists(root_.path() / "straight" / "scalars.jsonl"));
+  EXPECT_TRUE(fs::exists(root_.path() / "straight" / "config.json"));
+  std::ifstream jl(root_.path() / "straight" / "scalars.jsonl");
   std::string line;
   int lines = 0;
   while (std::getline(jl, line)) {
@@ -230,18 +236,14 @@ INSTANTIATE_TEST_SUITE_P(MemoryFormat, RunnerResumeTest, ::testing::Values(false
                            return info.param ? "ChannelsLast" : "Contiguous";
                          });
 
-TEST(RunnerTest, ChannelsLastComputesTheSameLoss) {
-  test::load_plugins();
-  test::TempDir root;
-  test::make_fake_fmnist(root.path() / "data", 32, 10);
+TEST_F(RunnerTest, ChannelsLastComputesTheSameLoss) {
   double first_loss[2];
   for (int cl = 0; cl < 2; ++cl) {
-    core::TrainOptions o;
-    o.work_dir = (root.path() / std::to_string(cl)).string();
+    core::TrainOptions o = options(std::to_string(cl));
     o.threads = 1;
-    Json cfg = tiny_config(root.path() / "data", 1, cl == 1);
+    Json cfg = tiny_config(data(), 1, cl == 1);
     core::Runner(cfg, o).train();
-    std::ifstream jl(root.path() / std::to_string(cl) / "scalars.jsonl");
+    std::ifstream jl(root_.path() / std::to_string(cl) / "scalars.jsonl");
     std::string line;
     std::getline(jl, line);
     first_loss[cl] = Json::parse(line, "scalars.jsonl").find("loss")->as_number();
@@ -249,31 +251,23 @@ TEST(RunnerTest, ChannelsLastComputesTheSameLoss) {
   EXPECT_NEAR(first_loss[0], first_loss[1], 1e-4 * std::abs(first_loss[0]));
 }
 
-TEST(RunnerTest, StopRequestSavesCheckpointAndResumes) {
-  test::load_plugins();
-  test::TempDir root;
-  test::make_fake_fmnist(root.path() / "data", 64, 20);
-  core::TrainOptions o;
-  o.work_dir = (root.path() / "w").string();
+TEST_F(RunnerTest, StopRequestSavesCheckpointAndResumes) {
+  core::TrainOptions o = options("w");
   o.threads = 2;
   core::request_stop(); // as if SIGINT arrived during the first iteration
-  EXPECT_THROW(core::Runner(tiny_config(root.path() / "data", 2), o).train(), core::Interrupted);
-  ASSERT_TRUE(fs::exists(root.path() / "w" / "iter_1.pth"));
+  EXPECT_THROW(core::Runner(tiny_config(data(), 2), o).train(), core::Interrupted);
+  ASSERT_TRUE(fs::exists(root_.path() / "w" / "iter_1.pth"));
   core::clear_stop_request();
   o.resume = "auto";
-  core::Runner(tiny_config(root.path() / "data", 1), o).train();
-  EXPECT_TRUE(fs::exists(root.path() / "w" / "epoch_1.pth"));
-  EXPECT_FALSE(fs::exists(root.path() / "w" / "iter_1.pth")); // superseded, pruned
+  core::Runner(tiny_config(data(), 1), o).train();
+  EXPECT_TRUE(fs::exists(root_.path() / "w" / "epoch_1.pth"));
+  EXPECT_FALSE(fs::exists(root_.path() / "w" / "iter_1.pth")); // superseded, pruned
 }
 
-TEST(RunnerTest, ConfigErrorsNameTheirPath) {
-  test::load_plugins();
-  test::TempDir root;
-  test::make_fake_fmnist(root.path() / "data", 32, 10);
-  core::TrainOptions o;
-  o.work_dir = root.str();
+TEST_F(RunnerTest, ConfigErrorsNameTheirPath) {
+  core::TrainOptions o = options();
   auto expect_error = [&](const std::function<void(Json&)>& edit, const std::string& text) {
-    Json cfg = tiny_config(root.path() / "data", 1);
+    Json cfg = tiny_config(data(), 1);
     edit(cfg);
     try {
       core::Runner r(cfg, o);
@@ -314,8 +308,7 @@ private:
 };
 } // namespace
 
-TEST(RunnerTest, AccumulationStepsEveryNIterationsAndAtTheEnd) {
-  test::load_plugins();
+TEST_F(RunnerTest, AccumulationStepsEveryNIterationsAndAtTheEnd) {
   static bool registered = [] {
     Registrar r("runner_test", "runner_test.cpp");
     r.add<Hook>(
@@ -325,11 +318,8 @@ TEST(RunnerTest, AccumulationStepsEveryNIterationsAndAtTheEnd) {
     return true;
   }();
   (void)registered;
-  test::TempDir root;
-  test::make_fake_fmnist(root.path() / "data", 64, 10);
-  core::TrainOptions o;
-  o.work_dir = root.str();
-  Json cfg = tiny_config(root.path() / "data", 2); // 4 iterations per epoch, 8 in all
+  core::TrainOptions o = options();
+  Json cfg = tiny_config(data(), 2); // 4 iterations per epoch, 8 in all
   cfg.find("optim_wrapper")->set("accumulative_counts", 3);
   cfg.set("custom_hooks", Json::array({Json::object({{"type", "TestMoveRecorder"}})}));
   g_moved.clear();
