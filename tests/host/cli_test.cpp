@@ -260,3 +260,34 @@ TEST(CliTest, PluginPathEnvironmentFoldersAreSearched) {
   EXPECT_NE(out.find("fixture_good 1.2.3"), std::string::npos) << out;
   EXPECT_NE(out.find("FixtureTwinInvert"), std::string::npos) << out;
 }
+
+TEST(CliTest, TerminalGetsAProgressBarPipesGetPlainLines) {
+  test::TempDir tmp;
+  test::make_fake_fmnist(tmp.path() / "data", 64, 10);
+  const std::string args =
+      "train " + config_dir() + "/simclr/simclr_resnet18_fmnist.json" +
+      tiny_overrides(tmp.path() / "data") +
+      " train_cfg.max_epochs=1 custom_hooks=[] default_hooks.logger.interval=2";
+  // Under a pseudo-terminal (util-linux `script`): one bar redrawn in place with it/s and ETA.
+  const std::string exe = std::string(SELFSUP_TEST_BIN_DIR) + "/selfsup";
+  const std::string cmd = "script -qec \"" + exe + " " + args + " --work-dir " +
+                          (tmp.path() / "tty").string() + "\" /dev/null 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string tty;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) tty.append(buf.data(), n);
+  ASSERT_EQ(pclose(p), 0) << tty;
+  EXPECT_NE(tty.find("\rEpoch 1/1 ["), std::string::npos) << tty;
+  EXPECT_NE(tty.find("4/4"), std::string::npos) << tty;
+  EXPECT_NE(tty.find(" it/s ETA "), std::string::npos) << tty;
+  EXPECT_NE(tty.find("loss: "), std::string::npos) << tty;
+  EXPECT_EQ(tty.find("Epoch(train)"), std::string::npos) << tty;
+  // Through a pipe: plain lines every `interval` iterations.
+  Result plain = run(args + " --work-dir " + (tmp.path() / "pipe").string());
+  ASSERT_EQ(plain.code, 0) << plain.output;
+  EXPECT_NE(plain.output.find("Epoch(train) [1][2/4] lr: "), std::string::npos) << plain.output;
+  EXPECT_NE(plain.output.find("Epoch(train) [1][4/4] lr: "), std::string::npos) << plain.output;
+  EXPECT_EQ(plain.output.find("it/s"), std::string::npos) << plain.output;
+}

@@ -25,6 +25,20 @@ selfsup="$tmp/moved/bin/selfsup"
 grep -q '"SimCLR"' "$tmp/list0.json"
 grep -q "$tmp/moved/lib/selfsup/plugins/libselfsup_simclr.so" "$tmp/list0.json"
 
+# The package version is SameMajorVersion: asking for another major fails to configure.
+mkdir "$tmp/probe"
+cat > "$tmp/probe/CMakeLists.txt" <<'PROBE'
+cmake_minimum_required(VERSION 3.20)
+project(probe LANGUAGES CXX)
+find_package(SelfSupSDK ${WANT} REQUIRED)
+PROBE
+cmake -S "$tmp/probe" -B "$tmp/probe-ok" -DWANT=0.1 -DCMAKE_PREFIX_PATH="$tmp/moved" > /dev/null
+if cmake -S "$tmp/probe" -B "$tmp/probe-bad" -DWANT=1.0 -DCMAKE_PREFIX_PATH="$tmp/moved" \
+     > "$tmp/probe.log" 2>&1; then
+  echo "find_package(SelfSupSDK 1.0) accepted a 0.x SDK"; exit 1
+fi
+grep -q "not compatible\|not found\|version" "$tmp/probe.log" || { cat "$tmp/probe.log"; exit 1; }
+
 # The example: a copy outside the source tree, configured against the moved prefix only.
 cp -r "$src/examples/vicreg" "$tmp/vicreg"
 launcher=()
