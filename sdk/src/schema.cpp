@@ -1,5 +1,8 @@
 #include <selfsup/schema.h>
 
+#include <cmath>
+#include <sstream>
+
 #include <selfsup/errors.h>
 
 namespace selfsup {
@@ -30,13 +33,123 @@ const char* arg_type_name(ArgType t) {
   return "?";
 }
 
-Schema& Schema::required(std::string name, ArgType type, std::string doc) {
-  args_.push_back(ArgSpec{std::move(name), type, true, Json(), std::move(doc)});
-  return *this;
+// ---- constraints ----------------------------------------------------------------------
+
+namespace {
+
+std::string number_text(double v) {
+  if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15)
+    return std::to_string(static_cast<long long>(v));
+  std::ostringstream s;
+  s << v;
+  return s.str();
 }
 
-Schema& Schema::optional(std::string name, ArgType type, Json default_value, std::string doc) {
-  args_.push_back(ArgSpec{std::move(name), type, false, std::move(default_value), std::move(doc)});
+Constraint bound(std::string op, double b, std::function<bool(double)> ok) {
+  return Constraint{op + " " + number_text(b), [ok = std::move(ok)](const Json& v) {
+                      return !v.is_number() || ok(v.as_number());
+                    }};
+}
+
+} // namespace
+
+namespace check {
+
+Constraint gt(double b) {
+  return bound(">", b, [b](double x) { return x > b; });
+}
+Constraint ge(double b) {
+  return bound(">=", b, [b](double x) { return x >= b; });
+}
+Constraint lt(double b) {
+  return bound("<", b, [b](double x) { return x < b; });
+}
+Constraint le(double b) {
+  return bound("<=", b, [b](double x) { return x <= b; });
+}
+Constraint in(double lo, double hi) {
+  return Constraint{"in [" + number_text(lo) + ", " + number_text(hi) + "]",
+                    [lo, hi](const Json& v) {
+                      return !v.is_number() || (v.as_number() >= lo && v.as_number() <= hi);
+                    }};
+}
+
+Constraint one_of(std::initializer_list<Json> values) {
+  std::vector<Json> allowed(values);
+  std::string text = "one of ";
+  for (size_t i = 0; i < allowed.size(); ++i) text += (i ? ", " : "") + allowed[i].dump();
+  Constraint c{std::move(text), [allowed](const Json& v) {
+                 for (const auto& a : allowed)
+                   if (a == v && a.type() == v.type()) return true;
+                 return false;
+               }};
+  c.names_type = false;
+  return c;
+}
+
+Constraint size(size_t n) {
+  return Constraint{"of " + std::to_string(n) + (n == 1 ? " value" : " values"),
+                    [n](const Json& v) { return !v.is_array() || v.size() == n; }};
+}
+
+Constraint non_empty() {
+  return Constraint{"of at least one value",
+                    [](const Json& v) { return !v.is_array() || v.size() > 0; }};
+}
+
+Constraint each(const Constraint& c) {
+  return Constraint{"each " + c.text, [holds = c.holds](const Json& v) {
+                      if (!v.is_array()) return holds(v);
+                      for (const auto& e : v.items())
+                        if (!holds(e)) return false;
+                      return true;
+                    }};
+}
+
+} // namespace check
+
+std::string ArgSpec::describe() const {
+  std::string out = arg_type_name(type);
+  bool first = true;
+  for (const auto& c : constraints) {
+    if (first && !c.names_type) {
+      out = c.text;
+    } else {
+      out += (first ? " " : ", ") + c.text;
+    }
+    first = false;
+  }
+  return out;
+}
+
+void ArgSpec::check(const Config& cfg, const Json& value) const {
+  for (const auto& c : constraints) {
+    if (!c.holds || c.holds(value)) continue;
+    const std::string expected = c.names_type ? describe() : c.text;
+    cfg.fail_key(name, "expected " + expected + ", got " + describe_value(value));
+  }
+}
+
+// ---- Schema ---------------------------------------------------------------------------
+
+Schema& Schema::required(std::string name, ArgType type, std::string doc,
+                         std::vector<Constraint> constraints) {
+  return add(ArgSpec{std::move(name), type, true, Json(), std::move(doc), std::move(constraints)});
+}
+
+Schema& Schema::optional(std::string name, ArgType type, Json default_value, std::string doc,
+                         std::vector<Constraint> constraints) {
+  return add(ArgSpec{std::move(name), type, false, std::move(default_value), std::move(doc),
+                     std::move(constraints)});
+}
+
+Schema& Schema::add(ArgSpec spec) {
+  for (auto& a : args_)
+    if (a.name == spec.name) {
+      a = std::move(spec);
+      return *this;
+    }
+  args_.push_back(std::move(spec));
   return *this;
 }
 
@@ -94,7 +207,7 @@ Json Schema::apply(const Config& cfg) const {
   Json out = Json::object();
   if (const Json* t = cfg.json().find("type")) out.set("type", *t);
   for (const auto& key : cfg.keys()) {
-    if (key == "type") continue;
+    if (key == "type" && !find(key)) continue; // the registry's type name
     const ArgSpec* spec = find(key);
     if (!spec) {
       std::string known;
@@ -106,6 +219,7 @@ Json Schema::apply(const Config& cfg) const {
     if (!matches(v, spec->type))
       cfg.fail_key(key, std::string("expected ") + arg_type_name(spec->type) + ", got " +
                             describe_value(v));
+    spec->check(cfg, v);
   }
   for (const auto& a : args_) {
     const Json* v = cfg.json().find(a.name);
@@ -127,6 +241,7 @@ Json Schema::to_json() const {
     Json j = Json::object({{"name", a.name}, {"type", arg_type_name(a.type)}});
     j.set("required", a.required);
     if (!a.required) j.set("default", a.default_value);
+    if (!a.constraints.empty()) j.set("constraint", a.describe());
     j.set("doc", a.doc);
     args.push_back(std::move(j));
   }

@@ -7,6 +7,7 @@
 #include <selfsup/interfaces/modules.h>
 #include <selfsup/interfaces/training.h>
 #include <selfsup/json.h>
+#include <selfsup/options.h>
 #include <selfsup/plugin.h>
 #include <selfsup/registry.h>
 #include <selfsup/schema.h>
