@@ -7,8 +7,9 @@
 namespace selfsup::plugins::backbones {
 
 void register_types(selfsup::Registrar& r) {
-  r.add<selfsup::Backbone>("ResNet", &make_resnet, resnet_schema("imagenet"));
-  r.add<selfsup::Backbone>("ResNet_CIFAR", &make_resnet, resnet_schema("cifar"));
+  r.add<selfsup::Backbone>("ResNet", &make_resnet, ResNetOptions::table("imagenet").schema());
+  r.add<selfsup::Backbone>("ResNet_CIFAR", &make_resnet_cifar,
+                           ResNetOptions::table("cifar").schema());
 }
 
 } // namespace selfsup::plugins::backbones

@@ -44,95 +44,88 @@ std::string join(const std::vector<int64_t>& v) {
 
 // ---- options ---------------------------------------------------------------------------
 
-ResNetOptions ResNetOptions::from_config(const Config& cfg) {
-  const auto depth = cfg.get<int64_t>("depth");
-  if (!find_arch(depth))
-    cfg.fail_key("depth", "expected one of 18, 34, 50, 101, 152, got " + std::to_string(depth));
-  ResNetOptions o(depth);
-
-  auto positive = [&](const char* key, int64_t fallback) {
-    const auto v = cfg.get<int64_t>(key, fallback);
-    if (v <= 0) cfg.fail_key(key, "expected an int > 0, got " + std::to_string(v));
-    return v;
-  };
-  o.in_channels(positive("in_channels", 3));
-  o.base_channels(positive("base_channels", 64));
-  o.stem_channels(cfg.has("stem_channels") ? positive("stem_channels", 0) : o.base_channels());
-
-  o.num_stages(cfg.get<int64_t>("num_stages", 4));
-  if (o.num_stages() < 1 || o.num_stages() > 4)
-    cfg.fail_key("num_stages", "expected an int in [1, 4], got " + std::to_string(o.num_stages()));
-  const auto n = static_cast<size_t>(o.num_stages());
-
-  auto per_stage = [&](const char* key, std::vector<int64_t> fallback) {
-    if (!cfg.has(key)) {
-      fallback.resize(n);
-      return fallback;
-    }
-    auto v = cfg.get<std::vector<int64_t>>(key);
-    if (v.size() != n)
-      cfg.fail_key(key, "expected " + std::to_string(n) + " values (one per stage, num_stages = " +
-                            std::to_string(n) + "), got " + join(v));
-    for (auto x : v)
-      if (x < 1) cfg.fail_key(key, "expected ints >= 1, got " + join(v));
-    return v;
-  };
-  o.strides(per_stage("strides", {1, 2, 2, 2}));
-  o.dilations(per_stage("dilations", {1, 1, 1, 1}));
-
-  auto out = cfg.get<std::vector<int64_t>>("out_indices", {4});
-  if (out.empty()) cfg.fail_key("out_indices", "expected at least one index, got []");
-  for (auto i : out)
-    if (i < 0 || i > o.num_stages())
-      cfg.fail_key("out_indices", "index " + std::to_string(i) + " is out of range [0, " +
-                                      std::to_string(o.num_stages()) + "] (0 = stem, 1.." +
-                                      std::to_string(o.num_stages()) + " = stages), got " +
-                                      join(out));
-  auto sorted = out;
-  std::sort(sorted.begin(), sorted.end());
-  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
-    cfg.fail_key("out_indices", "duplicate index in " + join(out));
-  o.out_indices(out);
-
-  o.stem(cfg.get<std::string>("stem", "imagenet"));
-  if (o.stem() != "imagenet" && o.stem() != "cifar")
-    cfg.fail_key("stem", "expected 'imagenet' (7x7/2 conv + max-pool) or 'cifar' (3x3/1 conv, "
-                         "no max-pool), got \"" +
-                             o.stem() + "\"");
-
-  const auto style = cfg.get<std::string>("style", "pytorch");
-  if (style != "pytorch")
-    cfg.fail_key("style",
-                 "only 'pytorch' (stride on the 3x3 conv) is supported, got \"" + style + "\"");
-
-  o.frozen_stages(cfg.get<int64_t>("frozen_stages", -1));
-  if (o.frozen_stages() < -1 || o.frozen_stages() > o.num_stages())
-    cfg.fail_key("frozen_stages", "expected an int in [-1, " + std::to_string(o.num_stages()) +
-                                      "], got " + std::to_string(o.frozen_stages()));
-  o.norm_eval(cfg.get<bool>("norm_eval", false));
-  o.zero_init_residual(cfg.get<bool>("zero_init_residual", false));
-  if (cfg.has("norm_cfg")) o.norm_cfg(NormCfg::from_config(cfg["norm_cfg"]));
-  return o;
+OptionTable<ResNetOptions> ResNetOptions::table(const std::string& default_stem) {
+  using O = ResNetOptions;
+  using namespace selfsup::check;
+  const bool cifar = default_stem == "cifar";
+  O prototype;
+  prototype.stem(default_stem);
+  return OptionTable<O>(cifar ? "ResNet with a CIFAR stem (3x3 stride-1 conv, no max-pool), as "
+                                "mmcls ResNet_CIFAR; torchvision parameter names; out_indices as "
+                                "ResNet (0 = stem, 1..4 = stages)"
+                              : "ResNet (MMSelfSup/mmcls), 'pytorch' style, torchvision "
+                                "parameter names (conv1, bn1, layer1.0.conv1, ...; no fc)",
+                        prototype)
+      .required("depth", &O::depth_, "18 or 34 (BasicBlock), 50, 101 or 152 (Bottleneck)",
+                one_of({18, 34, 50, 101, 152}))
+      .optional("in_channels", &O::in_channels_, "channels of the input image", gt(0))
+      .optional("stem_channels", &O::stem_channels_,
+                "output channels of the stem conv (default: base_channels)", gt(0))
+      .optional("base_channels", &O::base_channels_,
+                "width of stage 1; stage i has base*2^(i-1) (x4 for Bottleneck)", gt(0))
+      .optional("num_stages", &O::num_stages_, "number of residual stages", in(1, 4))
+      .optional("strides", &O::strides_,
+                "stride of each stage (default [1, 2, 2, 2], first num_stages)", each(ge(1)))
+      .optional("dilations", &O::dilations_,
+                "dilation of each stage (default [1, 1, 1, 1], first num_stages)", each(ge(1)))
+      .optional("out_indices", &O::out_indices_,
+                "outputs, in ascending order: 0 = stem (after ReLU, before max-pool), "
+                "1..num_stages = stage outputs",
+                non_empty())
+      .optional("stem", &O::stem_,
+                "'imagenet' (7x7/2 conv + 3x3/2 max-pool) or 'cifar' (3x3/1 conv, no max-pool)",
+                one_of({"imagenet", "cifar"}))
+      .optional("style", &O::style_, "'pytorch' only (stride on the 3x3 conv of a Bottleneck)",
+                one_of({"pytorch"}))
+      .optional("frozen_stages", &O::frozen_stages_,
+                "-1: none; >= 0 freezes the stem, n also stages 1..n (no grad, BN in eval)", ge(-1))
+      .optional("norm_eval", &O::norm_eval_, "keep every BatchNorm in eval mode during training")
+      .optional("zero_init_residual", &O::zero_init_residual_,
+                "zero-init the last BN weight of each residual block")
+      .optional("norm_cfg", &O::norm_cfg_, "norm layer (SyncBN acts as BN on one process)")
+      .rule([](const O& o, const Config& cfg) {
+        const auto n = static_cast<size_t>(o.num_stages());
+        for (const char* key : {"strides", "dilations"}) {
+          const auto& v = std::string(key) == "strides" ? o.strides() : o.dilations();
+          if (v && v->size() != n)
+            cfg.fail_key(key, "expected " + std::to_string(n) +
+                                  " values (one per stage, num_stages = " + std::to_string(n) +
+                                  "), got " + join(*v));
+        }
+        for (auto i : o.out_indices())
+          if (i < 0 || i > o.num_stages())
+            cfg.fail_key("out_indices", "index " + std::to_string(i) + " is out of range [0, " +
+                                            std::to_string(n) + "] (0 = stem, 1.." +
+                                            std::to_string(n) + " = stages), got " +
+                                            join(o.out_indices()));
+        auto sorted = o.out_indices();
+        std::sort(sorted.begin(), sorted.end());
+        if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+          cfg.fail_key("out_indices", "duplicate index in " + join(o.out_indices()));
+        if (o.frozen_stages() > o.num_stages())
+          cfg.fail_key("frozen_stages", "expected an int in [-1, " + std::to_string(n) +
+                                            "] (num_stages), got " +
+                                            std::to_string(o.frozen_stages()));
+      });
 }
 
 // ---- module ----------------------------------------------------------------------------
 
-ResNetImpl::ResNetImpl(const ResNetOptions& options_) : options(options_) {
+ResNet::ResNet(const ResNetOptions& options_) : options(options_) {
   reset();
 }
 
-void ResNetImpl::reset() {
+void ResNet::reset() {
   const Arch* arch = find_arch(options.depth());
   if (!arch) throw ValueError("ResNet: unsupported depth " + std::to_string(options.depth()));
   bottleneck_ = arch->bottleneck;
-  const int64_t expansion = bottleneck_ ? BottleneckImpl::kExpansion : BasicBlockImpl::kExpansion;
-  const int64_t stem =
-      options.stem_channels() > 0 ? options.stem_channels() : options.base_channels();
+  const int64_t expansion = bottleneck_ ? Bottleneck::kExpansion : BasicBlock::kExpansion;
+  const int64_t stem = options.stem_channels().value_or(options.base_channels());
   const auto n = static_cast<size_t>(options.num_stages());
-  auto strides = options.strides();
-  auto dilations = options.dilations();
-  if (strides.empty()) strides = {1, 2, 2, 2};
-  if (dilations.empty()) dilations = {1, 1, 1, 1};
+  const auto strides = options.strides().value_or(
+      std::vector<int64_t>(std::begin(ResNetOptions::kStrides), std::end(ResNetOptions::kStrides)));
+  const auto dilations = options.dilations().value_or(std::vector<int64_t>(
+      std::begin(ResNetOptions::kDilations), std::end(ResNetOptions::kDilations)));
   TORCH_CHECK(n >= 1 && n <= 4 && strides.size() >= n && dilations.size() >= n,
               "ResNet: num_stages must be in [1, 4] with one stride and dilation per stage");
 
@@ -176,7 +169,7 @@ void ResNetImpl::reset() {
   freeze_stages();
 }
 
-void ResNetImpl::freeze_stages() {
+void ResNet::freeze_stages() {
   if (options.frozen_stages() < 0) return;
   std::vector<torch::nn::Module*> frozen{conv1_.get(), bn1_.get()};
   for (int64_t i = 0; i < options.frozen_stages() && i < int64_t(layers_.size()); ++i)
@@ -187,7 +180,7 @@ void ResNetImpl::freeze_stages() {
   }
 }
 
-void ResNetImpl::train(bool on) {
+void ResNet::train(bool on) {
   torch::nn::Module::train(on);
   freeze_stages();
   if (on && options.norm_eval())
@@ -195,7 +188,7 @@ void ResNetImpl::train(bool on) {
       if (auto* bn = m->as<torch::nn::BatchNorm2d>()) bn->eval();
 }
 
-std::vector<torch::Tensor> ResNetImpl::forward(const torch::Tensor& x) {
+std::vector<torch::Tensor> ResNet::forward(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 4 && x.size(1) == options.in_channels(), "ResNet: expected input [N, ",
               options.in_channels(), ", H, W], got ", x.sizes());
   std::vector<torch::Tensor> outs;
@@ -213,7 +206,7 @@ std::vector<torch::Tensor> ResNetImpl::forward(const torch::Tensor& x) {
   return outs;
 }
 
-void ResNetImpl::pretty_print(std::ostream& stream) const {
+void ResNet::pretty_print(std::ostream& stream) const {
   stream << "selfsup::plugins::backbones::ResNet(depth=" << options.depth()
          << ", block=" << (bottleneck_ ? "Bottleneck" : "BasicBlock") << ", stem=" << options.stem()
          << ", in_channels=" << options.in_channels()
@@ -228,47 +221,12 @@ void ResNetImpl::pretty_print(std::ostream& stream) const {
 
 // ---- registration ----------------------------------------------------------------------
 
-selfsup::Schema resnet_schema(const std::string& default_stem) {
-  const bool cifar = default_stem == "cifar";
-  using selfsup::ArgType;
-  using selfsup::Json;
-  return selfsup::Schema(
-             cifar ? "ResNet with a CIFAR stem (3x3 stride-1 conv, no max-pool), as mmcls "
-                     "ResNet_CIFAR; torchvision parameter names; out_indices as ResNet "
-                     "(0 = stem, 1..4 = stages)"
-                   : "ResNet (MMSelfSup/mmcls), 'pytorch' style, torchvision parameter names "
-                     "(conv1, bn1, layer1.0.conv1, ...; no fc)")
-      .required("depth", ArgType::Int, "18 or 34 (BasicBlock), 50, 101 or 152 (Bottleneck)")
-      .optional("in_channels", ArgType::Int, Json(3), "channels of the input image")
-      .optional("stem_channels", ArgType::Int, Json(),
-                "output channels of the stem conv (default: base_channels)")
-      .optional("base_channels", ArgType::Int, Json(64),
-                "width of stage 1; stage i has base*2^(i-1) (x4 for Bottleneck)")
-      .optional("num_stages", ArgType::Int, Json(4), "number of residual stages, 1..4")
-      .optional("strides", ArgType::IntList, Json(),
-                "stride of each stage (default [1, 2, 2, 2], first num_stages)")
-      .optional("dilations", ArgType::IntList, Json(),
-                "dilation of each stage (default [1, 1, 1, 1], first num_stages)")
-      .optional("out_indices", ArgType::IntList, Json::array({Json(4)}),
-                "outputs, in ascending order: 0 = stem (after ReLU, before max-pool), "
-                "1..num_stages = stage outputs")
-      .optional("stem", ArgType::String, Json(default_stem),
-                "'imagenet' (7x7/2 conv + 3x3/2 max-pool) or 'cifar' (3x3/1 conv, no max-pool)")
-      .optional("style", ArgType::String, Json("pytorch"),
-                "'pytorch' only (stride on the 3x3 conv of a Bottleneck)")
-      .optional("frozen_stages", ArgType::Int, Json(-1),
-                "-1: none; >= 0 freezes the stem, n also stages 1..n (no grad, BN in eval)")
-      .optional("norm_eval", ArgType::Bool, Json(false),
-                "keep every BatchNorm in eval mode during training")
-      .optional("zero_init_residual", ArgType::Bool, Json(false),
-                "zero-init the last BN weight of each residual block")
-      .optional("norm_cfg", ArgType::Dict, Json::object({{"type", Json("BN")}}),
-                "norm layer: {type: 'BN' | 'SyncBN' (BN on one process), requires_grad, eps, "
-                "momentum}");
+std::shared_ptr<selfsup::Backbone> make_resnet(const Config& cfg) {
+  return std::make_shared<ResNet>(ResNetOptions::table("imagenet").parse(cfg));
 }
 
-std::shared_ptr<selfsup::Backbone> make_resnet(const Config& cfg) {
-  return std::make_shared<ResNetImpl>(ResNetOptions::from_config(cfg));
+std::shared_ptr<selfsup::Backbone> make_resnet_cifar(const Config& cfg) {
+  return std::make_shared<ResNet>(ResNetOptions::table("cifar").parse(cfg));
 }
 
 } // namespace selfsup::plugins::backbones

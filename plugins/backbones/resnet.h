@@ -4,6 +4,7 @@
 // weights load into torchvision's resnet with `strict=False` on `fc.*`.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -16,7 +17,7 @@
 
 #include <selfsup/config.h>
 #include <selfsup/interfaces/modules.h>
-#include <selfsup/schema.h>
+#include <selfsup/options.h>
 
 #include "resnet_blocks.h"
 
@@ -24,34 +25,46 @@ namespace selfsup::plugins::backbones {
 
 struct ResNetOptions {
   explicit ResNetOptions(int64_t depth) : depth_(depth) {}
-  /// Reads and validates the schema's keys; errors name the JSON path.
-  static ResNetOptions from_config(const Config& cfg);
+  /// The declaration of the options of `ResNet` (`stem` "imagenet") or `ResNet_CIFAR`
+  /// (`stem` "cifar"): schema, parsing and checks; errors name the JSON path.
+  static OptionTable<ResNetOptions> table(const std::string& default_stem = "imagenet");
 
   /// 18, 34 (BasicBlock) or 50, 101, 152 (Bottleneck).
   TORCH_ARG(int64_t, depth);
   TORCH_ARG(int64_t, in_channels) = 3;
-  /// Output channels of the stem conv; <= 0 means `base_channels`.
-  TORCH_ARG(int64_t, stem_channels) = 0;
+  /// Output channels of the stem conv; unset means `base_channels`.
+  TORCH_ARG(std::optional<int64_t>, stem_channels) = std::nullopt;
   /// Width of stage 1; stage i is base * 2^(i-1) (x4 for Bottleneck).
   TORCH_ARG(int64_t, base_channels) = 64;
   TORCH_ARG(int64_t, num_stages) = 4;
-  /// Per-stage strides / dilations; empty means the first `num_stages` of the defaults.
-  TORCH_ARG(std::vector<int64_t>, strides) = {};
-  TORCH_ARG(std::vector<int64_t>, dilations) = {};
+  /// Per-stage strides / dilations; unset means the first `num_stages` of kStrides /
+  /// kDilations.
+  TORCH_ARG(std::optional<std::vector<int64_t>>, strides) = std::nullopt;
+  TORCH_ARG(std::optional<std::vector<int64_t>>, dilations) = std::nullopt;
   /// 0 = stem output (after ReLU, before max-pool), 1..num_stages = stage outputs.
   TORCH_ARG(std::vector<int64_t>, out_indices) = {4};
   /// 'imagenet' (7x7/2 conv + 3x3/2 max-pool) or 'cifar' (3x3/1 conv, no max-pool).
   TORCH_ARG(std::string, stem) = "imagenet";
+  /// 'pytorch' only: the stride sits on the 3x3 conv of a Bottleneck.
+  TORCH_ARG(std::string, style) = "pytorch";
   /// -1: nothing frozen; >= 0: the stem; n: also stages 1..n.
   TORCH_ARG(int64_t, frozen_stages) = -1;
   TORCH_ARG(bool, norm_eval) = false;
   TORCH_ARG(bool, zero_init_residual) = false;
   TORCH_ARG(NormCfg, norm_cfg) = {};
+
+public:
+  /// The per-stage defaults (MMSelfSup's), of which the first `num_stages` apply.
+  static constexpr int64_t kStrides[4] = {1, 2, 2, 2};
+  static constexpr int64_t kDilations[4] = {1, 1, 1, 1};
+
+private:
+  ResNetOptions() = default;
 };
 
-class ResNetImpl final : public selfsup::Backbone {
+class ResNet final : public selfsup::Backbone {
 public:
-  explicit ResNetImpl(const ResNetOptions& options);
+  explicit ResNet(const ResNetOptions& options);
 
   std::vector<torch::Tensor> forward(const torch::Tensor& x) override;
   [[nodiscard]] std::vector<int64_t> out_channels() const override { return out_channels_; }
@@ -76,8 +89,8 @@ private:
   std::vector<ResLayer> layers_;
 };
 
-/// The schema of `ResNet` (`default_stem` "imagenet") or `ResNet_CIFAR` ("cifar").
-selfsup::Schema resnet_schema(const std::string& default_stem);
+/// A ResNet (`ResNet`) or one with the CIFAR stem by default (`ResNet_CIFAR`).
 std::shared_ptr<selfsup::Backbone> make_resnet(const Config& cfg);
+std::shared_ptr<selfsup::Backbone> make_resnet_cifar(const Config& cfg);
 
 } // namespace selfsup::plugins::backbones

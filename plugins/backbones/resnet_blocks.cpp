@@ -37,8 +37,8 @@ void print_block(std::ostream& s, const char* name, int64_t inplanes, int64_t pl
 
 // ---- BasicBlock ------------------------------------------------------------------------
 
-BasicBlockImpl::BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
-                               const NormCfg& norm) {
+BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
+                       const NormCfg& norm) {
   // Registration order = torchvision's state_dict order: conv1, bn1, conv2, bn2, downsample.
   conv1_ = register_module("conv1", make_conv(inplanes, planes, 3, stride, dilation));
   bn1_ = register_module("bn1", norm.make_2d(planes));
@@ -49,14 +49,14 @@ BasicBlockImpl::BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride,
         register_module("downsample", make_downsample(inplanes, planes * kExpansion, stride, norm));
 }
 
-torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
+torch::Tensor BasicBlock::forward(const torch::Tensor& x) {
   torch::Tensor out = bn1_(conv1_(x)).relu_();
   out = bn2_(conv2_(out));
   out += downsample_ ? downsample_->forward(x) : x;
   return out.relu_();
 }
 
-void BasicBlockImpl::pretty_print(std::ostream& stream) const {
+void BasicBlock::pretty_print(std::ostream& stream) const {
   print_block(stream, "BasicBlock", conv1_->options.in_channels(), conv1_->options.out_channels(),
               kExpansion, conv1_->options.stride()->at(0), conv1_->options.dilation()->at(0),
               !downsample_.is_empty());
@@ -64,8 +64,8 @@ void BasicBlockImpl::pretty_print(std::ostream& stream) const {
 
 // ---- Bottleneck ------------------------------------------------------------------------
 
-BottleneckImpl::BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
-                               const NormCfg& norm) {
+Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
+                       const NormCfg& norm) {
   conv1_ = register_module("conv1", make_conv(inplanes, planes, 1, 1));
   bn1_ = register_module("bn1", norm.make_2d(planes));
   conv2_ = register_module("conv2", make_conv(planes, planes, 3, stride, dilation));
@@ -77,7 +77,7 @@ BottleneckImpl::BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride,
         register_module("downsample", make_downsample(inplanes, planes * kExpansion, stride, norm));
 }
 
-torch::Tensor BottleneckImpl::forward(const torch::Tensor& x) {
+torch::Tensor Bottleneck::forward(const torch::Tensor& x) {
   torch::Tensor out = bn1_(conv1_(x)).relu_();
   out = bn2_(conv2_(out)).relu_();
   out = bn3_(conv3_(out));
@@ -85,7 +85,7 @@ torch::Tensor BottleneckImpl::forward(const torch::Tensor& x) {
   return out.relu_();
 }
 
-void BottleneckImpl::pretty_print(std::ostream& stream) const {
+void Bottleneck::pretty_print(std::ostream& stream) const {
   print_block(stream, "Bottleneck", conv1_->options.in_channels(), conv1_->options.out_channels(),
               kExpansion, conv2_->options.stride()->at(0), conv2_->options.dilation()->at(0),
               !downsample_.is_empty());
@@ -95,15 +95,15 @@ void BottleneckImpl::pretty_print(std::ostream& stream) const {
 
 ResLayerImpl::ResLayerImpl(bool bottleneck, int64_t inplanes, int64_t planes, int64_t num_blocks,
                            int64_t stride, int64_t dilation, const NormCfg& norm) {
-  const int64_t expansion = bottleneck ? BottleneckImpl::kExpansion : BasicBlockImpl::kExpansion;
+  const int64_t expansion = bottleneck ? Bottleneck::kExpansion : BasicBlock::kExpansion;
   for (int64_t i = 0; i < num_blocks; ++i) {
     const int64_t in = i == 0 ? inplanes : planes * expansion;
     const int64_t s = i == 0 ? stride : 1;
-    std::shared_ptr<ResBlockImpl> block;
+    std::shared_ptr<ResBlock> block;
     if (bottleneck)
-      block = std::make_shared<BottleneckImpl>(in, planes, s, dilation, norm);
+      block = std::make_shared<Bottleneck>(in, planes, s, dilation, norm);
     else
-      block = std::make_shared<BasicBlockImpl>(in, planes, s, dilation, norm);
+      block = std::make_shared<BasicBlock>(in, planes, s, dilation, norm);
     blocks_.push_back(register_module(std::to_string(i), block));
   }
 }

@@ -27,7 +27,7 @@ torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t kernel, int64_t str
                             int64_t dilation = 1);
 
 /// A residual block: forward plus access to the norm layer that `zero_init_residual` zeroes.
-class ResBlockImpl : public torch::nn::Module {
+class ResBlock : public torch::nn::Module {
 public:
   virtual torch::Tensor forward(const torch::Tensor& x) = 0;
   /// The last norm layer of the residual branch (bn2 of BasicBlock, bn3 of Bottleneck).
@@ -35,11 +35,11 @@ public:
 };
 
 /// torchvision's BasicBlock: conv1 (3x3, stride) - bn1 - relu - conv2 (3x3) - bn2, + identity.
-class BasicBlockImpl final : public ResBlockImpl {
+class BasicBlock final : public ResBlock {
 public:
   static constexpr int64_t kExpansion = 1;
-  BasicBlockImpl(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
-                 const NormCfg& norm);
+  BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
+             const NormCfg& norm);
   torch::Tensor forward(const torch::Tensor& x) override;
   [[nodiscard]] torch::nn::BatchNorm2d last_norm() const override { return bn2_; }
   void pretty_print(std::ostream& stream) const override;
@@ -52,11 +52,11 @@ private:
 
 /// torchvision's Bottleneck (v1.5): conv1 (1x1) - bn1 - relu - conv2 (3x3, stride) - bn2 -
 /// relu - conv3 (1x1, x4) - bn3, + identity.
-class BottleneckImpl final : public ResBlockImpl {
+class Bottleneck final : public ResBlock {
 public:
   static constexpr int64_t kExpansion = 4;
-  BottleneckImpl(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
-                 const NormCfg& norm);
+  Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
+             const NormCfg& norm);
   torch::Tensor forward(const torch::Tensor& x) override;
   [[nodiscard]] torch::nn::BatchNorm2d last_norm() const override { return bn3_; }
   void pretty_print(std::ostream& stream) const override;
@@ -74,11 +74,11 @@ public:
   ResLayerImpl(bool bottleneck, int64_t inplanes, int64_t planes, int64_t num_blocks,
                int64_t stride, int64_t dilation, const NormCfg& norm);
   torch::Tensor forward(torch::Tensor x);
-  [[nodiscard]] const std::vector<std::shared_ptr<ResBlockImpl>>& blocks() const { return blocks_; }
+  [[nodiscard]] const std::vector<std::shared_ptr<ResBlock>>& blocks() const { return blocks_; }
   void pretty_print(std::ostream& stream) const override;
 
 private:
-  std::vector<std::shared_ptr<ResBlockImpl>> blocks_;
+  std::vector<std::shared_ptr<ResBlock>> blocks_;
 };
 TORCH_MODULE(ResLayer);
 

@@ -14,16 +14,26 @@
 
 #include <selfsup/config.h>
 #include <selfsup/interfaces/modules.h>
-#include <selfsup/schema.h>
+#include <selfsup/options.h>
 
 namespace selfsup::plugins::common {
 
+/// `{type: 'CrossEntropyLoss'}`, the default loss of ContrastiveHead and ClsHead.
+Config cross_entropy_loss_config();
+
 // ---- ContrastiveHead -------------------------------------------------------------------
 
+struct ContrastiveHeadOptions {
+  static OptionTable<ContrastiveHeadOptions> table();
+  /// The loss, built by type name.
+  TORCH_ARG(Config, loss) = cross_entropy_loss_config();
+  TORCH_ARG(double, temperature) = 0.1;
+};
+
 /// `loss(cat(pos [N, 1], neg [N, K]) / temperature, zeros)`: the positive is class 0.
-class ContrastiveHeadImpl final : public selfsup::Head {
+class ContrastiveHead final : public selfsup::Head {
 public:
-  ContrastiveHeadImpl(std::shared_ptr<selfsup::Loss> loss, double temperature);
+  ContrastiveHead(std::shared_ptr<selfsup::Loss> loss, double temperature);
   /// inputs = {pos [N, 1], neg [N, K]}; the target is ignored.
   torch::Tensor loss(const std::vector<torch::Tensor>& inputs,
                      const torch::Tensor& target) override;
@@ -38,7 +48,9 @@ private:
 // ---- ClsHead ---------------------------------------------------------------------------
 
 struct ClsHeadOptions {
-  static ClsHeadOptions from_config(const Config& cfg);
+  static OptionTable<ClsHeadOptions> table();
+  /// The loss, built by type name.
+  TORCH_ARG(Config, loss) = cross_entropy_loss_config();
   TORCH_ARG(bool, with_avg_pool) = false;
   TORCH_ARG(int64_t, in_channels) = 2048;
   TORCH_ARG(int64_t, num_classes) = 1000;
@@ -47,9 +59,9 @@ struct ClsHeadOptions {
 
 /// `[avgpool] -> fc_cls` (normal std 0.01, bias 0); loss = loss(logits, labels); predict
 /// returns softmax scores.
-class ClsHeadImpl final : public selfsup::Head {
+class ClsHead final : public selfsup::Head {
 public:
-  ClsHeadImpl(const ClsHeadOptions& options, std::shared_ptr<selfsup::Loss> loss);
+  ClsHead(const ClsHeadOptions& options, std::shared_ptr<selfsup::Loss> loss);
   /// The class scores (logits) of the single input map / vector.
   torch::Tensor logits(const std::vector<torch::Tensor>& inputs);
   /// inputs = {features}; target = int labels [N].
@@ -68,11 +80,17 @@ private:
 
 // ---- LatentPredictHead -----------------------------------------------------------------
 
+struct LatentPredictHeadOptions {
+  static OptionTable<LatentPredictHeadOptions> table();
+  /// The loss and the predictor neck, built by type name.
+  TORCH_ARG(Config, loss);
+  TORCH_ARG(Config, predictor);
+};
+
 /// BYOL / SimSiam: `loss(predictor({input})[0], target.detach())`.
-class LatentPredictHeadImpl final : public selfsup::Head {
+class LatentPredictHead final : public selfsup::Head {
 public:
-  LatentPredictHeadImpl(std::shared_ptr<selfsup::Neck> predictor,
-                        std::shared_ptr<selfsup::Loss> loss);
+  LatentPredictHead(std::shared_ptr<selfsup::Neck> predictor, std::shared_ptr<selfsup::Loss> loss);
   /// inputs = {input [N, C]}; target [N, C'] (gradients are not propagated into it).
   torch::Tensor loss(const std::vector<torch::Tensor>& inputs,
                      const torch::Tensor& target) override;
@@ -84,9 +102,6 @@ private:
   std::shared_ptr<selfsup::Loss> loss_;
 };
 
-selfsup::Schema contrastive_head_schema();
-selfsup::Schema cls_head_schema();
-selfsup::Schema latent_predict_head_schema();
 std::shared_ptr<selfsup::Head> make_contrastive_head(const Config& cfg);
 std::shared_ptr<selfsup::Head> make_cls_head(const Config& cfg);
 std::shared_ptr<selfsup::Head> make_latent_predict_head(const Config& cfg);

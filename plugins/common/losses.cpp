@@ -24,31 +24,27 @@ torch::Tensor reduce(const torch::Tensor& per_sample, const std::string& reducti
 
 // ---- CrossEntropyLoss ------------------------------------------------------------------
 
-CrossEntropyLossOptions CrossEntropyLossOptions::from_config(const Config& cfg) {
-  if (cfg.get<bool>("use_sigmoid", false))
-    cfg.fail_key("use_sigmoid", "only false (softmax cross-entropy) is supported");
-  CrossEntropyLossOptions o;
-  o.use_soft(cfg.get<bool>("use_soft", false));
-  o.reduction(cfg.get<std::string>("reduction", "mean"));
-  if (o.reduction() != "mean" && o.reduction() != "sum" && o.reduction() != "none")
-    cfg.fail_key("reduction", "expected 'mean', 'sum' or 'none', got \"" + o.reduction() + "\"");
-  o.loss_weight(cfg.get<double>("loss_weight", 1.0));
-  if (cfg.has("class_weight")) {
-    o.class_weight(cfg.get<std::vector<double>>("class_weight"));
-    if (o.class_weight().empty())
-      cfg.fail_key("class_weight", "expected one weight per class, got []");
-  }
-  return o;
+OptionTable<CrossEntropyLossOptions> CrossEntropyLossOptions::table() {
+  using O = CrossEntropyLossOptions;
+  using namespace selfsup::check;
+  return OptionTable<O>("softmax cross-entropy with mmcls semantics: class_weight scales each "
+                        "sample by w[y] and the mean is not renormalised",
+                        O())
+      .optional("use_sigmoid", &O::use_sigmoid_, "false only (sigmoid is not ported)",
+                one_of({false}))
+      .optional("use_soft", &O::use_soft_, "soft labels: the target is [N, C] class probabilities")
+      .optional("reduction", &O::reduction_, "how per-sample losses are reduced",
+                one_of({"mean", "sum", "none"}))
+      .optional("loss_weight", &O::loss_weight_, "multiplies the loss")
+      .optional("class_weight", &O::class_weight_, "one weight per class (optional)", non_empty());
 }
 
-CrossEntropyLossImpl::CrossEntropyLossImpl(const CrossEntropyLossOptions& options_)
-    : options(options_) {
-  if (!options.class_weight().empty())
-    class_weight_ = torch::tensor(options.class_weight(), torch::kFloat64);
+CrossEntropyLoss::CrossEntropyLoss(const CrossEntropyLossOptions& options_) : options(options_) {
+  if (options.class_weight())
+    class_weight_ = torch::tensor(*options.class_weight(), torch::kFloat64);
 }
 
-torch::Tensor CrossEntropyLossImpl::forward(const torch::Tensor& logits,
-                                            const torch::Tensor& target) {
+torch::Tensor CrossEntropyLoss::forward(const torch::Tensor& logits, const torch::Tensor& target) {
   TORCH_CHECK(logits.dim() >= 2, "CrossEntropyLoss: expected logits [N, C], got ", logits.sizes());
   const int64_t num_classes = logits.size(1);
   torch::Tensor weight;
@@ -82,26 +78,28 @@ torch::Tensor CrossEntropyLossImpl::forward(const torch::Tensor& logits,
   return reduce(per_sample, options.reduction()) * options.loss_weight();
 }
 
-void CrossEntropyLossImpl::pretty_print(std::ostream& stream) const {
+void CrossEntropyLoss::pretty_print(std::ostream& stream) const {
   stream << "selfsup::plugins::common::CrossEntropyLoss(reduction=" << options.reduction()
          << ", loss_weight=" << options.loss_weight();
   if (options.use_soft()) stream << ", use_soft=true";
-  if (!options.class_weight().empty())
-    stream << ", class_weight=[" << options.class_weight().size() << " values]";
+  if (options.class_weight())
+    stream << ", class_weight=[" << options.class_weight()->size() << " values]";
   stream << ")";
 }
 
 // ---- CosineSimilarityLoss --------------------------------------------------------------
 
-CosineSimilarityLossOptions CosineSimilarityLossOptions::from_config(const Config& cfg) {
-  CosineSimilarityLossOptions o;
-  o.shift_factor(cfg.get<double>("shift_factor", 0.0));
-  o.scale_factor(cfg.get<double>("scale_factor", 1.0));
-  return o;
+OptionTable<CosineSimilarityLossOptions> CosineSimilarityLossOptions::table() {
+  using O = CosineSimilarityLossOptions;
+  return OptionTable<O>("mean of shift - scale * cos(pred, target), cosine over the last dim "
+                        "(BYOL, SimSiam)",
+                        O())
+      .optional("shift_factor", &O::shift_factor_, "constant added to every sample")
+      .optional("scale_factor", &O::scale_factor_, "multiplies the cosine");
 }
 
-torch::Tensor CosineSimilarityLossImpl::forward(const torch::Tensor& pred,
-                                                const torch::Tensor& target) {
+torch::Tensor CosineSimilarityLoss::forward(const torch::Tensor& pred,
+                                            const torch::Tensor& target) {
   TORCH_CHECK(pred.dim() >= 1 && pred.sizes() == target.sizes(),
               "CosineSimilarityLoss: pred and target must have the same shape, got ", pred.sizes(),
               " and ", target.sizes());
@@ -111,42 +109,19 @@ torch::Tensor CosineSimilarityLossImpl::forward(const torch::Tensor& pred,
   return (options.shift_factor() - options.scale_factor() * cos).mean();
 }
 
-void CosineSimilarityLossImpl::pretty_print(std::ostream& stream) const {
+void CosineSimilarityLoss::pretty_print(std::ostream& stream) const {
   stream << "selfsup::plugins::common::CosineSimilarityLoss(shift_factor="
          << str(options.shift_factor()) << ", scale_factor=" << str(options.scale_factor()) << ")";
 }
 
 // ---- registration ----------------------------------------------------------------------
 
-selfsup::Schema cross_entropy_loss_schema() {
-  using selfsup::ArgType;
-  using selfsup::Json;
-  return selfsup::Schema(
-             "softmax cross-entropy with mmcls semantics: class_weight scales each sample by "
-             "w[y] and the mean is not renormalised")
-      .optional("use_sigmoid", ArgType::Bool, Json(false), "false only (sigmoid is not ported)")
-      .optional("use_soft", ArgType::Bool, Json(false),
-                "soft labels: the target is [N, C] class probabilities")
-      .optional("reduction", ArgType::String, Json("mean"), "'mean', 'sum' or 'none'")
-      .optional("loss_weight", ArgType::Float, Json(1.0), "multiplies the loss")
-      .optional("class_weight", ArgType::FloatList, Json(), "one weight per class (optional)");
-}
-
-selfsup::Schema cosine_similarity_loss_schema() {
-  using selfsup::ArgType;
-  using selfsup::Json;
-  return selfsup::Schema("mean of shift - scale * cos(pred, target), cosine over the last dim "
-                         "(BYOL, SimSiam)")
-      .optional("shift_factor", ArgType::Float, Json(0.0), "constant added to every sample")
-      .optional("scale_factor", ArgType::Float, Json(1.0), "multiplies the cosine");
-}
-
 std::shared_ptr<selfsup::Loss> make_cross_entropy_loss(const Config& cfg) {
-  return std::make_shared<CrossEntropyLossImpl>(CrossEntropyLossOptions::from_config(cfg));
+  return std::make_shared<CrossEntropyLoss>(CrossEntropyLossOptions::table().parse(cfg));
 }
 
 std::shared_ptr<selfsup::Loss> make_cosine_similarity_loss(const Config& cfg) {
-  return std::make_shared<CosineSimilarityLossImpl>(CosineSimilarityLossOptions::from_config(cfg));
+  return std::make_shared<CosineSimilarityLoss>(CosineSimilarityLossOptions::table().parse(cfg));
 }
 
 } // namespace selfsup::plugins::common

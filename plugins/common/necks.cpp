@@ -6,12 +6,6 @@ namespace selfsup::plugins::common {
 
 namespace {
 
-int64_t positive_int(const Config& cfg, const char* key) {
-  const auto v = cfg.get<int64_t>(key);
-  if (v <= 0) cfg.fail_key(key, "expected an int > 0, got " + std::to_string(v));
-  return v;
-}
-
 /// MMSelfSup's neck input rule: exactly one tensor, or with `vit_backbone` the last one
 /// (the cls token of a ViT's [patch_map, cls] output).
 torch::Tensor select_input(const std::vector<torch::Tensor>& x, bool vit_backbone,
@@ -38,27 +32,33 @@ torch::Tensor pool_and_flatten(torch::Tensor x, bool with_avg_pool, const char* 
 
 // ---- NonLinearNeck ---------------------------------------------------------------------
 
-NonLinearNeckOptions NonLinearNeckOptions::from_config(const Config& cfg) {
-  NonLinearNeckOptions o(positive_int(cfg, "in_channels"), positive_int(cfg, "hid_channels"),
-                         positive_int(cfg, "out_channels"));
-  o.num_layers(cfg.get<int64_t>("num_layers", 2));
-  if (o.num_layers() < 1)
-    cfg.fail_key("num_layers", "expected an int >= 1, got " + std::to_string(o.num_layers()));
-  o.with_bias(cfg.get<bool>("with_bias", false));
-  o.with_last_bn(cfg.get<bool>("with_last_bn", true));
-  o.with_last_bn_affine(cfg.get<bool>("with_last_bn_affine", true));
-  o.with_last_bias(cfg.get<bool>("with_last_bias", false));
-  o.with_avg_pool(cfg.get<bool>("with_avg_pool", true));
-  o.vit_backbone(cfg.get<bool>("vit_backbone", false));
-  if (cfg.has("norm_cfg")) o.norm_cfg(NormCfg::from_config(cfg["norm_cfg"]));
-  return o;
+OptionTable<NonLinearNeckOptions> NonLinearNeckOptions::table() {
+  using O = NonLinearNeckOptions;
+  using namespace selfsup::check;
+  return OptionTable<O>("MLP projection fc-bn-[relu-fc-bn]*, as MMSelfSup's NonLinearNeck "
+                        "(SimCLR, BYOL, SimSiam, MoCo v3, Barlow Twins); modules fc0, bn0, fc1, "
+                        "bn1, ...",
+                        O())
+      .required("in_channels", &O::in_channels_, "input features (backbone channels)", gt(0))
+      .required("hid_channels", &O::hid_channels_, "hidden width", gt(0))
+      .required("out_channels", &O::out_channels_, "output features (of the last fc)", gt(0))
+      .optional("num_layers", &O::num_layers_, "number of fc layers", ge(1))
+      .optional("with_bias", &O::with_bias_, "bias in the hidden fc layers")
+      .optional("with_last_bn", &O::with_last_bn_, "BN after the last fc")
+      .optional("with_last_bn_affine", &O::with_last_bn_affine_,
+                "learnable affine in the last BN (false for SimSiam)")
+      .optional("with_last_bias", &O::with_last_bias_, "bias in the last fc")
+      .optional("with_avg_pool", &O::with_avg_pool_,
+                "global average pooling of a [N, C, H, W] input first")
+      .optional("vit_backbone", &O::vit_backbone_, "take the last input tensor (a ViT's cls token)")
+      .optional("norm_cfg", &O::norm_cfg_, "norm layer (SyncBN acts as BN on one process)");
 }
 
-NonLinearNeckImpl::NonLinearNeckImpl(const NonLinearNeckOptions& options_) : options(options_) {
+NonLinearNeck::NonLinearNeck(const NonLinearNeckOptions& options_) : options(options_) {
   reset();
 }
 
-void NonLinearNeckImpl::reset() {
+void NonLinearNeck::reset() {
   const auto& o = options;
   fcs_.clear();
   bns_.clear();
@@ -84,7 +84,7 @@ void NonLinearNeckImpl::reset() {
   }
 }
 
-std::vector<torch::Tensor> NonLinearNeckImpl::forward(const std::vector<torch::Tensor>& x) {
+std::vector<torch::Tensor> NonLinearNeck::forward(const std::vector<torch::Tensor>& x) {
   torch::Tensor h = select_input(x, options.vit_backbone(), "NonLinearNeck");
   h = pool_and_flatten(h, options.with_avg_pool(), "NonLinearNeck");
   TORCH_CHECK(h.size(1) == options.in_channels(), "NonLinearNeck: expected ", options.in_channels(),
@@ -97,7 +97,7 @@ std::vector<torch::Tensor> NonLinearNeckImpl::forward(const std::vector<torch::T
   return {h};
 }
 
-void NonLinearNeckImpl::pretty_print(std::ostream& stream) const {
+void NonLinearNeck::pretty_print(std::ostream& stream) const {
   const auto& o = options;
   stream << "selfsup::plugins::common::NonLinearNeck(in_channels=" << o.in_channels()
          << ", hid_channels=" << o.hid_channels() << ", out_channels=" << o.out_channels()
@@ -110,22 +110,27 @@ void NonLinearNeckImpl::pretty_print(std::ostream& stream) const {
 
 // ---- LinearNeck ------------------------------------------------------------------------
 
-LinearNeckOptions LinearNeckOptions::from_config(const Config& cfg) {
-  LinearNeckOptions o(positive_int(cfg, "in_channels"), positive_int(cfg, "out_channels"));
-  o.with_avg_pool(cfg.get<bool>("with_avg_pool", true));
-  o.vit_backbone(cfg.get<bool>("vit_backbone", false));
-  return o;
+OptionTable<LinearNeckOptions> LinearNeckOptions::table() {
+  using O = LinearNeckOptions;
+  using namespace selfsup::check;
+  return OptionTable<O>("[avgpool] -> fc, as MMSelfSup's LinearNeck (MoCo v1, NPID)", O())
+      .required("in_channels", &O::in_channels_, "input features (backbone channels)", gt(0))
+      .required("out_channels", &O::out_channels_, "output features", gt(0))
+      .optional("with_avg_pool", &O::with_avg_pool_,
+                "global average pooling of a [N, C, H, W] input first")
+      .optional("vit_backbone", &O::vit_backbone_,
+                "take the last input tensor (a ViT's cls token)");
 }
 
-LinearNeckImpl::LinearNeckImpl(const LinearNeckOptions& options_) : options(options_) {
+LinearNeck::LinearNeck(const LinearNeckOptions& options_) : options(options_) {
   reset();
 }
 
-void LinearNeckImpl::reset() {
+void LinearNeck::reset() {
   fc_ = register_module("fc", torch::nn::Linear(options.in_channels(), options.out_channels()));
 }
 
-std::vector<torch::Tensor> LinearNeckImpl::forward(const std::vector<torch::Tensor>& x) {
+std::vector<torch::Tensor> LinearNeck::forward(const std::vector<torch::Tensor>& x) {
   torch::Tensor h = select_input(x, options.vit_backbone(), "LinearNeck");
   h = pool_and_flatten(h, options.with_avg_pool(), "LinearNeck");
   TORCH_CHECK(h.size(1) == options.in_channels(), "LinearNeck: expected ", options.in_channels(),
@@ -133,7 +138,7 @@ std::vector<torch::Tensor> LinearNeckImpl::forward(const std::vector<torch::Tens
   return {fc_(h)};
 }
 
-void LinearNeckImpl::pretty_print(std::ostream& stream) const {
+void LinearNeck::pretty_print(std::ostream& stream) const {
   stream << "selfsup::plugins::common::LinearNeck(in_channels=" << options.in_channels()
          << ", out_channels=" << options.out_channels()
          << ", with_avg_pool=" << options.with_avg_pool()
@@ -142,81 +147,37 @@ void LinearNeckImpl::pretty_print(std::ostream& stream) const {
 
 // ---- AvgPool2dNeck ---------------------------------------------------------------------
 
-AvgPool2dNeckOptions AvgPool2dNeckOptions::from_config(const Config& cfg) {
-  AvgPool2dNeckOptions o;
-  o.output_size(cfg.get<int64_t>("output_size", 1));
-  if (o.output_size() <= 0)
-    cfg.fail_key("output_size", "expected an int > 0, got " + std::to_string(o.output_size()));
-  return o;
+OptionTable<AvgPool2dNeckOptions> AvgPool2dNeckOptions::table() {
+  using O = AvgPool2dNeckOptions;
+  return OptionTable<O>("adaptive average pooling of the backbone map, as MMSelfSup's "
+                        "AvgPool2dNeck",
+                        O())
+      .optional("output_size", &O::output_size_, "output height and width", check::gt(0));
 }
 
-std::vector<torch::Tensor> AvgPool2dNeckImpl::forward(const std::vector<torch::Tensor>& x) {
+std::vector<torch::Tensor> AvgPool2dNeck::forward(const std::vector<torch::Tensor>& x) {
   TORCH_CHECK(x.size() == 1, "AvgPool2dNeck: expected exactly one input tensor, got ", x.size());
   TORCH_CHECK(x[0].dim() == 4 || x[0].dim() == 3,
               "AvgPool2dNeck: expected a [N, C, H, W] input, got ", x[0].sizes());
   return {torch::adaptive_avg_pool2d(x[0], {options.output_size(), options.output_size()})};
 }
 
-void AvgPool2dNeckImpl::pretty_print(std::ostream& stream) const {
+void AvgPool2dNeck::pretty_print(std::ostream& stream) const {
   stream << "selfsup::plugins::common::AvgPool2dNeck(output_size=" << options.output_size() << ")";
 }
 
 // ---- registration ----------------------------------------------------------------------
 
-selfsup::Schema nonlinear_neck_schema() {
-  using selfsup::ArgType;
-  using selfsup::Json;
-  return selfsup::Schema(
-             "MLP projection fc-bn-[relu-fc-bn]*, as MMSelfSup's NonLinearNeck (SimCLR, BYOL, "
-             "SimSiam, MoCo v3, Barlow Twins); modules fc0, bn0, fc1, bn1, ...")
-      .required("in_channels", ArgType::Int, "input features (backbone channels)")
-      .required("hid_channels", ArgType::Int, "hidden width")
-      .required("out_channels", ArgType::Int, "output features (of the last fc)")
-      .optional("num_layers", ArgType::Int, Json(2), "number of fc layers, >= 1")
-      .optional("with_bias", ArgType::Bool, Json(false), "bias in the hidden fc layers")
-      .optional("with_last_bn", ArgType::Bool, Json(true), "BN after the last fc")
-      .optional("with_last_bn_affine", ArgType::Bool, Json(true),
-                "learnable affine in the last BN (false for SimSiam)")
-      .optional("with_last_bias", ArgType::Bool, Json(false), "bias in the last fc")
-      .optional("with_avg_pool", ArgType::Bool, Json(true),
-                "global average pooling of a [N, C, H, W] input first")
-      .optional("vit_backbone", ArgType::Bool, Json(false),
-                "take the last input tensor (a ViT's cls token)")
-      .optional("norm_cfg", ArgType::Dict, Json::object({{"type", Json("SyncBN")}}),
-                "norm layer: {type: 'BN' | 'SyncBN' (BN on one process), requires_grad, eps, "
-                "momentum}");
-}
-
-selfsup::Schema linear_neck_schema() {
-  using selfsup::ArgType;
-  using selfsup::Json;
-  return selfsup::Schema("[avgpool] -> fc, as MMSelfSup's LinearNeck (MoCo v1, NPID)")
-      .required("in_channels", ArgType::Int, "input features (backbone channels)")
-      .required("out_channels", ArgType::Int, "output features")
-      .optional("with_avg_pool", ArgType::Bool, Json(true),
-                "global average pooling of a [N, C, H, W] input first")
-      .optional("vit_backbone", ArgType::Bool, Json(false),
-                "take the last input tensor (a ViT's cls token)");
-}
-
-selfsup::Schema avgpool2d_neck_schema() {
-  using selfsup::ArgType;
-  using selfsup::Json;
-  return selfsup::Schema("adaptive average pooling of the backbone map, as MMSelfSup's "
-                         "AvgPool2dNeck")
-      .optional("output_size", ArgType::Int, Json(1), "output height and width");
-}
-
 std::shared_ptr<selfsup::Neck> make_nonlinear_neck(const Config& cfg) {
-  return std::make_shared<NonLinearNeckImpl>(NonLinearNeckOptions::from_config(cfg));
+  return std::make_shared<NonLinearNeck>(NonLinearNeckOptions::table().parse(cfg));
 }
 
 std::shared_ptr<selfsup::Neck> make_linear_neck(const Config& cfg) {
-  return std::make_shared<LinearNeckImpl>(LinearNeckOptions::from_config(cfg));
+  return std::make_shared<LinearNeck>(LinearNeckOptions::table().parse(cfg));
 }
 
 std::shared_ptr<selfsup::Neck> make_avgpool2d_neck(const Config& cfg) {
-  return std::make_shared<AvgPool2dNeckImpl>(AvgPool2dNeckOptions::from_config(cfg));
+  return std::make_shared<AvgPool2dNeck>(AvgPool2dNeckOptions::table().parse(cfg));
 }
 
 } // namespace selfsup::plugins::common

@@ -16,7 +16,7 @@
 #include <selfsup/bricks/norm.h>
 #include <selfsup/config.h>
 #include <selfsup/interfaces/modules.h>
-#include <selfsup/schema.h>
+#include <selfsup/options.h>
 
 namespace selfsup::plugins::common {
 
@@ -27,7 +27,8 @@ using NormCfg = selfsup::bricks::NormCfg;
 struct NonLinearNeckOptions {
   NonLinearNeckOptions(int64_t in, int64_t hid, int64_t out)
       : in_channels_(in), hid_channels_(hid), out_channels_(out) {}
-  static NonLinearNeckOptions from_config(const Config& cfg);
+  /// The declaration of the options: schema, parsing and checks.
+  static OptionTable<NonLinearNeckOptions> table();
 
   TORCH_ARG(int64_t, in_channels);
   TORCH_ARG(int64_t, hid_channels);
@@ -41,15 +42,19 @@ struct NonLinearNeckOptions {
   TORCH_ARG(bool, with_avg_pool) = true;
   /// Take the last input tensor (a ViT's cls token) instead of requiring exactly one.
   TORCH_ARG(bool, vit_backbone) = false;
-  TORCH_ARG(NormCfg, norm_cfg) = {};
+  /// MMSelfSup's default, SyncBN: BN on one process.
+  TORCH_ARG(NormCfg, norm_cfg) = NormCfg{"SyncBN"};
+
+private:
+  NonLinearNeckOptions() = default;
 };
 
 /// `[avgpool] -> fc0 -> bn0 -> (relu -> fc_i -> bn_i) for i = 1..num_layers-1`; the last fc
 /// uses `with_last_bias` and its BN exists iff `with_last_bn` (affine per
 /// `with_last_bn_affine`). Returns one [N, C] tensor (C = hid if num_layers == 1, else out).
-class NonLinearNeckImpl final : public selfsup::Neck {
+class NonLinearNeck final : public selfsup::Neck {
 public:
-  explicit NonLinearNeckImpl(const NonLinearNeckOptions& options);
+  explicit NonLinearNeck(const NonLinearNeckOptions& options);
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& x) override;
   void pretty_print(std::ostream& stream) const override;
   void reset();
@@ -65,18 +70,21 @@ private:
 
 struct LinearNeckOptions {
   LinearNeckOptions(int64_t in, int64_t out) : in_channels_(in), out_channels_(out) {}
-  static LinearNeckOptions from_config(const Config& cfg);
+  static OptionTable<LinearNeckOptions> table();
 
   TORCH_ARG(int64_t, in_channels);
   TORCH_ARG(int64_t, out_channels);
   TORCH_ARG(bool, with_avg_pool) = true;
   TORCH_ARG(bool, vit_backbone) = false;
+
+private:
+  LinearNeckOptions() = default;
 };
 
 /// `[avgpool] -> fc` (with bias). Returns one [N, out_channels] tensor.
-class LinearNeckImpl final : public selfsup::Neck {
+class LinearNeck final : public selfsup::Neck {
 public:
-  explicit LinearNeckImpl(const LinearNeckOptions& options);
+  explicit LinearNeck(const LinearNeckOptions& options);
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& x) override;
   void pretty_print(std::ostream& stream) const override;
   void reset();
@@ -90,23 +98,20 @@ private:
 // ---- AvgPool2dNeck ---------------------------------------------------------------------
 
 struct AvgPool2dNeckOptions {
-  static AvgPool2dNeckOptions from_config(const Config& cfg);
+  static OptionTable<AvgPool2dNeckOptions> table();
   TORCH_ARG(int64_t, output_size) = 1;
 };
 
 /// Adaptive average pooling of the single input map to output_size x output_size.
-class AvgPool2dNeckImpl final : public selfsup::Neck {
+class AvgPool2dNeck final : public selfsup::Neck {
 public:
-  explicit AvgPool2dNeckImpl(const AvgPool2dNeckOptions& options) : options(options) {}
+  explicit AvgPool2dNeck(const AvgPool2dNeckOptions& options) : options(options) {}
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& x) override;
   void pretty_print(std::ostream& stream) const override;
 
   AvgPool2dNeckOptions options;
 };
 
-selfsup::Schema nonlinear_neck_schema();
-selfsup::Schema linear_neck_schema();
-selfsup::Schema avgpool2d_neck_schema();
 std::shared_ptr<selfsup::Neck> make_nonlinear_neck(const Config& cfg);
 std::shared_ptr<selfsup::Neck> make_linear_neck(const Config& cfg);
 std::shared_ptr<selfsup::Neck> make_avgpool2d_neck(const Config& cfg);

@@ -9,16 +9,20 @@
 namespace selfsup::plugins::common {
 
 void register_types(selfsup::Registrar& r) {
-  r.add<selfsup::Neck>("NonLinearNeck", &make_nonlinear_neck, nonlinear_neck_schema());
-  r.add<selfsup::Neck>("LinearNeck", &make_linear_neck, linear_neck_schema());
-  r.add<selfsup::Neck>("AvgPool2dNeck", &make_avgpool2d_neck, avgpool2d_neck_schema());
-  r.add<selfsup::Head>("ContrastiveHead", &make_contrastive_head, contrastive_head_schema());
-  r.add<selfsup::Head>("ClsHead", &make_cls_head, cls_head_schema());
+  r.add<selfsup::Neck>("NonLinearNeck", &make_nonlinear_neck,
+                       NonLinearNeckOptions::table().schema());
+  r.add<selfsup::Neck>("LinearNeck", &make_linear_neck, LinearNeckOptions::table().schema());
+  r.add<selfsup::Neck>("AvgPool2dNeck", &make_avgpool2d_neck,
+                       AvgPool2dNeckOptions::table().schema());
+  r.add<selfsup::Head>("ContrastiveHead", &make_contrastive_head,
+                       ContrastiveHeadOptions::table().schema());
+  r.add<selfsup::Head>("ClsHead", &make_cls_head, ClsHeadOptions::table().schema());
   r.add<selfsup::Head>("LatentPredictHead", &make_latent_predict_head,
-                       latent_predict_head_schema());
-  r.add<selfsup::Loss>("CrossEntropyLoss", &make_cross_entropy_loss, cross_entropy_loss_schema());
+                       LatentPredictHeadOptions::table().schema());
+  r.add<selfsup::Loss>("CrossEntropyLoss", &make_cross_entropy_loss,
+                       CrossEntropyLossOptions::table().schema());
   r.add<selfsup::Loss>("CosineSimilarityLoss", &make_cosine_similarity_loss,
-                       cosine_similarity_loss_schema());
+                       CosineSimilarityLossOptions::table().schema());
 }
 
 } // namespace selfsup::plugins::common

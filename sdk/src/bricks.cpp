@@ -4,25 +4,18 @@
 
 namespace selfsup::bricks {
 
+OptionTable<NormCfg> NormCfg::table() {
+  using namespace check;
+  return OptionTable<NormCfg>("norm layer, as MMCV's norm_cfg", NormCfg())
+      .required("type", &NormCfg::type, "'BN' or 'SyncBN' (SyncBN acts as BN on one process)",
+                one_of({"BN", "SyncBN"}))
+      .optional("requires_grad", &NormCfg::requires_grad, "learn the affine weight and bias")
+      .optional("eps", &NormCfg::eps, "added to the variance", gt(0))
+      .optional("momentum", &NormCfg::momentum, "running statistics update", in(0, 1));
+}
+
 NormCfg NormCfg::from_config(const Config& cfg) {
-  if (!cfg.is_object())
-    cfg.fail("expected a dict like {\"type\": \"BN\"}, got " + describe_value(cfg.json()));
-  for (const auto& key : cfg.keys())
-    if (key != "type" && key != "requires_grad" && key != "eps" && key != "momentum")
-      cfg.fail_key(key, "unknown key (accepted: type, requires_grad, eps, momentum)");
-  if (!cfg.has("type")) cfg.fail_key("type", "required key is missing ('BN' or 'SyncBN')");
-  NormCfg out;
-  out.type = cfg.get<std::string>("type");
-  if (out.type != "BN" && out.type != "SyncBN")
-    cfg.fail_key("type", "unsupported norm layer '" + out.type +
-                             "' (expected 'BN' or 'SyncBN'; SyncBN acts as BN on one process)");
-  out.requires_grad = cfg.get<bool>("requires_grad", true);
-  out.eps = cfg.get<double>("eps", 1e-5);
-  out.momentum = cfg.get<double>("momentum", 0.1);
-  if (!(out.eps > 0)) cfg.fail_key("eps", "expected a number > 0, got " + describe_value(out.eps));
-  if (!(out.momentum >= 0 && out.momentum <= 1))
-    cfg.fail_key("momentum", "expected a number in [0, 1], got " + describe_value(out.momentum));
-  return out;
+  return table().parse(cfg);
 }
 
 namespace {

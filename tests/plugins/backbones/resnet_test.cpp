@@ -493,7 +493,9 @@ TEST(ResNetTest, BadConfigValuesNameTheJsonPath) {
                 .rfind("model.backbone.frozen_stages:", 0),
             0u);
   EXPECT_EQ(error_of(R"({"type": "ResNet", "depth": 18, "norm_cfg": {"type": "GN"}})")
-                .rfind("model.backbone.norm_cfg.type: unsupported norm layer 'GN'", 0),
+                .rfind("model.backbone.norm_cfg.type: expected one of \"BN\", \"SyncBN\", got "
+                       "\"GN\"",
+                       0),
             0u);
   EXPECT_EQ(error_of(R"({"type": "ResNet", "depth": 18, "norm_cfg": {"type": "BN", "x": 1}})")
                 .rfind("model.backbone.norm_cfg.x: unknown key", 0),

@@ -8,6 +8,7 @@
 
 #include <selfsup/config.h>
 #include <selfsup/export.h>
+#include <selfsup/options.h>
 
 namespace selfsup::bricks {
 
@@ -17,6 +18,8 @@ struct SELFSUP_SDK_API NormCfg {
   double eps = 1e-5;
   double momentum = 0.1;
 
+  /// The declaration of the keys (type required; the rest default to the values above).
+  static OptionTable<NormCfg> table();
   /// Reads a norm_cfg dict; other keys and types are ConfigErrors naming the path.
   static NormCfg from_config(const Config& cfg);
   /// BatchNorm1d, weight 1 and bias 0 when affine (mmcv's Constant(1) init).
