@@ -6,8 +6,7 @@ namespace selfsup::plugins::simclr {
 
 void register_types(Registrar& r) {
   r.add<Algorithm>(
-      "SimCLR", [](const Config& cfg) { return std::make_shared<SimCLRImpl>(cfg); },
-      SimCLRImpl::schema());
+      "SimCLR", [](const Config& cfg) { return std::make_shared<SimCLR>(cfg); }, SimCLR::schema());
 }
 
 } // namespace selfsup::plugins::simclr

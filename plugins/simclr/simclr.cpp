@@ -6,18 +6,18 @@
 
 namespace selfsup::plugins::simclr {
 
-Schema SimCLRImpl::schema() {
+Schema SimCLR::schema() {
   return BaseModel::base_schema(
       "SimCLR: contrastive learning of the two views of each image against all other views "
       "of the batch (NT-Xent through ContrastiveHead).");
 }
 
-SimCLRImpl::SimCLRImpl(const Config& cfg) : BaseModel(cfg) {
+SimCLR::SimCLR(const Config& cfg) : BaseModel(cfg) {
   if (!neck_) cfg.fail_key("neck", "SimCLR needs a neck (the projection MLP)");
   if (!head_) cfg.fail_key("head", "SimCLR needs a head (ContrastiveHead)");
 }
 
-LossMap SimCLRImpl::loss(const std::vector<torch::Tensor>& inputs, const DataSamples&) {
+LossMap SimCLR::loss(const std::vector<torch::Tensor>& inputs, const DataSamples&) {
   TORCH_CHECK(inputs.size() == 2, "SimCLR expects 2 views per image, got ", inputs.size());
   const auto& a = inputs[0];
   // [B, 2, C, H, W] -> [2B, C, H, W]: rows 2k and 2k+1 are the two views of image k.
@@ -42,7 +42,7 @@ LossMap SimCLRImpl::loss(const std::vector<torch::Tensor>& inputs, const DataSam
   return {{"loss", head_->loss({positive, negative}, torch::Tensor())}};
 }
 
-void SimCLRImpl::pretty_print(std::ostream& stream) const {
+void SimCLR::pretty_print(std::ostream& stream) const {
   stream << "selfsup::SimCLR";
 }
 
