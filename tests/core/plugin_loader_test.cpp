@@ -7,6 +7,7 @@
 
 #include <selfsup/core/plugin_loader.h>
 #include <selfsup/interfaces/data.h>
+#include <selfsup/version.h>
 
 #include "test_support.h"
 
@@ -28,6 +29,24 @@ struct Loaded {
   }
   bool has(const std::string& type) { return registry.find("transform", type) != nullptr; }
 };
+
+// The value of `key` in this build's own fingerprint ("abi=1;headers=…;torch=…;…").
+std::string host_field(const std::string& key) {
+  const std::string fp = SELFSUP_BUILD_FINGERPRINT;
+  const std::string start = key + "=";
+  for (size_t at = 0; at < fp.size();) {
+    size_t end = fp.find(';', at);
+    if (end == std::string::npos) end = fp.size();
+    if (fp.compare(at, start.size(), start) == 0)
+      return fp.substr(at + start.size(), end - at - start.size());
+    at = end + 1;
+  }
+  ADD_FAILURE() << "no field '" << key << "' in the fingerprint " << fp;
+  return "";
+}
+
+// What libfixture_x_bad_fingerprint.so claims after its (matching) ABI field.
+const char* const kForeignFields = ";headers=0123456789abcdef;torch=2.1;cxx11abi=0;compiler=gcc-9";
 
 // Loads `good` then `bad` and checks that `bad` was refused with `reason` and left nothing.
 void expect_refused(const std::string& bad, const std::string& reason,
@@ -81,12 +100,16 @@ TEST(PluginLoaderTest, RefusesMissingEntryPoint) {
   expect_refused("x_no_entry", "no selfsup entry point", {});
 }
 TEST(PluginLoaderTest, RefusesAbiMismatchNamingBothVersions) {
-  expect_refused("x_bad_abi", "plugin ABI version 42, this selfsup expects 1", {});
+  // The fixture claims SELFSUP_ABI_VERSION + 41.
+  expect_refused("x_bad_abi",
+                 "plugin ABI version " + std::to_string(SELFSUP_ABI_VERSION + 41) +
+                     ", this selfsup expects " + std::to_string(SELFSUP_ABI_VERSION),
+                 {});
 }
 TEST(PluginLoaderTest, RefusesFingerprintMismatch) {
   expect_refused("x_bad_fingerprint",
-                 "[abi=1;torch=2.1;cxx11abi=0;compiler=gcc-9], this selfsup is "
-                 "[abi=1;torch=1.13;cxx11abi=1;compiler=gcc-12]",
+                 "[abi=" + host_field("abi") + kForeignFields + "], this selfsup is [" +
+                     SELFSUP_BUILD_FINGERPRINT + "]",
                  {});
 }
 TEST(PluginLoaderTest, RefusesThrowingRegisterWithoutHalfRegistering) {
@@ -137,14 +160,26 @@ TEST(PluginLoaderTest, MissingFolderIsReportedNotFatal) {
   EXPECT_EQ(l.loader.refusals().size(), 1u);
 }
 
-TEST(PluginLoaderTest, RefusesTorchOrStringAbiMismatchNamingWhatDiffers) {
+TEST(PluginLoaderTest, RefusesHeadersTorchOrStringAbiMismatchNamingWhatDiffers) {
   Loaded l;
   EXPECT_FALSE(l.loader.load_file(fixture("x_bad_fingerprint")));
   ASSERT_EQ(l.loader.refusals().size(), 1u);
   const std::string& why = l.loader.refusals()[0].reason;
-  EXPECT_NE(why.find("torch=2.1 (host: torch=1.13)"), std::string::npos) << why;
-  EXPECT_NE(why.find("cxx11abi=0 (host: cxx11abi=1)"), std::string::npos) << why;
-  EXPECT_NE(why.find("compiler=gcc-9 (host: compiler=gcc-12)"), std::string::npos) << why;
+  const std::pair<std::string, std::string> theirs[] = {
+      {"headers", "0123456789abcdef"}, {"torch", "2.1"}, {"cxx11abi", "0"}, {"compiler", "gcc-9"}};
+  for (const auto& [key, value] : theirs) {
+    const std::string expected = key + "=" + value + " (host: " + key + "=" + host_field(key) + ")";
+    EXPECT_NE(why.find(expected), std::string::npos) << why;
+  }
+}
+
+TEST(PluginLoaderTest, FingerprintCarriesTheSdkHeadersHash) {
+  // The hash of sdk/include/**/*.h computed when CMake last ran (cmake/SelfSupAbi.cmake);
+  // the SdkAbi.HeadersHashIsCurrent test checks it against the sources.
+  EXPECT_EQ(host_field("headers"), SELFSUP_SDK_HEADERS_HASH);
+  EXPECT_EQ(host_field("headers").size(), 16u);
+  EXPECT_EQ(host_field("headers").find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_EQ(host_field("abi"), std::to_string(SELFSUP_ABI_VERSION));
 }
 
 TEST(PluginLoaderTest, RefusesWritableByOthersUnlessAllowed) {

@@ -12,10 +12,17 @@ trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" > "$tmp/install.log"
 for f in bin/selfsup lib/libselfsup_sdk.so lib/libselfsup_core.so \
          lib/selfsup/plugins/libselfsup_backbones.so lib/selfsup/plugins/libselfsup_simclr.so \
-         include/selfsup/sdk.h include/selfsup/plugin.h \
+         include/selfsup/sdk.h include/selfsup/plugin.h include/selfsup/export.h include/selfsup/abi.h \
          lib/cmake/SelfSupSDK/SelfSupSDKConfig.cmake lib/cmake/SelfSupSDK/SelfSupSDKConfigVersion.cmake \
          lib/cmake/SelfSupSDK/SelfSupSDKTargets.cmake lib/cmake/SelfSupSDK/SelfSupPluginHelpers.cmake; do
   [ -e "$tmp/prefix/$f" ] || { echo "missing in the install: $f"; exit 1; }
+done
+# The generated headers are the build's; the SONAME is the ABI version.
+cmp "$build/sdk/include/selfsup/abi.h" "$tmp/prefix/include/selfsup/abi.h"
+abi=$(sed -n 's/^#define SELFSUP_ABI_VERSION \([0-9]*\)$/\1/p' "$tmp/prefix/include/selfsup/abi.h")
+for lib in sdk core; do
+  soname=$(objdump -p "$tmp/prefix/lib/libselfsup_$lib.so" | awk '$1 == "SONAME" {print $2}')
+  [ "$soname" = "libselfsup_$lib.so.$abi" ] || { echo "libselfsup_$lib: SONAME '$soname', expected ABI $abi"; exit 1; }
 done
 mv "$tmp/prefix" "$tmp/moved"
 selfsup="$tmp/moved/bin/selfsup"

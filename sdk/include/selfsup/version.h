@@ -4,9 +4,11 @@
 
 #include <torch/version.h>
 
-#define SELFSUP_VERSION_STRING "0.1.0"
-// Bump on any change of the plugin info layout, an sdk class layout or a vtable.
-#define SELFSUP_ABI_VERSION 1
+// Generated at configure time (cmake/SelfSupAbi.cmake): SELFSUP_VERSION_STRING,
+// SELFSUP_ABI_VERSION (set once in the top CMakeLists.txt; also the libraries' SONAME) and
+// SELFSUP_SDK_HEADERS_HASH (a hash of every header under sdk/include, recomputed when one
+// changes, so a plugin built against other headers is refused without a manual bump).
+#include <selfsup/abi.h>
 
 #define SELFSUP_STR2_(x) #x
 #define SELFSUP_STR_(x) SELFSUP_STR2_(x)
@@ -20,10 +22,14 @@
 #define SELFSUP_TORCH_VERSION_                                                                     \
   SELFSUP_STR_(TORCH_VERSION_MAJOR) "." SELFSUP_STR_(TORCH_VERSION_MINOR)
 
-/// The fingerprint of the translation unit that expands it: sdk ABI, LibTorch
-/// major.minor, C++ string ABI and compiler. Fixed at compile time.
+/// The fingerprint of the translation unit that expands it: sdk ABI, sdk headers hash, LibTorch
+/// major.minor, C++ string ABI and compiler, as `key=value` fields separated by `;` (the loader
+/// names the fields that differ). Fixed at compile time.
+// clang-format off
 #define SELFSUP_BUILD_FINGERPRINT                                                                  \
-  "abi=" SELFSUP_STR_(                                                                             \
-      SELFSUP_ABI_VERSION) ";torch=" SELFSUP_TORCH_VERSION_                                        \
-                           ";cxx11abi=" SELFSUP_STR_(                                              \
-                               _GLIBCXX_USE_CXX11_ABI) ";compiler=" SELFSUP_COMPILER_
+  "abi=" SELFSUP_STR_(SELFSUP_ABI_VERSION)                                                         \
+  ";headers=" SELFSUP_SDK_HEADERS_HASH                                                             \
+  ";torch=" SELFSUP_TORCH_VERSION_                                                                 \
+  ";cxx11abi=" SELFSUP_STR_(_GLIBCXX_USE_CXX11_ABI)                                                \
+  ";compiler=" SELFSUP_COMPILER_
+// clang-format on

@@ -1,5 +1,5 @@
 #pragma once
-#include <selfsup/export.h>
+#include <selfsup/core/export.h>
 
 namespace selfsup::core {
 /// Registers the engine's own types (datasets, transforms, optimizers, schedulers, hooks)

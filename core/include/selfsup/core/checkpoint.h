@@ -7,7 +7,7 @@
 
 #include <torch/types.h>
 
-#include <selfsup/export.h>
+#include <selfsup/core/export.h>
 #include <selfsup/json.h>
 
 namespace torch::nn {

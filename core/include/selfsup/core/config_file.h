@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include <selfsup/export.h>
+#include <selfsup/core/export.h>
 #include <selfsup/json.h>
 
 namespace selfsup::core {

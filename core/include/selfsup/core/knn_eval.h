@@ -5,7 +5,7 @@
 
 #include <torch/types.h>
 
-#include <selfsup/export.h>
+#include <selfsup/core/export.h>
 
 namespace selfsup {
 class Algorithm;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include <selfsup/export.h>
+#include <selfsup/core/export.h>
 #include <selfsup/registry.h>
 
 namespace selfsup::core {
