@@ -9,7 +9,7 @@ PACKAGES=(
   libopenblas0-openmp     # makes libblas.so.3 an optimised BLAS instead of the reference one
   libboost-dev libboost-program-options-dev
   rapidjson-dev zlib1g-dev
-  libopencv-imgproc-dev libopencv-imgcodecs-dev
+  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev  # not libopencv-dev: cmake/FindOpenCV.cmake
   libgtest-dev libgmock-dev clang-format
   dataset-fashion-mnist   # /usr/share/datasets/fashion-mnist
 )
