@@ -9,9 +9,13 @@
 namespace selfsup::core {
 
 void register_builtins() {
+  register_builtins(Registry::global());
+}
+
+void register_builtins(Registry& registry) {
   static std::mutex mutex;
   std::lock_guard<std::mutex> lock(mutex);
-  for (const auto* e : Registry::global().entries())
+  for (const auto* e : registry.entries())
     if (e->plugin == "core") return;
   Registrar r("core", boost::dll::this_line_location().string());
   register_datasets(r);
@@ -19,7 +23,7 @@ void register_builtins() {
   register_optimizers(r);
   register_schedulers(r);
   register_hooks(r);
-  r.commit();
+  r.commit(registry);
 }
 
 } // namespace selfsup::core

@@ -25,8 +25,10 @@ namespace selfsup::core {
 
 namespace {
 
-// Every loaded library stays mapped until the process ends (never dlclose'd): objects a
-// plugin made may be alive anywhere, and its code must outlive them.
+// Plugins are never unloaded: every library this process loads stays mapped until it ends
+// (never dlclose'd, whatever becomes of the loader or the registry), because objects a plugin
+// made (modules, factories, exception and type info) may be alive anywhere and its code must
+// outlive them. The handles are deliberately leaked so no static destructor releases them.
 std::vector<std::shared_ptr<boost::dll::shared_library>>& pinned_libraries() {
   static auto* libs = new std::vector<std::shared_ptr<boost::dll::shared_library>>();
   return *libs;
@@ -252,9 +254,19 @@ bool PluginLoader::load_file(const std::string& file_in) {
       return false;
     }
   }
+  // The plugin name is the scope of its types ("name.Type"), so it must be unique in the
+  // registry too (the engine's own "core", or a plugin another loader put there).
+  for (const auto* e : registry_.entries()) {
+    if (e->plugin == info->name) {
+      refuse(file,
+             std::string("plugin name '") + info->name + "' is already provided by " + e->file);
+      return false;
+    }
+  }
 
-  // 4. Register, all or nothing.
-  Registrar registrar(info->name, file, lib);
+  // 4. Register, all or nothing. A type name another plugin also provides is fine: configs
+  // choose with "plugin.Type", and a bare name they share is an error when it is built.
+  Registrar registrar(info->name, file);
   char err[1024] = {0};
   if (info->register_types(&registrar, err, sizeof err) != 0) {
     refuse(file, std::string("register function failed: ") + err);

@@ -14,8 +14,9 @@ int cmd_list(int argc, char** argv) {
   po::options_description opts("selfsup list [options]");
   std::vector<std::string> plugin_dirs;
   opts.add_options()("help,h", "show this help")("verbose,v", "also print each type's arguments")(
-      "json", "machine-readable output: {plugins, types: {kind: [...]}, refused}")(
-      "plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)")(
+      "json", "machine-readable output: {plugins, types: {kind: [{name, plugin, file, doc, "
+              "shared_with}]}, refused}")("plugin-dir", po::value(&plugin_dirs),
+                                          "also load plugins from this folder (repeatable)")(
       "allow-insecure-plugins", "load plugins from folders or files others can write to");
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
@@ -30,6 +31,14 @@ int cmd_list(int argc, char** argv) {
   if (vm.count("json")) loader.on_refusal = nullptr; // reported inside the JSON instead
   load_plugins(loader, plugin_dirs, vm.count("allow-insecure-plugins") > 0);
   const auto& registry = Registry::global();
+  // The other plugins that provide an entry's name under its kind (a bare name is then
+  // ambiguous: configs choose with "plugin.Type").
+  auto shared_with = [&](const RegistryEntry& e) {
+    std::vector<std::string> others;
+    for (const auto* o : registry.providers(e.kind, e.name))
+      if (o != &e) others.push_back(o->plugin);
+    return others;
+  };
 
   if (vm.count("json")) {
     Json plugins = Json::array();
@@ -43,11 +52,14 @@ int cmd_list(int argc, char** argv) {
       plugins.push_back(std::move(j));
     }
     Json types = Json::object();
-    for (const auto& kind : registry_kinds()) {
+    for (const auto& kind : registry.kinds()) {
       Json list = Json::array();
       for (const auto* e : registry.entries(kind)) {
         Json j = Json::object({{"name", e->name}, {"plugin", e->plugin}, {"file", e->file}});
         j.set("doc", e->schema.doc());
+        Json others = Json::array();
+        for (const auto& o : shared_with(*e)) others.push_back(o);
+        j.set("shared_with", std::move(others));
         if (verbose)
           j.set("args", e->schema.to_json().find("args") ? *e->schema.to_json().find("args")
                                                          : Json::array());
@@ -66,14 +78,23 @@ int cmd_list(int argc, char** argv) {
   std::cout << "Plugins:\n";
   for (const auto& p : loader.plugins())
     std::cout << "  " << p.name << " " << p.version << "  " << p.file << "\n";
-  for (const auto& kind : registry_kinds()) {
+  bool any_shared = false;
+  for (const auto& kind : registry.kinds()) {
     auto entries = registry.entries(kind);
     if (entries.empty()) continue;
     std::cout << "\n" << kind << ":\n";
     for (const auto* e : entries) {
       std::string name = e->name;
       name.resize(std::max<size_t>(name.size(), 24), ' ');
-      std::cout << "  " << name << " [" << e->plugin << "] " << e->schema.doc() << "\n";
+      std::cout << "  " << name << " [" << e->plugin << "] " << e->schema.doc();
+      const auto others = shared_with(*e);
+      if (!others.empty()) {
+        any_shared = true;
+        std::cout << "  (*) also in";
+        for (const auto& o : others) std::cout << " '" << o << "'";
+        std::cout << ": write '" << e->plugin << "." << e->name << "'";
+      }
+      std::cout << "\n";
       if (!verbose) continue;
       for (const auto& a : e->schema.args()) {
         std::cout << "      " << a.name << ": " << arg_type_name(a.type);
@@ -86,6 +107,9 @@ int cmd_list(int argc, char** argv) {
       }
     }
   }
+  if (any_shared)
+    std::cout << "\n(*) a name several plugins provide: a config chooses one with "
+                 "\"plugin.Type\"; the bare name is an error.\n";
   if (!loader.refusals().empty()) {
     std::cout << "\nRefused:\n";
     for (const auto& r : loader.refusals()) std::cout << "  " << r.file << ": " << r.reason << "\n";

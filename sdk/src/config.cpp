@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include <selfsup/registry.h>
+
 namespace selfsup {
 
 std::string describe_value(const Json& v) {
@@ -37,7 +39,9 @@ Config Config::operator[](std::string_view key) const {
   if (!node_->is_object()) fail(std::string("expected a dict, got ") + node_->type_name());
   const Json* v = node_->find(key);
   if (!v) throw ConfigError(path_of(key) + ": required key is missing");
-  return Config(root_, v, path_of(key));
+  Config child(root_, v, path_of(key));
+  child.registry_ = registry_;
+  return child;
 }
 
 Config Config::at(size_t i) const {
@@ -45,7 +49,25 @@ Config Config::at(size_t i) const {
   if (i >= node_->size())
     fail("index " + std::to_string(i) + " out of range (size " + std::to_string(node_->size()) +
          ")");
-  return Config(root_, &node_->at(i), where() + "[" + std::to_string(i) + "]");
+  Config child(root_, &node_->at(i), where() + "[" + std::to_string(i) + "]");
+  child.registry_ = registry_;
+  return child;
+}
+
+const Registry& Config::registry() const {
+  return registry_ ? *registry_ : Registry::global();
+}
+
+Config Config::with_registry(const Registry& registry) const {
+  Config c = *this;
+  c.registry_ = &registry;
+  return c;
+}
+
+Config Config::derive(Json value, std::string path) const {
+  Config c(std::move(value), std::move(path));
+  c.registry_ = registry_;
+  return c;
 }
 
 void Config::fail(const std::string& what) const {

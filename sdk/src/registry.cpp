@@ -1,22 +1,19 @@
 #include <selfsup/registry.h>
 
+#include <cxxabi.h>
+
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <set>
 
 namespace selfsup {
 
 const std::vector<std::string>& registry_kinds() {
-  static const std::vector<std::string> kinds{"algorithm",
-                                              "backbone",
-                                              "neck",
-                                              "head",
-                                              "loss",
-                                              "memory",
-                                              "target_generator",
-                                              "dataset",
-                                              "transform",
-                                              "optimizer",
-                                              "param_scheduler",
-                                              "hook"};
+  static const std::vector<std::string> kinds{
+      "algorithm",        "backbone",          "neck",          "head",      "loss",    "memory",
+      "target_generator", "data_preprocessor", "dataset",       "transform", "sampler", "hook",
+      "optimizer",        "param_scheduler",   "optim_wrapper", "train_loop"};
   return kinds;
 }
 
@@ -25,15 +22,61 @@ Registry& Registry::global() {
   return registry;
 }
 
-namespace {
+RegistryEntry::RegistryEntry(std::string kind_, std::string name_, std::string plugin_,
+                             std::string file_, Schema schema_, std::type_index interface_,
+                             Factory factory)
+    : kind(std::move(kind_)), name(std::move(name_)), plugin(std::move(plugin_)),
+      file(std::move(file_)), schema(std::move(schema_)), interface(interface_),
+      factory_(std::move(factory)) {}
 
-bool known_kind(const std::string& kind) {
-  const auto& k = registry_kinds();
-  return std::find(k.begin(), k.end(), kind) != k.end();
+std::string RegistryEntry::provider() const {
+  return "plugin '" + plugin + "' (" + file + ")";
 }
 
-std::string provider(const RegistryEntry& e) {
-  return "plugin '" + e.plugin + "' (" + e.file + ")";
+namespace {
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  char* demangled = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string out = status == 0 && demangled ? demangled : mangled;
+  std::free(demangled);
+  return out;
+}
+
+// A kind is an identifier: lower-case letters, digits and '_', starting with a letter.
+bool valid_kind(const std::string& kind) {
+  if (kind.empty() || !std::islower(static_cast<unsigned char>(kind[0]))) return false;
+  return std::all_of(kind.begin(), kind.end(), [](char c) {
+    return std::islower(static_cast<unsigned char>(c)) ||
+           std::isdigit(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
+size_t kind_rank(const std::string& kind) {
+  const auto& order = registry_kinds();
+  return size_t(std::find(order.begin(), order.end(), kind) - order.begin());
+}
+
+// Known kinds in registry_kinds() order, then the others alphabetically.
+bool kind_less(const std::string& a, const std::string& b) {
+  size_t ra = kind_rank(a), rb = kind_rank(b);
+  return ra != rb ? ra < rb : a < b;
+}
+
+// OpenMMLab scopes name a package, not a plugin: any provider of the type will do, so
+// MMSelfSup configs ("mmcls.CrossEntropyLoss") read as they are.
+bool is_openmmlab_scope(const std::string& scope) {
+  static const char* const kScopes[] = {"mmcls", "mmselfsup", "mmpretrain", "mmengine", "mmdet"};
+  return std::any_of(std::begin(kScopes), std::end(kScopes),
+                     [&](const char* s) { return scope == s; });
+}
+
+// "plugin.Type" -> {"plugin", "Type"}; "Type" and "mmcls.Type" -> {"", "Type"}.
+std::pair<std::string, std::string> split_scope(const std::string& name) {
+  auto dot = name.rfind('.');
+  if (dot == std::string::npos) return {"", name};
+  std::string scope = name.substr(0, dot);
+  return {is_openmmlab_scope(scope) ? "" : scope, name.substr(dot + 1)};
 }
 
 // Edit distance, for "did you mean".
@@ -53,46 +96,71 @@ size_t distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
+// "neck type 'MLP' is provided by 2 plugins: plugin 'a' (liba.so) and plugin 'b' (libb.so);
+// write 'a.MLP' or 'b.MLP' to choose one".
+std::string ambiguity(const std::string& kind, const std::string& name,
+                      const std::vector<const RegistryEntry*>& found) {
+  std::string who, choices;
+  for (size_t i = 0; i < found.size(); ++i) {
+    const char* sep = i == 0 ? "" : (i + 1 == found.size() ? " and " : ", ");
+    const char* alt = i == 0 ? "" : (i + 1 == found.size() ? " or " : ", ");
+    who += sep + found[i]->provider();
+    choices += std::string(alt) + "'" + found[i]->plugin + "." + found[i]->name + "'";
+  }
+  return kind + " type '" + name + "' is provided by " + std::to_string(found.size()) +
+         " plugins: " + who + "; write " + choices + " to choose one";
+}
+
 } // namespace
+
+std::string RegistryEntry::interface_name() const {
+  return demangle(interface.name());
+}
 
 void Registry::commit(std::vector<RegistryEntry> entries) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (size_t i = 0; i < entries.size(); ++i) {
     const auto& e = entries[i];
-    if (!known_kind(e.kind))
-      throw RegistryError(provider(e) + ": unknown kind '" + e.kind + "' for type '" + e.name +
-                          "'");
+    if (!valid_kind(e.kind))
+      throw RegistryError(e.provider() + ": invalid kind '" + e.kind + "' for type '" + e.name +
+                          "' (expected an identifier of [a-z0-9_] starting with a letter)");
     if (e.name.empty() || e.name.find('.') != std::string::npos)
-      throw RegistryError(provider(e) + ": invalid type name '" + e.name + "' (" + e.kind + ")");
-    if (!e.factory) throw RegistryError(provider(e) + ": type '" + e.name + "' has no factory");
+      throw RegistryError(e.provider() + ": invalid type name '" + e.name + "' (" + e.kind +
+                          "; expected a non-empty name without '.')");
+    if (!e.factory_) throw RegistryError(e.provider() + ": type '" + e.name + "' has no factory");
     for (const auto& have : entries_)
-      if (have->kind == e.kind && have->name == e.name)
-        throw RegistryError(provider(e) + ": " + e.kind + " type '" + e.name +
-                            "' is already registered by " + provider(*have));
+      if (have->kind == e.kind && have->name == e.name && have->plugin == e.plugin)
+        throw RegistryError(e.provider() + ": " + e.kind + " type '" + e.name +
+                            "' is already registered by " + have->provider() +
+                            " under the same plugin name");
     for (size_t j = 0; j < i; ++j)
       if (entries[j].kind == e.kind && entries[j].name == e.name)
-        throw RegistryError(provider(e) + ": " + e.kind + " type '" + e.name +
+        throw RegistryError(e.provider() + ": " + e.kind + " type '" + e.name +
                             "' is registered twice by the same plugin");
   }
   for (auto& e : entries) entries_.push_back(std::make_unique<RegistryEntry>(std::move(e)));
 }
 
-const RegistryEntry* Registry::find(const std::string& kind, const std::string& name) const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  std::string plugin, type = name;
-  if (auto dot = name.find('.'); dot != std::string::npos) {
-    plugin = name.substr(0, dot);
-    type = name.substr(dot + 1);
-    // OpenMMLab scopes ("mmcls.CrossEntropyLoss") name a package, not a plugin: any
-    // provider of the type will do, so MMSelfSup configs read as they are.
-    static const char* const kScopes[] = {"mmcls", "mmselfsup", "mmpretrain", "mmengine", "mmdet"};
-    for (const char* scope : kScopes)
-      if (plugin == scope) plugin.clear();
-  }
+std::vector<const RegistryEntry*> Registry::providers_locked(const std::string& kind,
+                                                             const std::string& name) const {
+  const auto [plugin, type] = split_scope(name);
+  std::vector<const RegistryEntry*> out;
   for (const auto& e : entries_)
     if (e->kind == kind && e->name == type && (plugin.empty() || plugin == e->plugin))
-      return e.get();
-  return nullptr;
+      out.push_back(e.get());
+  return out;
+}
+
+std::vector<const RegistryEntry*> Registry::providers(const std::string& kind,
+                                                      const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return providers_locked(kind, name);
+}
+
+const RegistryEntry* Registry::find(const std::string& kind, const std::string& name) const {
+  auto found = providers(kind, name);
+  if (found.size() > 1) throw RegistryError(ambiguity(kind, name, found));
+  return found.empty() ? nullptr : found[0];
 }
 
 std::vector<const RegistryEntry*> Registry::entries(const std::string& kind) const {
@@ -100,62 +168,79 @@ std::vector<const RegistryEntry*> Registry::entries(const std::string& kind) con
   std::vector<const RegistryEntry*> out;
   for (const auto& e : entries_)
     if (kind.empty() || e->kind == kind) out.push_back(e.get());
-  const auto& order = registry_kinds();
-  auto rank = [&](const std::string& k) {
-    return std::find(order.begin(), order.end(), k) - order.begin();
-  };
-  std::sort(out.begin(), out.end(), [&](const RegistryEntry* a, const RegistryEntry* b) {
-    return rank(a->kind) != rank(b->kind) ? rank(a->kind) < rank(b->kind) : a->name < b->name;
+  std::sort(out.begin(), out.end(), [](const RegistryEntry* a, const RegistryEntry* b) {
+    if (a->kind != b->kind) return kind_less(a->kind, b->kind);
+    return a->name != b->name ? a->name < b->name : a->plugin < b->plugin;
   });
   return out;
 }
 
-std::shared_ptr<void> Registry::build_any(const std::string& kind, const Config& cfg) const {
+std::vector<std::string> Registry::kinds() const {
+  std::vector<std::string> out = registry_kinds();
+  std::set<std::string> others;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& e : entries_)
+      if (kind_rank(e->kind) == registry_kinds().size()) others.insert(e->kind);
+  }
+  out.insert(out.end(), others.begin(), others.end());
+  return out;
+}
+
+std::shared_ptr<void> Registry::build_checked(const std::string& kind, const std::type_info& type,
+                                              const Config& cfg) const {
   if (!cfg.is_object())
     cfg.fail("expected a dict with a 'type' key (a " + kind + "), got " +
              describe_value(cfg.json()));
   if (!cfg.has("type"))
     cfg.fail_key("type", "required key is missing (the " + kind + " type name)");
   const std::string name = cfg["type"].as<std::string>();
-  const RegistryEntry* entry = find(kind, name);
-  if (!entry) {
-    std::string known, best;
+  const auto found = providers(kind, name);
+  if (found.size() > 1) cfg.fail_key("type", ambiguity(kind, name, found));
+  if (found.empty()) {
+    std::set<std::string> known;
+    std::string best;
     size_t best_d = 4;
+    const std::string bare = split_scope(name).second;
     for (const auto* e : entries(kind)) {
-      known += (known.empty() ? "" : ", ") + e->name;
-      size_t d = distance(name, e->name);
+      known.insert(e->name);
+      size_t d = distance(bare, e->name);
       if (d < best_d) best_d = d, best = e->name;
     }
     std::string msg = "unknown " + kind + " type '" + name + "'";
-    if (!best.empty()) msg += "; did you mean '" + best + "'?";
-    msg += " (registered: " + (known.empty() ? std::string("none") : known) + ")";
+    if (bare != name && known.count(bare)) {
+      msg += "; '" + bare + "' is provided by";
+      for (const auto* e : providers(kind, bare)) msg += " plugin '" + e->plugin + "'";
+    } else if (!best.empty()) {
+      msg += "; did you mean '" + best + "'?";
+    }
+    std::string list;
+    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+    msg += " (registered: " + (list.empty() ? std::string("none") : list) + ")";
     for (const auto& [file, reason] : refused())
       msg += "\n  note: plugin file " + file + " was refused: " + reason;
     cfg.fail_key("type", msg);
   }
-  Config filled(entry->schema.apply(cfg), cfg.path());
+  const RegistryEntry& entry = *found[0];
+  if (entry.interface != std::type_index(type))
+    cfg.fail_key("type", kind + " type '" + name + "' from " + entry.provider() +
+                             " was registered as " + entry.interface_name() +
+                             ", which cannot be built as " + demangle(type.name()));
+  // The factory's Config, and the children it builds from it, use this registry.
+  Config filled = Config(entry.schema.apply(cfg), cfg.path()).with_registry(*this);
   std::shared_ptr<void> product;
   try {
-    product = entry->factory(filled);
+    product = entry.factory_(filled);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw ValueError(cfg.where() + " (" + kind + " '" + entry->name + "' from plugin '" +
-                     entry->plugin + "'): " + e.what());
+    throw ValueError(cfg.where() + " (" + kind + " '" + entry.name + "' from plugin '" +
+                     entry.plugin + "'): " + e.what());
   }
   if (!product)
-    throw RegistryError(cfg.where() + ": factory of " + kind + " '" + entry->name + "' from " +
-                        provider(*entry) + " returned nothing");
-  if (!entry->keepalive) return product;
-  // Tie the product to its library: the control block holds the library reference and
-  // releases it only after the product itself is gone.
-  struct Holder {
-    std::shared_ptr<const void> library;
-    std::shared_ptr<void> product;
-  };
-  auto holder = std::make_shared<Holder>(Holder{entry->keepalive, product});
-  void* raw = holder->product.get();
-  return std::shared_ptr<void>(std::move(holder), raw);
+    throw RegistryError(cfg.where() + ": factory of " + kind + " '" + entry.name + "' from " +
+                        entry.provider() + " returned nothing");
+  return product;
 }
 
 void Registry::note_refused(const std::string& file, const std::string& reason) {
@@ -174,13 +259,13 @@ void Registry::clear() {
   refused_.clear();
 }
 
-Registrar::Registrar(std::string plugin, std::string file, std::shared_ptr<const void> keepalive)
-    : plugin_(std::move(plugin)), file_(std::move(file)), keepalive_(std::move(keepalive)) {}
+Registrar::Registrar(std::string plugin, std::string file)
+    : plugin_(std::move(plugin)), file_(std::move(file)) {}
 
-void Registrar::add_any(const std::string& kind, const std::string& name, AnyFactory factory,
-                        Schema schema) {
-  staged_.push_back(
-      RegistryEntry{keepalive_, kind, name, plugin_, file_, std::move(schema), std::move(factory)});
+void Registrar::stage(const std::string& kind, const std::type_info& type, const std::string& name,
+                      RegistryEntry::Factory factory, Schema schema) {
+  staged_.push_back(RegistryEntry(kind, name, plugin_, file_, std::move(schema),
+                                  std::type_index(type), std::move(factory)));
 }
 
 void Registrar::commit(Registry& registry) {

@@ -177,6 +177,32 @@ TEST(CliTest, ListSurvivesAFolderOfBrokenPlugins) {
   EXPECT_NE(t.output.find("libfixture_x_dup_type.so was refused: "), std::string::npos) << t.output;
 }
 
+TEST(CliTest, ListShowsProvidersAndMarksANameTwoPluginsProvide) {
+  test::TempDir dir;
+  for (const char* name : {"libfixture_good.so", "libfixture_shared_type.so"})
+    fs::copy_file(std::string(SELFSUP_TEST_FIXTURE_DIR) + "/" + name, dir.path() / name);
+  Result r = run("list --plugin-dir " + dir.str());
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* line :
+       {"[fixture_good] fixture transform  (*) also in 'fixture_shared_type': write "
+        "'fixture_good.FixtureInvert'",
+        "[fixture_shared_type] fixture transform  (*) also in 'fixture_good': write "
+        "'fixture_shared_type.FixtureInvert'",
+        "[fixture_shared_type] fixture transform\n", "(*) a name several plugins provide"})
+    EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n in: " << r.output;
+  Result j = run("list --json --plugin-dir " + dir.str());
+  ASSERT_EQ(j.code, 0) << j.output;
+  const Json types = *Json::parse(j.output, "list").find("types");
+  std::vector<std::string> shared;
+  const Json& transforms = *types.find("transform");
+  for (size_t i = 0; i < transforms.size(); ++i)
+    if (const Json& t = transforms.at(i); t.find("shared_with")->size() > 0)
+      shared.push_back(t.find("plugin")->as_string() + ":" +
+                       t.find("shared_with")->at(0).as_string());
+  EXPECT_EQ(shared, (std::vector<std::string>{"fixture_good:fixture_shared_type",
+                                              "fixture_shared_type:fixture_good"}));
+}
+
 TEST(CliTest, ConfigPluginsListLoadsFilesRelativeToTheConfig) {
   test::TempDir tmp;
   test::make_fake_fmnist(tmp.path() / "data", 32, 10);

@@ -13,6 +13,8 @@
 
 namespace selfsup {
 
+class Registry;
+
 class SELFSUP_SDK_API Config {
 public:
   /// An empty object at the root.
@@ -59,10 +61,20 @@ public:
   /// Throws ConfigError("<path>.<key>: <what>").
   [[noreturn]] void fail_key(std::string_view key, const std::string& what) const;
 
+  /// The registry `build<T>(cfg)` builds from: the one set by with_registry() on this node or
+  /// a parent (Registry::build sets it for the factory's Config), else Registry::global().
+  [[nodiscard]] const Registry& registry() const;
+  /// This view, building from `registry`; the children it hands out inherit it.
+  [[nodiscard]] Config with_registry(const Registry& registry) const;
+  /// A config of `value` at `path` that builds from this node's registry: for a factory
+  /// that edits its config (adds a default type, drops keys) before building from it.
+  [[nodiscard]] Config derive(Json value, std::string path) const;
+
 private:
   std::shared_ptr<const Json> root_;
   const Json* node_;
   std::string path_;
+  const Registry* registry_ = nullptr; // null: Registry::global()
 };
 
 template <> SELFSUP_SDK_API bool Config::as<bool>() const;

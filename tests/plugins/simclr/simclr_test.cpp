@@ -6,6 +6,7 @@
 
 #include <selfsup/sdk.h>
 
+#include "local_registry.h"
 #include "test_support.h"
 
 using namespace selfsup;
@@ -27,30 +28,26 @@ public:
   }
 };
 
-void setup() {
-  test::load_plugins();
-  static bool once = [] {
-    Registrar r("simclr_test", "simclr_test.cpp");
+// The plugins and this test's doubles, in a registry of the test's own.
+const test::LocalRegistry& registry() {
+  static const test::LocalRegistry registry("simclr_test", [](Registrar& r) {
     r.add<Backbone>(
         "TestPassBackbone", [](const Config&) { return std::make_shared<PassBackbone>(); },
         Schema("test"));
     r.add<Neck>(
         "TestFlattenNeck", [](const Config&) { return std::make_shared<FlattenNeck>(); },
         Schema("test"));
-    r.commit();
-    return true;
-  }();
-  (void)once;
+  });
+  return registry;
 }
 
 std::shared_ptr<Algorithm> make_simclr(double temperature) {
-  setup();
   Json cfg = Json::parse(R"({"type": "SimCLR", "backbone": {"type": "TestPassBackbone"},
       "neck": {"type": "TestFlattenNeck"},
       "head": {"type": "ContrastiveHead", "loss": {"type": "CrossEntropyLoss"}}})",
                          "t");
   cfg.find("head")->set("temperature", temperature);
-  return build<Algorithm>(Config(cfg, "model"));
+  return build<Algorithm>(registry().config(cfg, "model"));
 }
 
 // [B, D] -> [B, D, 1, 1] views.
@@ -101,14 +98,13 @@ TEST(SimCLRTest, MatchesIndependentNtXent) {
 }
 
 TEST(SimCLRTest, GradientsFlowAndConfigErrorsNamePath) {
-  setup();
   auto cfg = Json::parse(R"({"type": "SimCLR", "backbone": {"type": "ResNet", "depth": 18,
       "in_channels": 1, "base_channels": 4, "stem": "cifar"},
       "neck": {"type": "NonLinearNeck", "in_channels": 32, "hid_channels": 16, "out_channels": 8},
       "head": {"type": "ContrastiveHead", "loss": {"type": "CrossEntropyLoss"}, "temperature": 0.1},
       "data_preprocessor": {"mean": [0.0], "std": [255.0], "bgr_to_rgb": false}})",
                          "t");
-  auto model = build<Algorithm>(Config(cfg, "model"));
+  auto model = build<Algorithm>(registry().config(cfg, "model"));
   auto views = model->preprocess({torch::randint(0, 255, {4, 1, 16, 16}).to(torch::kUInt8),
                                   torch::randint(0, 255, {4, 1, 16, 16}).to(torch::kUInt8)});
   auto loss = model->loss(views, DataSamples{})["loss"];
@@ -119,7 +115,7 @@ TEST(SimCLRTest, GradientsFlowAndConfigErrorsNamePath) {
 
   cfg.erase("neck");
   try {
-    (void)build<Algorithm>(Config(cfg, "model"));
+    (void)build<Algorithm>(registry().config(cfg, "model"));
     FAIL();
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("model.neck: SimCLR needs a neck"), std::string::npos)
