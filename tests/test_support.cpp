@@ -1,8 +1,12 @@
 #include "test_support.h"
 
+#include <zlib.h>
+
+#include <algorithm>
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 
 #include <selfsup/core/builtins.h>
 #include <selfsup/core/plugin_loader.h>
@@ -39,74 +43,67 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "<no exception>";
+::testing::AssertionResult has_substr(const std::string& text, const std::string& needle) {
+  if (text.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "message: " << text << "\nexpected to contain: " << needle;
 }
 
-void write_file(const std::filesystem::path& path, const std::string& text) {
+void write_file(const std::filesystem::path& path, const std::string& bytes, bool gzip) {
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  if (gzip) {
+    gzFile f = gzopen(path.c_str(), "wb");
+    if (!f) throw std::runtime_error("cannot write " + path.string());
+    const int written = gzwrite(f, bytes.data(), unsigned(bytes.size()));
+    if (gzclose(f) != Z_OK || written != int(bytes.size()))
+      throw std::runtime_error("cannot write " + path.string());
+    return;
+  }
   std::ofstream out(path, std::ios::binary);
-  out << text;
+  out << bytes;
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 
-} // namespace selfsup::test
-
-#include <zlib.h>
-
-namespace selfsup::test {
+std::string idx_bytes(uint8_t type, const std::vector<int32_t>& dims,
+                      const std::vector<uint8_t>& data) {
+  std::string out = {'\0', '\0', char(type), char(dims.size())};
+  for (const int32_t d : dims)
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(char((uint32_t(d) >> shift) & 0xFF));
+  out.append(data.begin(), data.end());
+  return out;
+}
 
 void write_idx(const std::filesystem::path& path, const std::vector<int32_t>& dims,
                const std::vector<uint8_t>& data, bool gzip) {
-  std::string bytes;
-  bytes += char(0);
-  bytes += char(0);
-  bytes += char(0x08);
-  bytes += char(dims.size());
-  for (int32_t d : dims) {
-    bytes += char((d >> 24) & 0xff);
-    bytes += char((d >> 16) & 0xff);
-    bytes += char((d >> 8) & 0xff);
-    bytes += char(d & 0xff);
-  }
-  bytes.append(reinterpret_cast<const char*>(data.data()), data.size());
-  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
-  if (!gzip) {
-    write_file(path, bytes);
-    return;
-  }
-  gzFile f = gzopen(path.c_str(), "wb");
-  if (!f) throw std::runtime_error("cannot write " + path.string());
-  gzwrite(f, bytes.data(), unsigned(bytes.size()));
-  gzclose(f);
+  write_file(path, idx_bytes(0x08, dims, data), gzip);
 }
 
-void make_fake_fmnist(const std::filesystem::path& root, int n_train, int n_test) {
+FakeFmnist make_fake_fmnist(const std::filesystem::path& root, int n_train, int n_test, bool gzip) {
   std::mt19937 gen(1234);
   auto make = [&](const std::string& prefix, int n) {
-    std::vector<uint8_t> images(size_t(n) * 28 * 28);
-    std::vector<uint8_t> labels(static_cast<size_t>(n));
+    FakeSplit split;
+    split.images.resize(size_t(n) * 28 * 28);
+    split.labels.resize(size_t(n));
     for (int i = 0; i < n; ++i) {
-      int c = i % 10;
-      labels[size_t(i)] = uint8_t(c);
+      const int c = i % 10;
+      split.labels[size_t(i)] = uint8_t(c);
       for (int y = 0; y < 28; ++y)
         for (int x = 0; x < 28; ++x) {
           // Class c: a bar at a class-specific angle plus noise.
-          bool on = ((x * (c + 1) + y * (10 - c)) / 7) % 2 == 0;
-          int v = (on ? 200 : 30) + int(gen() % 40);
-          images[size_t(i) * 784 + size_t(y) * 28 + size_t(x)] = uint8_t(std::min(v, 255));
+          const bool on = ((x * (c + 1) + y * (10 - c)) / 7) % 2 == 0;
+          const int v = (on ? 200 : 30) + int(gen() % 40);
+          split.images[size_t(i) * 784 + size_t(y) * 28 + size_t(x)] = uint8_t(std::min(v, 255));
         }
     }
-    write_idx(root / (prefix + "-images-idx3-ubyte.gz"), {n, 28, 28}, images);
-    write_idx(root / (prefix + "-labels-idx1-ubyte.gz"), {n}, labels);
+    const std::string ext = gzip ? ".gz" : "";
+    write_idx(root / (prefix + "-images-idx3-ubyte" + ext), {n, 28, 28}, split.images, gzip);
+    write_idx(root / (prefix + "-labels-idx1-ubyte" + ext), {n}, split.labels, gzip);
+    return split;
   };
-  make("train", n_train);
-  make("t10k", n_test);
+  FakeFmnist out;
+  out.train = make("train", n_train);
+  out.test = make("t10k", n_test);
+  return out;
 }
 
 } // namespace selfsup::test

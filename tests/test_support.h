@@ -1,8 +1,16 @@
 #pragma once
-// Helpers shared by the tests.
+// Helpers shared by the tests: each exists once here (an error-message helper, an IDX writer,
+// a fake-dataset generator, temp dirs and files).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <type_traits>
+#include <typeinfo>
+#include <vector>
 
 namespace selfsup::test {
 
@@ -21,25 +29,62 @@ private:
   std::filesystem::path path_;
 };
 
-/// The what() of the exception `f` throws, or "<no exception>".
-std::string message_of(const std::function<void()>& f);
+/// The what() of the exception `f` throws, or "<no exception>". With a type, `f` must throw
+/// an E (or something derived from it): another exception is a test failure naming both.
+/// Check the text with has_substr.
+template <class E = std::exception> std::string message_of(const std::function<void()>& f) {
+  if constexpr (std::is_same_v<E, std::exception>) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  } else {
+    try {
+      f();
+    } catch (const E& e) {
+      return e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "expected an exception of type " << typeid(E).name()
+                    << ", got another type: " << e.what();
+      return e.what();
+    }
+  }
+  return "<no exception>";
+}
 
-/// Writes `text` to `path` (creating parent folders).
-void write_file(const std::filesystem::path& path, const std::string& text);
+/// Success if `text` contains `needle`; the failure message shows both.
+::testing::AssertionResult has_substr(const std::string& text, const std::string& needle);
 
-} // namespace selfsup::test
+/// Writes `bytes` to `path` (creating parent folders), gzip-compressed if `gzip`.
+void write_file(const std::filesystem::path& path, const std::string& bytes, bool gzip = false);
 
-#include <cstdint>
-#include <vector>
+/// The bytes of an IDX file: magic (0, 0, `type`, rank), big-endian dims, then `data`.
+std::string idx_bytes(uint8_t type, const std::vector<int32_t>& dims,
+                      const std::vector<uint8_t>& data);
 
-namespace selfsup::test {
-
-/// Writes an IDX file of unsigned bytes, gzip-compressed if `gzip`.
+/// Writes an IDX file of unsigned bytes (type 0x08), gzip-compressed if `gzip`.
 void write_idx(const std::filesystem::path& path, const std::vector<int32_t>& dims,
                const std::vector<uint8_t>& data, bool gzip = true);
 
-/// A fake Fashion-MNIST root: `n_train` / `n_test` 28x28 images of 10 classes, each class a
-/// distinct noisy pattern, in Debian's file names.
-void make_fake_fmnist(const std::filesystem::path& root, int n_train, int n_test);
+/// What make_fake_fmnist wrote for one split: n 28x28 images (n * 784 bytes) and n labels.
+struct FakeSplit {
+  std::vector<uint8_t> images;
+  std::vector<uint8_t> labels;
+  /// Image i's pixels.
+  [[nodiscard]] std::vector<uint8_t> image(int i) const {
+    return {images.begin() + ptrdiff_t(i) * 784, images.begin() + ptrdiff_t(i + 1) * 784};
+  }
+};
+
+struct FakeFmnist {
+  FakeSplit train, test;
+};
+
+/// A fake Fashion-MNIST root: `n_train` / `n_test` 28x28 images of 10 classes (label i % 10),
+/// each class a distinct noisy pattern, in Debian's file names, gzip-compressed or plain.
+/// Returns what it wrote.
+FakeFmnist make_fake_fmnist(const std::filesystem::path& root, int n_train, int n_test,
+                            bool gzip = true);
 
 } // namespace selfsup::test

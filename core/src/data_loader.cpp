@@ -10,9 +10,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <random>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include <selfsup/errors.h>
 #include <selfsup/schema.h>
@@ -21,6 +24,66 @@ namespace selfsup::core {
 
 // ---------------------------------------------------------------------------------------
 // collate
+
+namespace {
+
+std::string sample_name(const std::vector<Sample>& samples, size_t b) {
+  return "sample " + std::to_string(samples[b].sample_idx);
+}
+
+std::string describe_tensor(const torch::Tensor& t) {
+  if (!t.defined()) return "an undefined tensor";
+  std::string dims;
+  for (const int64_t d : t.sizes()) dims += (dims.empty() ? "" : ", ") + std::to_string(d);
+  return std::string(c10::toString(t.scalar_type())) + " [" + dims + "]" +
+         (t.device().is_cpu() ? "" : " on " + t.device().str());
+}
+
+// Every sample of a batch must carry the same keys in `field`.
+template <class V>
+void check_same_keys(const std::vector<Sample>& samples,
+                     const std::map<std::string, V> Sample::*field, const std::string& what) {
+  const auto& ref = samples[0].*field;
+  for (size_t b = 1; b < samples.size(); ++b) {
+    const auto& map = samples[b].*field;
+    auto fail = [&](const std::string& key, size_t with, size_t without) {
+      throw ValueError("collate: " + sample_name(samples, with) + " has " + what + " '" + key +
+                       "', but " + sample_name(samples, without) +
+                       " has not (every sample of a batch must carry the same keys)");
+    };
+    for (const auto& entry : ref)
+      if (!map.count(entry.first)) fail(entry.first, 0, b);
+    for (const auto& entry : map)
+      if (!ref.count(entry.first)) fail(entry.first, b, 0);
+  }
+}
+
+// Stacks each named tensor along a new dim 0.
+std::map<std::string, torch::Tensor>
+stack_named(const std::vector<Sample>& samples,
+            const std::map<std::string, torch::Tensor> Sample::*field, const std::string& what) {
+  check_same_keys(samples, field, what);
+  std::map<std::string, torch::Tensor> out;
+  std::vector<torch::Tensor> parts(samples.size());
+  for (const auto& [key, ref] : samples[0].*field) {
+    for (size_t b = 0; b < samples.size(); ++b) {
+      const torch::Tensor& t = (samples[b].*field).at(key);
+      if (!t.defined() || !t.device().is_cpu())
+        throw ValueError("collate: " + what + " '" + key + "' of " + sample_name(samples, b) +
+                         " is " + describe_tensor(t) + " (expected a CPU tensor)");
+      if (t.scalar_type() != ref.scalar_type() || t.sizes() != ref.sizes())
+        throw ValueError("collate: " + what + " '" + key + "' of " + sample_name(samples, b) +
+                         " is " + describe_tensor(t) + ", but " + sample_name(samples, 0) +
+                         " has " + describe_tensor(ref) +
+                         " (tensors batched together must agree in shape and dtype)");
+      parts[b] = t;
+    }
+    out.emplace(key, torch::stack(parts));
+  }
+  return out;
+}
+
+} // namespace
 
 Batch collate(const std::vector<Sample>& samples) {
   if (samples.empty()) throw ValueError("collate: no samples to batch");
@@ -83,7 +146,25 @@ Batch collate(const std::vector<Sample>& samples) {
       }
     }
   }
+  batch.data = stack_named(samples, &Sample::data, "algorithm key");
+  batch.pseudo_label = stack_named(samples, &Sample::pseudo_label, "pseudo-label");
+  check_same_keys(samples, &Sample::meta, "meta key");
+  for (const auto& entry : samples[0].meta) {
+    std::vector<std::string>& values = batch.meta[entry.first];
+    values.reserve(samples.size());
+    for (const Sample& s : samples) values.push_back(s.meta.at(entry.first));
+  }
   return batch;
+}
+
+DataSamples to_data_samples(const Batch& batch, torch::Device device) {
+  DataSamples out;
+  out.gt_label = batch.gt_label.to(device);
+  out.sample_idx = batch.sample_idx.to(device);
+  for (const auto& [key, t] : batch.data) out.data.emplace(key, t.to(device));
+  for (const auto& [key, t] : batch.pseudo_label) out.pseudo_label.emplace(key, t.to(device));
+  out.meta = batch.meta;
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -437,7 +437,7 @@ void Runner::run_iteration(Batch& batch) {
   std::vector<torch::Tensor> views;
   views.reserve(batch.views.size());
   for (auto& v : batch.views) views.push_back(v.to(device_));
-  DataSamples samples{batch.gt_label.to(device_), batch.sample_idx.to(device_), {}};
+  DataSamples samples = to_data_samples(batch, device_);
 
   LossMap losses;
   {

@@ -17,6 +17,8 @@
 #include <selfsup/errors.h>
 #include <selfsup/registry.h>
 
+#include "test_support.h"
+
 namespace selfsup::core {
 namespace {
 
@@ -49,6 +51,25 @@ private:
   int64_t fail_at_, delay_us_;
 };
 
+// A test-only transform that writes named values, as mask generators and pseudo-labellers
+// do: "mask" (bool [2, 3], the low 6 bits of the index), "clustering_label" (int64 scalar,
+// index % 4) and "img_path".
+class LoaderTestMarks final : public Transform {
+public:
+  explicit LoaderTestMarks(const Config&) {}
+  void apply(Sample& s, Rng&) const override {
+    s.tensors["mask"] = expected_mask(s.sample_idx);
+    s.tensors["clustering_label"] = torch::tensor(s.sample_idx % 4, torch::kInt64);
+    s.strings["img_path"] = "fake/" + std::to_string(s.sample_idx) + ".png";
+  }
+  static torch::Tensor expected_mask(int64_t index) {
+    return torch::bitwise_and(torch::full({6}, index, torch::kInt64),
+                              torch::tensor({1, 2, 4, 8, 16, 32}, torch::kInt64))
+        .ne(0)
+        .reshape({2, 3});
+  }
+};
+
 void register_test_types() {
   register_builtins();
   if (Registry::global().find("dataset", "LoaderTestDataset")) return;
@@ -65,6 +86,12 @@ void register_test_types() {
           .optional("channels", ArgType::Int, 1, "image channels")
           .optional("fail_at", ArgType::Int, -1, "index whose get() throws")
           .optional("delay_us", ArgType::Int, 0, "sleep per get()"));
+  r.add<Transform>(
+      "LoaderTestMarks",
+      [](const Config& cfg) -> std::shared_ptr<Transform> {
+        return std::make_shared<LoaderTestMarks>(cfg);
+      },
+      Schema("writes a mask, a pseudo-label and an img_path for the loader tests"));
   r.commit();
 }
 
@@ -148,13 +175,120 @@ TEST_F(DataLoaderTest, CollateUsesImgWithoutViewsAndChecksShapes) {
   EXPECT_EQ(collate(samples).views.at(0).sizes(), (std::vector<int64_t>{2, 1, 2, 3}));
   samples[1].img = Image(3, 3, 1);
   samples[1].sample_idx = 42;
-  try {
-    (void)collate(samples);
-    ADD_FAILURE() << "expected a shape error";
-  } catch (const ValueError& e) {
-    EXPECT_NE(std::string(e.what()).find("sample 42"), std::string::npos) << e.what();
-  }
+  EXPECT_TRUE(
+      test::has_substr(test::message_of<ValueError>([&] { (void)collate(samples); }), "sample 42"));
   EXPECT_THROW((void)collate({}), ValueError);
+}
+
+// Two samples with one view and named values of every sort.
+std::vector<Sample> named_samples() {
+  std::vector<Sample> samples(2);
+  for (int b = 0; b < 2; ++b) {
+    Sample& s = samples[size_t(b)];
+    s.views = {Image(2, 2, 1)};
+    s.sample_idx = 30 + b;
+    s.data["mask"] = torch::full({2, 3}, b, torch::kUInt8);
+    s.pseudo_label["rot_label"] = torch::arange(4) + 10 * b;
+    s.pseudo_label["clustering_label"] = torch::tensor(int64_t(5 + b));
+    s.meta["img_path"] = "img" + std::to_string(b) + ".png";
+  }
+  return samples;
+}
+
+TEST_F(DataLoaderTest, CollateStacksNamedTensorsAndGathersMeta) {
+  const Batch batch = collate(named_samples());
+  ASSERT_EQ(batch.data.size(), 1u);
+  const torch::Tensor& mask = batch.data.at("mask");
+  EXPECT_EQ(mask.sizes(), (std::vector<int64_t>{2, 2, 3}));
+  EXPECT_EQ(mask.scalar_type(), torch::kUInt8);
+  EXPECT_TRUE(torch::equal(mask[1], torch::ones({2, 3}, torch::kUInt8)));
+  EXPECT_TRUE(torch::equal(batch.pseudo_label.at("rot_label"),
+                           torch::stack({torch::arange(4), torch::arange(4) + 10})));
+  EXPECT_TRUE(torch::equal(batch.pseudo_label.at("clustering_label"),
+                           torch::tensor({5, 6}, torch::kInt64)));
+  EXPECT_EQ(batch.meta.at("img_path"), (std::vector<std::string>{"img0.png", "img1.png"}));
+
+  const DataSamples ds = to_data_samples(batch, torch::kCPU);
+  EXPECT_TRUE(torch::equal(ds.sample_idx, torch::tensor({30, 31}, torch::kInt64)));
+  EXPECT_TRUE(torch::equal(ds.data_at("mask"), mask));
+  EXPECT_TRUE(
+      torch::equal(ds.pseudo_label_at("clustering_label"), torch::tensor({5, 6}, torch::kInt64)));
+  EXPECT_EQ(ds.meta_at("img_path").at(1), "img1.png");
+  const std::string msg = test::message_of<ValueError>([&] { (void)ds.data_at("masks"); });
+  EXPECT_TRUE(test::has_substr(msg, "'masks'"));
+  EXPECT_TRUE(test::has_substr(msg, "'mask'"));
+  EXPECT_TRUE(test::has_substr(msg, "algorithm_keys"));
+  EXPECT_TRUE(test::has_substr(
+      test::message_of<ValueError>([&] { (void)ds.pseudo_label_at("patch_label"); }),
+      "pseudo_label_keys"));
+}
+
+TEST_F(DataLoaderTest, CollateNamedErrorsNameKeyAndBothSamples) {
+  auto collate_error = [](const std::vector<Sample>& samples) {
+    return test::message_of<ValueError>([&] { (void)collate(samples); });
+  };
+  auto expect_all = [](const std::string& msg, const std::vector<std::string>& needles) {
+    for (const auto& needle : needles) EXPECT_TRUE(test::has_substr(msg, needle));
+  };
+  auto shape = named_samples();
+  shape[1].data["mask"] = torch::zeros({3, 3}, torch::kUInt8);
+  expect_all(collate_error(shape), {"'mask'", "sample 31", "sample 30", "[3, 3]", "[2, 3]"});
+  auto dtype = named_samples();
+  dtype[1].pseudo_label["rot_label"] = torch::arange(4).to(torch::kFloat);
+  expect_all(collate_error(dtype),
+             {"pseudo-label 'rot_label'", "sample 31", "sample 30", "Float", "Long"});
+  auto missing = named_samples();
+  missing[0].pseudo_label.erase("clustering_label");
+  expect_all(collate_error(missing), {"'clustering_label'", "sample 31", "sample 30"});
+  auto extra = named_samples();
+  extra[0].meta["ori_shape"] = "28x28";
+  expect_all(collate_error(extra), {"meta key 'ori_shape'", "sample 30", "sample 31"});
+  auto undefined = named_samples();
+  undefined[1].data["mask"] = torch::Tensor();
+  expect_all(collate_error(undefined), {"'mask'", "sample 31", "undefined"});
+}
+
+// Named values written by a transform travel through PackSelfSupInputs and the threaded
+// loader to the algorithm's DataSamples, each in its sample's row.
+TEST_F(DataLoaderTest, PacksAndCollatesNamedValuesThroughThreadedLoader) {
+  auto ds = make_dataset("\"size\": 21", R"([
+      {"type": "LoaderTestMarks"},
+      {"type": "PackSelfSupInputs", "algorithm_keys": ["mask", "sample_idx"],
+       "pseudo_label_keys": ["clustering_label"], "meta_keys": ["img_path"]}])");
+  DataLoader loader(ds, options(2, 8));
+  const auto batches = run_epoch(loader, 1);
+  ASSERT_EQ(batches.size(), 3u);
+  std::set<int64_t> seen;
+  for (const Batch& batch : batches) {
+    const DataSamples samples = to_data_samples(batch, torch::kCPU);
+    const int64_t B = samples.sample_idx.size(0);
+    ASSERT_EQ(samples.data.size(), 1u);
+    const torch::Tensor& mask = samples.data_at("mask");
+    const torch::Tensor& label = samples.pseudo_label_at("clustering_label");
+    const std::vector<std::string>& paths = samples.meta_at("img_path");
+    ASSERT_EQ(mask.sizes(), (std::vector<int64_t>{B, 2, 3}));
+    EXPECT_EQ(mask.scalar_type(), torch::kBool);
+    ASSERT_EQ(label.sizes(), (std::vector<int64_t>{B}));
+    ASSERT_EQ(paths.size(), size_t(B));
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t index = samples.sample_idx[b].item<int64_t>();
+      seen.insert(index);
+      EXPECT_TRUE(torch::equal(mask[b], LoaderTestMarks::expected_mask(index))) << index;
+      EXPECT_EQ(label[b].item<int64_t>(), index % 4);
+      EXPECT_EQ(paths[size_t(b)], "fake/" + std::to_string(index) + ".png");
+    }
+  }
+  EXPECT_EQ(seen.size(), 21u);
+}
+
+TEST_F(DataLoaderTest, PackMissingKeyFailsTheBatchNamingPathAndKey) {
+  auto ds = make_dataset("\"size\": 8", R"([{"type": "PackSelfSupInputs",
+                                             "pseudo_label_keys": ["rot_label"]}])");
+  DataLoader loader(ds, options(2, 4));
+  loader.start_epoch(0);
+  const std::string msg = test::message_of<ValueError>([&] { (void)loader.next(); });
+  EXPECT_TRUE(test::has_substr(msg, "dataset.pipeline[0].pseudo_label_keys[0]"));
+  EXPECT_TRUE(test::has_substr(msg, "'rot_label'"));
 }
 
 TEST_F(DataLoaderTest, SameSeedSameBatchesWithAnyWorkerCount) {
@@ -252,12 +386,9 @@ TEST_F(DataLoaderTest, WorkerErrorIsRethrownInOrder) {
     DataLoader loader(ds, options(workers, 5, false));
     loader.start_epoch(0);
     for (int b = 0; b < 4; ++b) ASSERT_TRUE(loader.next().has_value()) << "batch " << b;
-    try {
-      (void)loader.next();
-      ADD_FAILURE() << "expected the broken sample's error (workers " << workers << ")";
-    } catch (const ValueError& e) {
-      EXPECT_NE(std::string(e.what()).find("broken sample 21"), std::string::npos) << e.what();
-    }
+    EXPECT_TRUE(test::has_substr(test::message_of<ValueError>([&] { (void)loader.next(); }),
+                                 "broken sample 21"))
+        << "workers " << workers;
     EXPECT_THROW((void)loader.next(), ValueError); // the epoch stays failed
     loader.start_epoch(1);                         // and a new one starts cleanly
     EXPECT_TRUE(loader.next().has_value());
@@ -317,13 +448,9 @@ TEST_F(DataLoaderTest, FromConfig) {
 
 TEST_F(DataLoaderTest, FromConfigErrorsNamePath) {
   auto expect_error = [](const std::string& body, const std::string& needle) {
-    try {
-      (void)DataLoader::from_config(loader_cfg(body), 0);
-      ADD_FAILURE() << "expected a ConfigError containing '" << needle << "'";
-    } catch (const ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
-          << "message: " << e.what() << "\nexpected to contain: " << needle;
-    }
+    EXPECT_TRUE(test::has_substr(
+        test::message_of<ConfigError>([&] { (void)DataLoader::from_config(loader_cfg(body), 0); }),
+        needle));
   };
   expect_error("{" + kDataset + "}", "train_dataloader.batch_size");
   expect_error(R"({"batch_size": 0, )" + kDataset + "}", "train_dataloader.batch_size");

@@ -14,7 +14,8 @@
 #include <torch/types.h>
 
 #include <selfsup/config.h>
-#include <selfsup/core/export.h>
+#include <selfsup/export.h>
+#include <selfsup/interfaces/algorithm.h>
 #include <selfsup/interfaces/data.h>
 
 namespace selfsup::core {
@@ -62,15 +63,24 @@ private:
 };
 
 /// One batch: each view stacked to uint8 [B,C,H,W] (all samples of a view must agree in
-/// shape), plus labels and dataset indices.
+/// shape), labels and dataset indices, and the packed per-sample data by name.
 struct Batch {
   std::vector<torch::Tensor> views;
-  torch::Tensor gt_label;
-  torch::Tensor sample_idx;
+  torch::Tensor gt_label;                               // [B] int64
+  torch::Tensor sample_idx;                             // [B] int64
+  std::map<std::string, torch::Tensor> data;            // algorithm_keys, [B, ...]
+  std::map<std::string, torch::Tensor> pseudo_label;    // pseudo_label_keys, [B, ...]
+  std::map<std::string, std::vector<std::string>> meta; // meta_keys, B strings each
 };
 
-/// Stacks samples (their `views`, or `img` when a sample has no views).
+/// Stacks samples: their `views` (or `img` when a sample has no views), and each named tensor
+/// of `data` and `pseudo_label` along a new dim 0 (all samples must have the same keys, and
+/// per key the same shape and dtype); `meta` strings are gathered per key. Throws ValueError
+/// naming the view or key and the two samples that disagree.
 SELFSUP_CORE_API Batch collate(const std::vector<Sample>& samples);
+
+/// The algorithm's view of a batch (labels, indices and packed data) on `device`.
+SELFSUP_CORE_API DataSamples to_data_samples(const Batch& batch, torch::Device device);
 
 struct LoaderOptions {
   int64_t batch_size = 32;

@@ -10,17 +10,51 @@
 #include <torch/types.h>
 
 #include <selfsup/config.h>
+#include <selfsup/errors.h>
 #include <selfsup/export.h>
 #include <selfsup/interfaces/modules.h>
 #include <selfsup/schema.h>
 
 namespace selfsup {
 
-/// Per-batch data besides the images (MMSelfSup's SelfSupDataSample, batched).
+/// Per-batch data besides the images (MMSelfSup's SelfSupDataSample, batched): what the
+/// pipeline's PackSelfSupInputs packed, each tensor stacked along a new dim 0. Core's
+/// `to_data_samples(batch, device)` builds it from a loader batch.
 struct DataSamples {
   torch::Tensor gt_label;   // [B] int64, -1 where unknown
   torch::Tensor sample_idx; // [B] int64 dataset indices
-  std::map<std::string, torch::Tensor> extra;
+  /// `algorithm_keys` by name ("mask", "pred_label", ...), each [B, ...].
+  std::map<std::string, torch::Tensor> data;
+  /// `pseudo_label_keys` by name ("rot_label", "patch_label", ...), each [B, ...].
+  std::map<std::string, torch::Tensor> pseudo_label;
+  /// `meta_keys` by name ("img_path", ...), B strings each.
+  std::map<std::string, std::vector<std::string>> meta;
+
+  /// data[key]; throws ValueError naming the key, the keys there are and where it comes from.
+  [[nodiscard]] const torch::Tensor& data_at(const std::string& key) const {
+    return lookup(data, key, "data", "algorithm_keys");
+  }
+  /// pseudo_label[key]; throws ValueError like data_at.
+  [[nodiscard]] const torch::Tensor& pseudo_label_at(const std::string& key) const {
+    return lookup(pseudo_label, key, "pseudo_label", "pseudo_label_keys");
+  }
+  /// meta[key]; throws ValueError like data_at.
+  [[nodiscard]] const std::vector<std::string>& meta_at(const std::string& key) const {
+    return lookup(meta, key, "meta", "meta_keys");
+  }
+
+private:
+  template <class V>
+  static const V& lookup(const std::map<std::string, V>& map, const std::string& key,
+                         const char* field, const char* pack_key) {
+    const auto it = map.find(key);
+    if (it != map.end()) return it->second;
+    std::string have;
+    for (const auto& [k, v] : map) have += (have.empty() ? "'" : ", '") + k + "'";
+    throw ValueError(std::string("data samples: no ") + field + " '" + key + "' in the batch (" +
+                     field + " has " + (have.empty() ? std::string("nothing") : have) +
+                     "); list it in the pipeline's PackSelfSupInputs." + pack_key);
+  }
 };
 
 /// Named losses; the runner sums every entry whose key contains "loss" and logs the rest.

@@ -1,11 +1,15 @@
 #pragma once
 // Data-side interfaces: Image, Sample, Rng, Dataset and Transform. Images are 8-bit HWC,
 // channels in BGR order like MMSelfSup's cv2 pipelines; no OpenCV type crosses the boundary.
+// Per-sample values besides the images travel as named tensors and strings.
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <torch/types.h>
 
 #include <selfsup/export.h>
 
@@ -22,12 +26,29 @@ struct Image {
   [[nodiscard]] bool empty() const { return data.empty(); }
 };
 
-/// One dataset item travelling through a pipeline.
+/// One dataset item travelling through a pipeline: MMSelfSup's `results` dict, typed.
+/// Transforms change `img` and write named values (`tensors`, `strings`);
+/// PackSelfSupInputs moves the ones its key lists name into `data`, `pseudo_label` and
+/// `meta` (MMSelfSup's SelfSupDataSample), the maps that collate batches by name. Values it
+/// does not name do not reach the batch, as in MMSelfSup.
 struct Sample {
   Image img;                // the working image
   std::vector<Image> views; // filled by MultiView / packing; the loader batches these
-  int64_t gt_label = -1;
-  int64_t sample_idx = -1;
+  int64_t gt_label = -1;    // always batched
+  int64_t sample_idx = -1;  // always batched
+
+  /// Per-sample tensors written by transforms, by name: a MIM "mask", "rot_label",
+  /// "patch_box", "unpatched_img", a "clustering_label"... CPU tensors, any dtype and shape.
+  std::map<std::string, torch::Tensor> tensors;
+  /// Per-sample strings written by datasets or transforms, e.g. "img_path".
+  std::map<std::string, std::string> strings;
+
+  /// Packed by PackSelfSupInputs `algorithm_keys` (MMSelfSup sets these on the data sample).
+  std::map<std::string, torch::Tensor> data;
+  /// Packed by PackSelfSupInputs `pseudo_label_keys` (MMSelfSup's `pseudo_label`).
+  std::map<std::string, torch::Tensor> pseudo_label;
+  /// Packed by PackSelfSupInputs `meta_keys` (MMSelfSup's metainfo), as text.
+  std::map<std::string, std::string> meta;
 };
 
 /// The per-sample random source. Seeded from (run seed, epoch, sample index), so a

@@ -1,0 +1,350 @@
+// Photometric transforms (mmselfsup / mmcv names and semantics): ColorJitter, RandomGrayscale,
+// RandomGaussianBlur, RandomSolarize, ColorConvert.
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <selfsup/config.h>
+#include <selfsup/errors.h>
+#include <selfsup/schema.h>
+
+#include "common.h"
+
+namespace selfsup::core::transforms {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// ColorJitter
+
+// PIL ImageEnhance semantics (blend with a degenerate image, truncating like Image.blend).
+void adjust_brightness(Image& img, double factor) {
+  Lut lut;
+  for (int v = 0; v < 256; ++v) lut[size_t(v)] = trunc_u8(float(factor * v));
+  apply_lut(img, lut);
+}
+
+void adjust_contrast(Image& img, double factor) {
+  const size_t n = size_t(img.height) * size_t(img.width);
+  uint64_t sum = 0;
+  if (img.channels == 3) {
+    for (size_t i = 0; i < n; ++i) sum += uint64_t(luma_bgr(&img.data[i * 3]));
+  } else {
+    for (size_t i = 0; i < n; ++i) sum += img.data[i * size_t(img.channels)];
+  }
+  const int mean = int(double(sum) / double(n) + 0.5);
+  Lut lut;
+  for (int v = 0; v < 256; ++v) lut[size_t(v)] = trunc_u8(float(mean + factor * (v - mean)));
+  apply_lut(img, lut);
+}
+
+void adjust_saturation(Image& img, double factor) {
+  if (img.channels != 3) return; // grey images have no saturation
+  const size_t n = size_t(img.height) * size_t(img.width);
+  const float f = float(factor);
+  uint8_t* p = img.data.data();
+  for (size_t i = 0; i < n; ++i, p += 3) {
+    const float g = float(luma_bgr(p));
+    p[0] = trunc_u8(g + f * (float(p[0]) - g));
+    p[1] = trunc_u8(g + f * (float(p[1]) - g));
+    p[2] = trunc_u8(g + f * (float(p[2]) - g));
+  }
+}
+
+void adjust_hue(Image& img, double factor) {
+  if (img.channels != 3) return; // PIL leaves "L" images unchanged
+  // mmcv: h (0..255 scale) += np.uint8(hue_factor * 255), wrapping.
+  const auto shift = uint8_t(int(factor * 255.0) & 0xFF);
+  if (shift == 0) return;
+  thread_local cv::Mat hsv;
+  cv::Mat m = as_mat(img);
+  cv::cvtColor(m, hsv, cv::COLOR_BGR2HSV_FULL);
+  const size_t n = size_t(img.height) * size_t(img.width);
+  uint8_t* h = hsv.ptr<uint8_t>();
+  for (size_t i = 0; i < n; ++i) h[i * 3] = uint8_t(h[i * 3] + shift);
+  cv::cvtColor(hsv, m, cv::COLOR_HSV2BGR_FULL);
+}
+
+class ColorJitter final : public Transform {
+public:
+  explicit ColorJitter(const Config& cfg)
+      : brightness_(factor_range(cfg, "brightness", 1.0, 0.0, HUGE_VAL, true)),
+        contrast_(factor_range(cfg, "contrast", 1.0, 0.0, HUGE_VAL, true)),
+        saturation_(factor_range(cfg, "saturation", 1.0, 0.0, HUGE_VAL, true)),
+        hue_(factor_range(cfg, "hue", 0.0, -0.5, 0.5, false)) {
+    get_choice(cfg, "backend", {"pillow", "cv2"});
+  }
+
+  void apply(Sample& s, Rng& rng) const override {
+    require_image(s.img, "ColorJitter");
+    // np.random.permutation(4), then the factors in the order b, c, s, h.
+    std::array<int, 4> order{0, 1, 2, 3};
+    for (int i = 3; i > 0; --i) std::swap(order[size_t(i)], order[size_t(rng.randint(0, i))]);
+    const double b = brightness_ ? rng.uniform(brightness_->first, brightness_->second) : 1.0;
+    const double c = contrast_ ? rng.uniform(contrast_->first, contrast_->second) : 1.0;
+    const double sat = saturation_ ? rng.uniform(saturation_->first, saturation_->second) : 1.0;
+    const double h = hue_ ? rng.uniform(hue_->first, hue_->second) : 0.0;
+    for (int op : order) {
+      if (op == 0 && brightness_) adjust_brightness(s.img, b);
+      if (op == 1 && contrast_) adjust_contrast(s.img, c);
+      if (op == 2 && saturation_) adjust_saturation(s.img, sat);
+      if (op == 3 && hue_) adjust_hue(s.img, h);
+    }
+  }
+
+private:
+  using Range = std::optional<std::pair<double, double>>;
+
+  // mmselfsup ColorJitter._check_input: v -> [center - v, center + v] (the low end clipped at
+  // 0 for brightness/contrast/saturation), or an explicit [min, max] inside the bounds; an
+  // identity range turns the op off.
+  static Range factor_range(const Config& cfg, const char* key, double center, double lo_bound,
+                            double hi_bound, bool clip_at_zero) {
+    const Config c = cfg[key];
+    double lo = 0, hi = 0;
+    if (c.json().is_number()) {
+      const double v = c.json().as_number();
+      if (!(v >= 0.0)) c.fail("expected a number >= 0, got " + describe_value(c.json()));
+      lo = center - v;
+      hi = center + v;
+      if (clip_at_zero) lo = std::max(lo, 0.0);
+      if (!clip_at_zero && !(lo >= lo_bound && hi <= hi_bound))
+        c.fail("expected a number in [0, 0.5], got " + describe_value(c.json()));
+    } else if (c.is_array()) {
+      std::tie(lo, hi) = get_range(cfg, key);
+      if (!(lo >= lo_bound && hi <= hi_bound))
+        c.fail(std::string("expected ") +
+               (clip_at_zero ? "0 <= min <= max" : "-0.5 <= min <= max <= 0.5") + ", got " +
+               describe_value(c.json()));
+    } else {
+      c.fail("expected a number or a list [min, max], got " + describe_value(c.json()));
+    }
+    if (lo == center && hi == center) return std::nullopt;
+    return std::make_pair(lo, hi);
+  }
+
+  Range brightness_, contrast_, saturation_, hue_;
+};
+
+Schema color_jitter_schema() {
+  return Schema("Randomly changes brightness, contrast, saturation and hue, in a random order "
+                "(mmselfsup ColorJitter). A value v gives factors ~U[max(0, 1-v), 1+v] (hue: "
+                "U[-v, v], v <= 0.5); a list gives [min, max]. PIL ImageEnhance semantics on BGR "
+                "uint8: brightness scales, contrast blends with the mean grey level, saturation "
+                "blends with the grey image, hue rotates H in HSV. Saturation and hue leave "
+                "1-channel images unchanged. Both backends run the same code on OpenCV.")
+      .optional("brightness", ArgType::Any, 0.0, "jitter amount, or [min, max] factor")
+      .optional("contrast", ArgType::Any, 0.0, "jitter amount, or [min, max] factor")
+      .optional("saturation", ArgType::Any, 0.0, "jitter amount, or [min, max] factor")
+      .optional("hue", ArgType::Any, 0.0, "jitter amount in [0, 0.5], or [min, max] in [-0.5, 0.5]")
+      .optional("backend", ArgType::String, "pillow", "'pillow' or 'cv2' (same behaviour)");
+}
+
+// ---------------------------------------------------------------------------------------
+// RandomGrayscale
+
+class RandomGrayscale final : public Transform {
+public:
+  explicit RandomGrayscale(const Config& cfg)
+      : prob_(get_prob(cfg, "prob")), keep_channels_(cfg.get<bool>("keep_channels")),
+        hsv_(get_choice(cfg, "color_format", {"bgr", "rgb", "hsv"}) == "hsv") {
+    const Config w = cfg["channel_weights"];
+    const auto weights = w.as<std::vector<double>>();
+    if (weights.size() != 3)
+      w.fail("expected 3 weights (one per channel), got " + describe_value(w.json()));
+    double sum = 0;
+    for (double x : weights) sum += x;
+    if (!(sum > 0.0))
+      w.fail("expected weights with a positive sum, got " + describe_value(w.json()));
+    for (size_t i = 0; i < 3; ++i) weights_[i] = float(weights[i] / sum);
+  }
+
+  void apply(Sample& s, Rng& rng) const override {
+    require_image(s.img, "RandomGrayscale");
+    Image& img = s.img;
+    if (hsv_ && img.channels == 3) { // mmcv converts hsv to bgr whether it greys or not
+      cv::Mat m = as_mat(img);
+      thread_local cv::Mat tmp;
+      cv::cvtColor(m, tmp, cv::COLOR_HSV2BGR);
+      tmp.copyTo(m);
+    }
+    if (!rng.bernoulli(prob_) || img.channels == 1) return;
+    if (img.channels != 3)
+      throw ValueError("RandomGrayscale: expected a 1- or 3-channel image, got " +
+                       std::to_string(img.channels) + " channels");
+    const size_t n = size_t(img.height) * size_t(img.width);
+    const float w0 = weights_[0], w1 = weights_[1], w2 = weights_[2];
+    if (keep_channels_) {
+      uint8_t* p = img.data.data();
+      for (size_t i = 0; i < n; ++i, p += 3) {
+        const uint8_t g = clamp_u8(int(w0 * p[0] + w1 * p[1] + w2 * p[2]));
+        p[0] = p[1] = p[2] = g;
+      }
+    } else {
+      Image out(img.height, img.width, 1);
+      const uint8_t* p = img.data.data();
+      for (size_t i = 0; i < n; ++i, p += 3)
+        out.data[i] = clamp_u8(int(w0 * p[0] + w1 * p[1] + w2 * p[2]));
+      img = std::move(out);
+    }
+  }
+
+private:
+  double prob_;
+  bool keep_channels_;
+  bool hsv_;
+  std::array<float, 3> weights_{};
+};
+
+Schema random_grayscale_schema() {
+  return Schema("Converts the image to grey with probability `prob`: sum_c w_c x_c / sum_c w_c "
+                "(mmcv RandomGrayscale). MMSelfSup configs use channel_weights [0.114, 0.587, "
+                "0.2989], the luma weights in BGR order. 1-channel images are left unchanged.")
+      .optional("prob", ArgType::Float, 0.1, "probability of converting, in [0, 1]")
+      .optional("keep_channels", ArgType::Bool, false,
+                "true: keep 3 channels (grey replicated); false: output 1 channel")
+      .optional("channel_weights", ArgType::FloatList, Json::array({1.0, 1.0, 1.0}),
+                "per-channel weights, in the image's channel order (BGR)")
+      .optional("color_format", ArgType::String, "bgr",
+                "'bgr', 'rgb' or 'hsv' ('hsv' images are converted to BGR first, always)");
+}
+
+// ---------------------------------------------------------------------------------------
+// RandomGaussianBlur
+
+class RandomGaussianBlur final : public Transform {
+public:
+  explicit RandomGaussianBlur(const Config& cfg)
+      : sigma_min_(cfg.get<double>("sigma_min")), sigma_max_(cfg.get<double>("sigma_max")),
+        prob_(get_prob(cfg, "prob")) {
+    if (!(sigma_min_ >= 0.0))
+      cfg.fail_key("sigma_min",
+                   "expected a number >= 0, got " + describe_value(cfg["sigma_min"].json()));
+    if (!(sigma_max_ >= sigma_min_))
+      cfg.fail_key("sigma_max", "expected sigma_max >= sigma_min (" +
+                                    describe_value(cfg["sigma_min"].json()) + "), got " +
+                                    describe_value(cfg["sigma_max"].json()));
+  }
+
+  void apply(Sample& s, Rng& rng) const override {
+    require_image(s.img, "RandomGaussianBlur");
+    if (!rng.bernoulli(prob_)) return;
+    const double sigma = rng.uniform(sigma_min_, sigma_max_);
+    if (sigma <= 0.0) return; // PIL radius 0: identity
+    Image& img = s.img;
+    // Kernel radius 3 sigma, but no wider than the image needs (replicated borders).
+    const int cap = 2 * std::max(img.height, img.width) + 1;
+    const int ksize = int(std::min(2.0 * std::ceil(3.0 * sigma) + 1.0, double(cap)));
+    thread_local std::vector<uint8_t> scratch;
+    scratch.resize(img.data.size());
+    cv::Mat src = as_mat(img);
+    cv::Mat dst(img.height, img.width, CV_8UC(img.channels), scratch.data());
+    cv::GaussianBlur(src, dst, cv::Size(ksize, ksize), sigma, sigma, cv::BORDER_REPLICATE);
+    if (dst.data != scratch.data()) {
+      dst.copyTo(src);
+    } else {
+      std::swap(img.data, scratch);
+    }
+  }
+
+private:
+  double sigma_min_, sigma_max_, prob_;
+};
+
+Schema random_gaussian_blur_schema() {
+  return Schema("Gaussian blur with probability `prob`, sigma ~U[sigma_min, sigma_max] (mmselfsup "
+                "RandomGaussianBlur; PIL's GaussianBlur(radius=sigma), i.e. radius = standard "
+                "deviation). Runs cv::GaussianBlur with a (2*ceil(3 sigma)+1)^2 kernel and "
+                "replicated borders.")
+      .required("sigma_min", ArgType::Float, "smallest standard deviation, >= 0")
+      .required("sigma_max", ArgType::Float, "largest standard deviation, >= sigma_min")
+      .optional("prob", ArgType::Float, 0.5, "probability of blurring, in [0, 1]");
+}
+
+// ---------------------------------------------------------------------------------------
+// RandomSolarize
+
+class RandomSolarize final : public Transform {
+public:
+  explicit RandomSolarize(const Config& cfg) : prob_(get_prob(cfg, "prob")) {
+    const double thr = cfg.get<double>("threshold");
+    for (int v = 0; v < 256; ++v) lut_[size_t(v)] = v < thr ? uint8_t(v) : uint8_t(255 - v);
+  }
+
+  void apply(Sample& s, Rng& rng) const override {
+    require_image(s.img, "RandomSolarize");
+    if (rng.bernoulli(prob_)) apply_lut(s.img, lut_);
+  }
+
+private:
+  double prob_;
+  Lut lut_{};
+};
+
+Schema random_solarize_schema() {
+  return Schema("Solarizes with probability `prob`: x < threshold ? x : 255 - x (mmselfsup "
+                "RandomSolarize, BYOL).")
+      .optional("threshold", ArgType::Float, 128, "pixels at or above it are inverted")
+      .optional("prob", ArgType::Float, 0.5, "probability of solarizing, in [0, 1]");
+}
+
+// ---------------------------------------------------------------------------------------
+// ColorConvert
+
+class ColorConvert final : public Transform {
+public:
+  explicit ColorConvert(const Config& cfg) : channels_(cfg.get<int>("channels")) {
+    if (channels_ != 1 && channels_ != 3)
+      cfg.fail_key("channels", "expected 1 or 3, got " + std::to_string(channels_));
+  }
+
+  void apply(Sample& s, Rng&) const override {
+    require_image(s.img, "ColorConvert");
+    Image& img = s.img;
+    if (img.channels == channels_) return;
+    if (img.channels != 1 && img.channels != 3)
+      throw ValueError("ColorConvert: expected a 1- or 3-channel image, got " +
+                       std::to_string(img.channels) + " channels");
+    Image out(img.height, img.width, channels_);
+    const size_t n = size_t(img.height) * size_t(img.width);
+    if (channels_ == 3) {
+      for (size_t i = 0; i < n; ++i)
+        out.data[i * 3] = out.data[i * 3 + 1] = out.data[i * 3 + 2] = img.data[i];
+    } else {
+      cv::Mat dst = as_mat(out);
+      cv::cvtColor(as_mat(img), dst, cv::COLOR_BGR2GRAY);
+      if (dst.data != out.data.data())
+        dst.copyTo(cv::Mat(img.height, img.width, CV_8UC1, out.data.data()));
+    }
+    img = std::move(out);
+  }
+
+private:
+  int channels_;
+};
+
+Schema color_convert_schema() {
+  return Schema("Sets the number of channels: 1 -> 3 replicates grey into B, G and R; 3 -> 1 "
+                "takes the luma (0.299 R + 0.587 G + 0.114 B) of the BGR image.")
+      .required("channels", ArgType::Int, "1 or 3");
+}
+
+} // namespace
+
+void register_photometric(Registrar& r) {
+  r.add<Transform>("ColorJitter", &make<ColorJitter>, color_jitter_schema());
+  r.add<Transform>("RandomGrayscale", &make<RandomGrayscale>, random_grayscale_schema());
+  r.add<Transform>("RandomGaussianBlur", &make<RandomGaussianBlur>, random_gaussian_blur_schema());
+  r.add<Transform>("RandomSolarize", &make<RandomSolarize>, random_solarize_schema());
+  r.add<Transform>("ColorConvert", &make<ColorConvert>, color_convert_schema());
+}
+
+} // namespace selfsup::core::transforms
