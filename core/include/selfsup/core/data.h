@@ -14,7 +14,7 @@
 #include <torch/types.h>
 
 #include <selfsup/config.h>
-#include <selfsup/export.h>
+#include <selfsup/core/export.h>
 #include <selfsup/interfaces/algorithm.h>
 #include <selfsup/interfaces/data.h>
 
