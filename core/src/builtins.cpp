@@ -4,9 +4,22 @@
 
 #include <boost/dll/runtime_symbol_info.hpp>
 
+#include <selfsup/interfaces/algorithm.h>
+
 #include "builtins.h"
 
 namespace selfsup::core {
+
+void register_data_preprocessors(Registrar& r) {
+  r.add<DataPreprocessor>(
+      "SelfSupDataPreprocessor",
+      [](const Config& c) { return std::make_shared<SelfSupDataPreprocessor>(c); },
+      SelfSupDataPreprocessor::schema());
+  r.add<DataPreprocessor>(
+      "TwoNormDataPreprocessor",
+      [](const Config& c) { return std::make_shared<TwoNormDataPreprocessor>(c); },
+      TwoNormDataPreprocessor::schema());
+}
 
 void register_builtins() {
   register_builtins(Registry::global());
@@ -23,6 +36,9 @@ void register_builtins(Registry& registry) {
   register_optimizers(r);
   register_schedulers(r);
   register_hooks(r);
+  register_samplers(r);
+  register_train_loops(r);
+  register_data_preprocessors(r);
   r.commit(registry);
 }
 

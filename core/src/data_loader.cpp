@@ -17,7 +17,9 @@
 #include <utility>
 #include <vector>
 
+#include <selfsup/core/sampler.h>
 #include <selfsup/errors.h>
+#include <selfsup/registry.h>
 #include <selfsup/schema.h>
 
 namespace selfsup::core {
@@ -170,9 +172,12 @@ DataSamples to_data_samples(const Batch& batch, torch::Device device) {
 // ---------------------------------------------------------------------------------------
 // DataLoader
 
-DataLoader::DataLoader(std::shared_ptr<PipelinedDataset> dataset, LoaderOptions options)
-    : dataset_(std::move(dataset)), options_(options) {
+DataLoader::DataLoader(std::shared_ptr<PipelinedDataset> dataset, LoaderOptions options,
+                       std::shared_ptr<Sampler> sampler)
+    : dataset_(std::move(dataset)), options_(options), sampler_(std::move(sampler)) {
   if (!dataset_) throw ValueError("DataLoader: no dataset");
+  if (!sampler_) sampler_ = std::make_shared<DefaultSampler>(options_.shuffle, std::nullopt, true);
+  sampler_->bind(dataset_->size(), options_.rank, options_.world_size, options_.seed);
   if (options_.batch_size <= 0)
     throw ValueError("DataLoader: batch_size must be > 0, got " +
                      std::to_string(options_.batch_size));
@@ -208,17 +213,10 @@ Schema loader_schema() {
       .optional("pin_memory", ArgType::Bool, false, "accepted; no effect on CPU")
       .optional("sampler", ArgType::Dict,
                 Json::object({{"type", "DefaultSampler"}, {"shuffle", true}}),
-                "{type: 'DefaultSampler', shuffle: bool, seed: int, round_up: bool}")
+                "a registered sampler, e.g. {type: 'DefaultSampler', shuffle, seed, round_up}")
       .optional("collate_fn", ArgType::Dict, Json::object({{"type", "default_collate"}}),
                 "{type: 'default_collate'}")
       .required("dataset", ArgType::Dict, "the dataset dict (type, pipeline, indices, ...)");
-}
-
-Schema sampler_schema() {
-  return Schema("DefaultSampler")
-      .optional("shuffle", ArgType::Bool, true, "shuffle the order each epoch")
-      .optional("seed", ArgType::Int, Json(), "the shuffle seed (default: the run's seed)")
-      .optional("round_up", ArgType::Bool, true, "accepted; matters only when distributed");
 }
 
 void require_type(const Config& cfg, const std::string& expected) {
@@ -231,8 +229,9 @@ void require_type(const Config& cfg, const std::string& expected) {
 
 } // namespace
 
-std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t seed) {
-  const Config c(loader_schema().apply(cfg), cfg.path());
+std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t seed, int rank,
+                                                    int world_size) {
+  const Config c = cfg.derive(loader_schema().apply(cfg), cfg.path());
   LoaderOptions opt;
   opt.batch_size = c.get<int64_t>("batch_size");
   if (opt.batch_size <= 0)
@@ -245,12 +244,9 @@ std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t 
     c.fail_key("prefetch_factor", "expected an int > 0, got " + std::to_string(opt.prefetch));
   opt.drop_last = c.get<bool>("drop_last");
   opt.seed = seed;
-
-  const Config sampler_raw = c["sampler"];
-  require_type(sampler_raw, "DefaultSampler");
-  const Config sampler(sampler_schema().apply(sampler_raw), sampler_raw.path());
-  opt.shuffle = sampler.get<bool>("shuffle");
-  if (sampler.has("seed")) opt.seed = uint64_t(sampler.get<int64_t>("seed"));
+  opt.rank = rank;
+  opt.world_size = world_size;
+  auto sampler = build<Sampler>(c["sampler"]);
 
   const Config collate_fn = c["collate_fn"];
   require_type(collate_fn, "default_collate");
@@ -258,11 +254,11 @@ std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t 
     if (key != "type") collate_fn.fail_key(key, "unknown key (default_collate takes none)");
 
   auto dataset = std::make_shared<PipelinedDataset>(c["dataset"]);
-  return std::make_unique<DataLoader>(std::move(dataset), opt);
+  return std::make_unique<DataLoader>(std::move(dataset), opt, std::move(sampler));
 }
 
 int64_t DataLoader::num_batches() const {
-  const int64_t n = dataset_->size();
+  const int64_t n = sampler_->size();
   const int64_t bs = options_.batch_size;
   return options_.drop_last ? n / bs : (n + bs - 1) / bs;
 }
@@ -280,17 +276,14 @@ void DataLoader::stop() {
 
 void DataLoader::start_epoch(int64_t epoch) {
   stop();
-  const int64_t n = dataset_->size();
-  order_.resize(size_t(n));
-  for (int64_t i = 0; i < n; ++i) order_[size_t(i)] = i;
-  if (options_.shuffle && n > 1) {
-    // Fisher-Yates from a generator seeded by (seed, epoch).
-    std::mt19937_64 gen(sample_seed(options_.seed, epoch, -1));
-    for (int64_t i = n - 1; i > 0; --i) {
-      const auto j = int64_t(gen() % uint64_t(i + 1));
-      std::swap(order_[size_t(i)], order_[size_t(j)]);
-    }
-  }
+  order_ = sampler_->indices(epoch);
+  if (int64_t(order_.size()) != sampler_->size())
+    throw ValueError("sampler: yielded " + std::to_string(order_.size()) + " indices for epoch " +
+                     std::to_string(epoch) + " but declared " + std::to_string(sampler_->size()));
+  for (int64_t i : order_)
+    if (i < 0 || i >= dataset_->size())
+      throw ValueError("sampler: index " + std::to_string(i) + " outside the dataset of " +
+                       std::to_string(dataset_->size()));
   {
     std::lock_guard<std::mutex> lock(mutex_);
     epoch_ = epoch;

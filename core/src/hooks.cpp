@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 
 #include <torch/torch.h>
@@ -9,8 +10,8 @@
 #include <selfsup/core/checkpoint.h>
 #include <selfsup/core/data.h>
 #include <selfsup/core/knn_eval.h>
-#include <selfsup/core/runner.h>
 #include <selfsup/interfaces/algorithm.h>
+#include <selfsup/interfaces/training.h>
 #include <selfsup/registry.h>
 
 #include "builtins.h"
@@ -20,12 +21,6 @@ namespace fs = std::filesystem;
 namespace selfsup::core {
 
 namespace {
-
-Runner& as_runner(RunnerContext& ctx, const char* hook) {
-  auto* r = dynamic_cast<Runner*>(&ctx);
-  if (!r) throw ValueError(std::string(hook) + " needs the selfsup Runner");
-  return *r;
-}
 
 class CheckpointHook final : public Hook {
 public:
@@ -40,11 +35,10 @@ public:
   int priority() const override { return 70; } // LOW, after the others, like MMEngine
 
   void after_train_epoch(RunnerContext& ctx) override {
-    Runner& runner = as_runner(ctx, "CheckpointHook");
     const int64_t e = ctx.epoch();
     if (e % interval_ != 0 && !(save_last_ && e == ctx.max_epochs())) return;
-    std::string path = runner.save_checkpoint_as("epoch_" + std::to_string(e) + ".pth");
-    prune(ctx.work_dir(), path);
+    const std::string path = ctx.save_checkpoint("epoch_" + std::to_string(e) + ".pth");
+    if (!path.empty()) prune(ctx.work_dir(), path); // rank 0 only
   }
 
 private:
@@ -89,22 +83,49 @@ public:
   int priority() const override { return 80; }
 
   void before_run(RunnerContext& ctx) override {
-    if (!compare_random_) return;
+    if (!compare_random_ || ctx.rank() != 0) return;
+    const fs::path saved = fs::path(ctx.work_dir()) / "knn_random_init.json";
     if (ctx.iter() != 0) {
-      ctx.log("kNN: resumed run, the random-init baseline is not recomputed");
+      // A resumed run: the baseline measured when the run started, if it was saved.
+      std::ifstream in(saved);
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (!in || text.empty()) {
+        ctx.log("kNN: resumed run without " + saved.string() + "; no random-init baseline");
+        return;
+      }
+      const Json j = Json::parse(text, saved.string());
+      for (const char* key : {"top1", "top5", "num_bank", "num_queries"})
+        if (!j.find(key) || !j.find(key)->is_number())
+          throw ValueError(saved.string() + ": expected a number at '" + key + "'");
+      KnnResult r;
+      r.top1 = j.find("top1")->as_number();
+      r.top5 = j.find("top5")->as_number();
+      r.num_bank = j.find("num_bank")->as_int();
+      r.num_queries = j.find("num_queries")->as_int();
+      random_ = r;
+      ctx.log(line("random init (measured at the start of the run)", r));
       return;
     }
     random_ = evaluate(ctx);
     ctx.log(line("random init", *random_));
+    write_file_atomic(saved.string(), Json::object({{"top1", random_->top1},
+                                                    {"top5", random_->top5},
+                                                    {"num_bank", Json(random_->num_bank)},
+                                                    {"num_queries", Json(random_->num_queries)}})
+                                              .dump(2) +
+                                          "\n");
   }
 
   void after_train_epoch(RunnerContext& ctx) override {
-    if (interval_ == 0 || ctx.epoch() % interval_ != 0 || ctx.epoch() == ctx.max_epochs()) return;
+    if (ctx.rank() != 0 || interval_ == 0 || ctx.epoch() % interval_ != 0 ||
+        ctx.epoch() == ctx.max_epochs())
+      return;
     KnnResult r = evaluate(ctx);
     ctx.log(line("epoch " + std::to_string(ctx.epoch()), r));
   }
 
   void after_run(RunnerContext& ctx) override {
+    if (ctx.rank() != 0) return;
     KnnResult r = evaluate(ctx);
     ctx.log(line("trained", r));
     Json out = Json::object({{"k", Json(k_)}, {"temperature", temperature_}});

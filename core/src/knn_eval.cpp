@@ -26,9 +26,14 @@ torch::Tensor extract_features(Algorithm& model, DataLoader& loader, torch::Tens
     while (auto batch = loader.next()) {
       std::vector<torch::Tensor> views;
       for (auto& v : batch->views) views.push_back(v.to(device));
-      auto inputs = model.preprocess(views);
-      if (channels_last) inputs[0] = inputs[0].contiguous(torch::MemoryFormat::ChannelsLast);
-      auto outs = model.backbone()->forward(inputs[0]);
+      DataSamples samples = to_data_samples(*batch, device);
+      auto inputs = model.preprocess(views, samples);
+      if (channels_last)
+        for (auto& x : inputs)
+          if (x.dim() == 4) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+      // The algorithm's own features (extract_feat through forward's tensor mode).
+      auto outs = model.forward(inputs, samples, ForwardMode::Tensor).tensors;
+      if (outs.empty()) throw ValueError("kNN: the algorithm's extract_feat returned nothing");
       auto f = outs.back();
       if (f.dim() == 4) f = f.mean({2, 3});
       feats.push_back(

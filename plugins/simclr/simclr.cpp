@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <selfsup/dist.h>
 #include <selfsup/errors.h>
 
 namespace selfsup::plugins::simclr {
@@ -25,6 +26,8 @@ LossMap SimCLR::loss(const std::vector<torch::Tensor>& inputs, const DataSamples
       torch::stack({a, inputs[1]}, 1).reshape({a.size(0) * 2, a.size(1), a.size(2), a.size(3)});
   auto z = neck_->forward(backbone_->forward(x))[0];
   z = z / (z.norm(2, 1, true) + 1e-10);
+  // The global batch across ranks (the identity in one process), as MMSelfSup's all_gather.
+  z = dist().all_gather_with_grad(z);
   const int64_t n2 = z.size(0);
   auto s = torch::matmul(z, z.t()); // [2N, 2N]
 

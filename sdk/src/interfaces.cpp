@@ -1,5 +1,5 @@
 // Key functions (out-of-line virtual destructors) of every sdk interface, and the shared
-// implementations: DataPreprocessor, BaseModel, Optimizer and ParamScheduler bases.
+// implementations: DataPreprocessor, BaseModel and ParamScheduler bases.
 #include <cmath>
 
 #include <torch/torch.h>
@@ -8,6 +8,7 @@
 #include <selfsup/interfaces/algorithm.h>
 #include <selfsup/interfaces/data.h>
 #include <selfsup/interfaces/modules.h>
+#include <selfsup/interfaces/sampler.h>
 #include <selfsup/interfaces/training.h>
 #include <selfsup/registry.h>
 
@@ -22,10 +23,15 @@ TargetGenerator::~TargetGenerator() = default;
 Algorithm::~Algorithm() = default;
 Dataset::~Dataset() = default;
 Transform::~Transform() = default;
-Optimizer::~Optimizer() = default;
 ParamScheduler::~ParamScheduler() = default;
 RunnerContext::~RunnerContext() = default;
 Hook::~Hook() = default;
+TrainLoop::~TrainLoop() = default;
+TrainLoop::Driver::~Driver() = default;
+Sampler::~Sampler() = default;
+DataPreprocessor::~DataPreprocessor() = default;
+
+void Algorithm::on_run_event(RunEvent, RunnerContext&) {}
 
 std::vector<torch::Tensor> Head::predict(const std::vector<torch::Tensor>&) {
   throw ValueError(name() + ": this head has no predict()");
@@ -55,58 +61,108 @@ ForwardOutput Algorithm::forward(const std::vector<torch::Tensor>& inputs,
   return out;
 }
 
-// ---- DataPreprocessor -----------------------------------------------------------------
+// ---- Data preprocessors ---------------------------------------------------------------
 
-DataPreprocessor::DataPreprocessor(std::vector<double> mean, std::vector<double> std,
-                                   bool bgr_to_rgb)
+SelfSupDataPreprocessor::SelfSupDataPreprocessor(std::vector<double> mean, std::vector<double> std,
+                                                 bool bgr_to_rgb)
     : mean_(std::move(mean)), std_(std::move(std)), bgr_to_rgb_(bgr_to_rgb) {
-  if (mean_.size() != std_.size())
-    throw ValueError("data_preprocessor: mean and std differ in length");
+  if (mean_.empty() != std_.empty())
+    throw ValueError("give both mean and std, or neither (no normalisation)");
+  if (mean_.empty()) return;
+  if (mean_.size() != std_.size() && mean_.size() != 1 && std_.size() != 1)
+    throw ValueError("mean has " + std::to_string(mean_.size()) + " values and std " +
+                     std::to_string(std_.size()) + " (expected equal lengths, or one value)");
   for (double s : std_)
-    if (!(s > 0)) throw ValueError("data_preprocessor.std: every entry must be > 0");
-  const auto c = int64_t(mean_.size());
-  mean_t_ = torch::tensor(mean_, torch::kFloat64).to(torch::kFloat32).view({1, c, 1, 1});
-  inv_std_t_ = (1.0 / torch::tensor(std_, torch::kFloat64)).to(torch::kFloat32).view({1, c, 1, 1});
+    if (!(s > 0)) throw ValueError("std: every entry must be > 0, got " + std::to_string(s));
+  auto as_t = [](const std::vector<double>& v) {
+    return torch::tensor(v, torch::kFloat64).view({1, int64_t(v.size()), 1, 1});
+  };
+  mean_t_ = as_t(mean_).to(torch::kFloat32);
+  inv_std_t_ = (1.0 / as_t(std_)).to(torch::kFloat32);
 }
 
-Schema DataPreprocessor::schema() {
-  return Schema("Casts uint8 views to float, optionally swaps BGR to RGB, and normalises.")
-      .optional("mean", ArgType::FloatList, Json::array({123.675, 116.28, 103.53}),
-                "per-channel mean (0-255 scale, RGB order after the swap)")
-      .optional("std", ArgType::FloatList, Json::array({58.395, 57.12, 57.375}),
-                "per-channel std (0-255 scale)")
-      .optional("bgr_to_rgb", ArgType::Bool, true, "swap channel order of 3-channel views");
+SelfSupDataPreprocessor::SelfSupDataPreprocessor(const Config& cfg) try
+    : SelfSupDataPreprocessor(
+          cfg.has("mean") ? cfg.get<std::vector<double>>("mean") : std::vector<double>{},
+          cfg.has("std") ? cfg.get<std::vector<double>>("std") : std::vector<double>{},
+          cfg.get<bool>("bgr_to_rgb")) {
+} catch (const ValueError& e) {
+  cfg.fail(e.what());
 }
 
-DataPreprocessor DataPreprocessor::from_config(const Config& cfg) {
-  if (cfg.has("type") && cfg.get<std::string>("type") != "SelfSupDataPreprocessor")
-    cfg.fail_key("type", "only SelfSupDataPreprocessor is available, got '" +
-                             cfg.get<std::string>("type") + "'");
-  Config filled(schema().apply(cfg), cfg.path());
-  try {
-    return DataPreprocessor(filled.get<std::vector<double>>("mean"),
-                            filled.get<std::vector<double>>("std"), filled.get<bool>("bgr_to_rgb"));
-  } catch (const ValueError& e) {
-    cfg.fail(e.what());
-  }
+SelfSupDataPreprocessor::~SelfSupDataPreprocessor() = default;
+
+Schema SelfSupDataPreprocessor::schema() {
+  return Schema("Casts uint8 views to float, optionally swaps BGR to RGB, and normalises with "
+                "mean/std when given (MMEngine's ImgDataPreprocessor defaults).")
+      .optional("mean", ArgType::FloatList, Json(),
+                "per-channel mean (0-255 scale; one value broadcasts); absent: no normalisation")
+      .optional("std", ArgType::FloatList, Json(),
+                "per-channel std (0-255 scale; one value broadcasts); absent: no normalisation")
+      .optional("bgr_to_rgb", ArgType::Bool, false, "swap the channel order of 3-channel views")
+      .optional("rgb_to_bgr", ArgType::Bool, false, "the same swap under MMEngine's other name")
+      .optional("non_blocking", ArgType::Bool, false,
+                "MMEngine's asynchronous copy flag; copies here are synchronous");
 }
 
-torch::Tensor DataPreprocessor::operator()(const torch::Tensor& view) const {
+torch::Tensor SelfSupDataPreprocessor::normalize(const torch::Tensor& view) const {
   TORCH_CHECK(view.dim() == 4, "data_preprocessor: expected [B,C,H,W], got ", view.sizes());
   const int64_t c = view.size(1);
-  if (int64_t(mean_.size()) != c)
-    throw ValueError("data_preprocessor: mean/std have " + std::to_string(mean_.size()) +
-                     " entries but the views have " + std::to_string(c) + " channels");
+  if (mean_t_.defined())
+    for (const auto* v : {&mean_, &std_})
+      if (v->size() != 1 && int64_t(v->size()) != c)
+        throw ValueError("data_preprocessor: mean/std have " + std::to_string(v->size()) +
+                         " values but the views have " + std::to_string(c) + " channels");
   torch::Tensor x = view;
   if (bgr_to_rgb_ && c == 3) x = x.flip({1});
-  return (x.to(torch::kFloat32) - mean_t_.to(view.device())) * inv_std_t_.to(view.device());
+  x = x.to(torch::kFloat32);
+  if (!mean_t_.defined()) return x;
+  return (x - mean_t_.to(view.device())) * inv_std_t_.to(view.device());
 }
 
-std::vector<torch::Tensor>
-DataPreprocessor::operator()(const std::vector<torch::Tensor>& views) const {
+std::vector<torch::Tensor> SelfSupDataPreprocessor::forward(const std::vector<torch::Tensor>& views,
+                                                            DataSamples&) const {
   std::vector<torch::Tensor> out;
   out.reserve(views.size());
-  for (const auto& v : views) out.push_back((*this)(v));
+  for (const auto& v : views) out.push_back(normalize(v));
+  return out;
+}
+
+namespace {
+// The bgr_to_rgb flag of a preprocessor config: MMEngine accepts either spelling.
+bool swap_channels(const Config& cfg) {
+  const bool a = cfg.get<bool>("bgr_to_rgb"), b = cfg.get<bool>("rgb_to_bgr");
+  if (a && b) cfg.fail("bgr_to_rgb and rgb_to_bgr cannot both be true");
+  return a || b;
+}
+std::vector<double> list_or_empty(const Config& cfg, const char* key) {
+  return cfg.has(key) ? cfg.get<std::vector<double>>(key) : std::vector<double>{};
+}
+} // namespace
+
+TwoNormDataPreprocessor::TwoNormDataPreprocessor(const Config& cfg) try
+    : first_(list_or_empty(cfg, "mean"), list_or_empty(cfg, "std"), swap_channels(cfg)),
+      second_(list_or_empty(cfg, "second_mean"), list_or_empty(cfg, "second_std"),
+              swap_channels(cfg)) {
+} catch (const ValueError& e) {
+  cfg.fail(e.what());
+}
+
+TwoNormDataPreprocessor::~TwoNormDataPreprocessor() = default;
+
+Schema TwoNormDataPreprocessor::schema() {
+  return SelfSupDataPreprocessor::schema()
+      .optional("second_mean", ArgType::FloatList, Json(),
+                "mean of the second view (the target generator's input)")
+      .optional("second_std", ArgType::FloatList, Json(), "std of the second view");
+}
+
+std::vector<torch::Tensor> TwoNormDataPreprocessor::forward(const std::vector<torch::Tensor>& views,
+                                                            DataSamples&) const {
+  std::vector<torch::Tensor> out;
+  out.reserve(views.size());
+  for (size_t i = 0; i < views.size(); ++i)
+    out.push_back(i == 1 ? second_.normalize(views[i]) : first_.normalize(views[i]));
   return out;
 }
 
@@ -118,12 +174,24 @@ Schema BaseModel::base_schema(std::string doc) {
       .optional("neck", ArgType::Dict, Json(), "the neck config")
       .optional("head", ArgType::Dict, Json(), "the head config (its loss inside)")
       .optional("data_preprocessor", ArgType::Dict, Json::object(),
-                "SelfSupDataPreprocessor: mean, std, bgr_to_rgb");
+                "the data preprocessor (default type SelfSupDataPreprocessor)");
 }
 
-BaseModel::BaseModel(const Config& cfg)
-    : data_preprocessor_(DataPreprocessor::from_config(
-          cfg.has("data_preprocessor") ? cfg["data_preprocessor"] : Config())) {
+BaseModel::BaseModel(const Config& cfg) {
+  if (cfg.has("data_preprocessor")) {
+    const Config dp = cfg["data_preprocessor"];
+    if (dp.is_object() && !dp.has("type")) {
+      // MMSelfSup's BaseModel default type.
+      Json with_type = dp.json();
+      with_type.set("type", "SelfSupDataPreprocessor");
+      data_preprocessor_ = build<DataPreprocessor>(dp.derive(with_type, dp.path()));
+    } else {
+      data_preprocessor_ = build<DataPreprocessor>(dp);
+    }
+  } else {
+    data_preprocessor_ = build<DataPreprocessor>(cfg.derive(
+        Json::object({{"type", "SelfSupDataPreprocessor"}}), cfg.path_of("data_preprocessor")));
+  }
   backbone_ = register_module("backbone", build<Backbone>(cfg["backbone"]));
   if (cfg.has("neck")) neck_ = register_module("neck", build<Neck>(cfg["neck"]));
   if (cfg.has("head")) head_ = register_module("head", build<Head>(cfg["head"]));
@@ -136,63 +204,9 @@ std::vector<torch::Tensor> BaseModel::extract_feat(const std::vector<torch::Tens
   return backbone_->forward(inputs[0]);
 }
 
-std::vector<torch::Tensor> BaseModel::preprocess(const std::vector<torch::Tensor>& views) const {
-  return data_preprocessor_(views);
-}
-
-// ---- Optimizer ------------------------------------------------------------------------
-
-void Optimizer::add_param_group(ParamGroup group) {
-  if (group.initial_lr == 0.0) group.initial_lr = group.lr;
-  state_.emplace_back(group.params.size());
-  groups_.push_back(std::move(group));
-}
-
-void Optimizer::zero_grad() {
-  // Gradients become undefined (torch's set_to_none): a parameter that gets no gradient
-  // in a step is skipped by step(), with no weight decay or momentum.
-  for (auto& g : groups_)
-    for (auto& p : g.params)
-      if (p.grad().defined()) p.mutable_grad().reset();
-}
-
-std::map<std::string, torch::Tensor> Optimizer::state_dict() const {
-  std::map<std::string, torch::Tensor> out;
-  for (size_t g = 0; g < state_.size(); ++g) {
-    for (size_t i = 0; i < state_[g].size(); ++i)
-      for (const auto& [k, v] : state_[g][i])
-        out["state." + std::to_string(g) + "." + std::to_string(i) + "." + k] = v;
-    out["group." + std::to_string(g) + ".lr"] = torch::tensor(groups_[g].lr, torch::kFloat64);
-  }
-  return out;
-}
-
-void Optimizer::load_state_dict(const std::map<std::string, torch::Tensor>& state) {
-  for (auto& per_group : state_)
-    for (auto& s : per_group) s.clear();
-  for (const auto& [key, value] : state) {
-    // "state.G.I.name" or "group.G.lr"
-    auto d1 = key.find('.'), d2 = key.find('.', d1 + 1);
-    if (d1 == std::string::npos || d2 == std::string::npos)
-      throw ValueError("optimizer state: malformed key '" + key + "'");
-    size_t g = std::stoul(key.substr(d1 + 1, d2 - d1 - 1));
-    if (g >= groups_.size())
-      throw ValueError("optimizer state: key '" + key + "' names group " + std::to_string(g) +
-                       " but there are " + std::to_string(groups_.size()));
-    if (key.compare(0, 6, "group.") == 0) {
-      groups_[g].lr = value.item<double>();
-      continue;
-    }
-    auto d3 = key.find('.', d2 + 1);
-    size_t i = std::stoul(key.substr(d2 + 1, d3 - d2 - 1));
-    if (i >= groups_[g].params.size())
-      throw ValueError("optimizer state: key '" + key + "' names parameter " + std::to_string(i) +
-                       " of a group with " + std::to_string(groups_[g].params.size()));
-    if (!value.sizes().equals(groups_[g].params[i].sizes()))
-      throw ValueError("optimizer state: '" + key + "' has shape " + c10::str(value.sizes()) +
-                       ", the parameter has " + c10::str(groups_[g].params[i].sizes()));
-    state_[g][i][key.substr(d3 + 1)] = value.to(groups_[g].params[i].device()).clone();
-  }
+std::vector<torch::Tensor> BaseModel::preprocess(const std::vector<torch::Tensor>& views,
+                                                 DataSamples& samples) const {
+  return data_preprocessor_->forward(views, samples);
 }
 
 // ---- ParamScheduler -------------------------------------------------------------------
@@ -216,10 +230,11 @@ ParamScheduler::ParamScheduler(const Config& cfg)
   if (!(end_cfg_ > begin_cfg_)) cfg.fail("end must be greater than begin");
 }
 
-void ParamScheduler::bind(int64_t iters_per_epoch, int64_t max_epochs) {
+void ParamScheduler::bind(int64_t iters_per_epoch, int64_t max_epochs, int64_t max_iters) {
   iters_per_epoch_ = std::max<int64_t>(1, iters_per_epoch);
+  if (max_iters < 0) max_iters = max_epochs * iters_per_epoch_;
   // An explicit end is kept; an absent one means the end of training.
-  const double run_end = by_epoch_ ? double(max_epochs) : double(max_epochs) * iters_per_epoch_;
+  const double run_end = by_epoch_ ? double(max_epochs) : double(max_iters);
   double end = end_cfg_ >= 1e17 ? run_end : end_cfg_;
   iter_units_ = !by_epoch_ || convert_;
   scale_ = (by_epoch_ && convert_) ? double(iters_per_epoch_) : 1.0;

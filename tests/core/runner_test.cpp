@@ -2,25 +2,26 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <selfsup/core/checkpoint.h>
+#include <selfsup/core/data.h>
+#include <selfsup/core/knn_eval.h>
+#include <selfsup/core/plugin_loader.h>
+#include <selfsup/core/sampler.h>
 #include <selfsup/core/runner.h>
 #include <selfsup/sdk.h>
 
+#include "local_registry.h"
 #include "test_support.h"
 
 using namespace selfsup;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::shared_ptr<Optimizer> make_opt(const std::string& json) {
-  test::load_plugins();
-  return build<Optimizer>(Config(Json::parse(json, "t"), "optim_wrapper.optimizer"));
-}
 
 // A tiny SimCLR run on a generated dataset: 64 images, batch 16, 4 iterations per epoch.
 Json tiny_config(const fs::path& data_root, int epochs, bool channels_last = false) {
@@ -81,40 +82,6 @@ protected:
   test::TempDir root_;
 };
 
-TEST(OptimizerTest, SgdMomentumWeightDecayByHand) {
-  auto opt = make_opt(R"({"type": "SGD", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.01})");
-  auto p = torch::ones({1}, torch::requires_grad());
-  ParamGroup g = opt->defaults();
-  g.params = {p};
-  opt->add_param_group(g);
-  for (int i = 0; i < 2; ++i) {
-    opt->zero_grad();
-    (2 * p).sum().backward();
-    opt->step();
-  }
-  // d1 = 2 + 0.01 = 2.01, p1 = 0.799; d2 = 2.00799, buf = 0.9*2.01 + 2.00799, p2 = 0.417301.
-  EXPECT_NEAR(p.item<double>(), 0.417301, 1e-6);
-}
-
-TEST(OptimizerTest, LarsTrustRatioAndExclusion) {
-  auto opt = make_opt(R"({"type": "LARS", "lr": 1.0, "eta": 0.001})");
-  auto w = torch::tensor({3.0, 4.0}).requires_grad_();
-  auto b = torch::tensor({3.0, 4.0}).requires_grad_();
-  ParamGroup gw = opt->defaults(), gb = opt->defaults();
-  gw.params = {w};
-  gb.params = {b};
-  gb.lars_exclude = true;
-  opt->add_param_group(gw);
-  opt->add_param_group(gb);
-  ((w * torch::tensor({0.3, 0.4})).sum() + (b * torch::tensor({0.3, 0.4})).sum()).backward();
-  opt->step();
-  // |w| = 5, |g| = 0.5: local lr = 0.001 * 5 / 0.5 = 0.01.
-  EXPECT_NEAR(w[0].item<double>(), 3 - 0.003, 1e-7);
-  EXPECT_NEAR(w[1].item<double>(), 4 - 0.004, 1e-7);
-  EXPECT_NEAR(b[0].item<double>(), 3 - 0.3, 1e-7);
-  EXPECT_NEAR(b[1].item<double>(), 4 - 0.4, 1e-7);
-}
-
 TEST(SchedulerTest, WarmupThenCosineByIteration) {
   test::load_plugins();
   auto warm = build<ParamScheduler>(Config(Json::parse(
@@ -144,33 +111,6 @@ TEST(SchedulerTest, WarmupThenCosineByIteration) {
   EXPECT_NEAR(steps->apply(20, 1.0), 0.5, 1e-12);
   auto bad = Json::parse(R"({"type": "LinearLR", "start_factor": 1.5})", "t");
   EXPECT_THROW((void)build<ParamScheduler>(Config(bad, "param_scheduler[0]")), ConfigError);
-}
-
-TEST_F(RunnerTest, ParamwiseDecayFollowsMMEngineOrder) {
-  core::TrainOptions o = options();
-  auto decay_of = [&](const Json& paramwise) {
-    Json cfg = tiny_config(data(), 1);
-    cfg.find("optim_wrapper")->set("paramwise_cfg", paramwise);
-    core::Runner r(cfg, o);
-    std::map<std::string, double> wd;
-    for (const auto& g : r.optimizer().param_groups()) wd[g.names.at(0)] = g.weight_decay;
-    return wd;
-  };
-  // bias_decay_mult alone covers norm biases too; norm weights keep the base decay.
-  auto wd = decay_of(Json::parse(R"({"bias_decay_mult": 0})", "t"));
-  EXPECT_EQ(wd.at("backbone.bn1.bias"), 0.0);
-  EXPECT_EQ(wd.at("neck.fc0.weight"), 1e-6);
-  EXPECT_EQ(wd.at("backbone.bn1.weight"), 1e-6);
-  // norm_decay_mult takes every norm parameter first.
-  wd = decay_of(Json::parse(R"({"norm_decay_mult": 0, "bias_decay_mult": 2})", "t"));
-  EXPECT_EQ(wd.at("backbone.bn1.weight"), 0.0);
-  EXPECT_EQ(wd.at("backbone.bn1.bias"), 0.0);
-  // custom_keys: the longest matching key wins.
-  wd = decay_of(Json::parse(R"({"custom_keys": {"bn": {"decay_mult": 0},
-      "layer1.0.bn1": {"decay_mult": 3}}})",
-                            "t"));
-  EXPECT_EQ(wd.at("backbone.layer1.0.bn1.weight"), 3e-6);
-  EXPECT_EQ(wd.at("backbone.layer1.0.bn2.weight"), 0.0);
 }
 
 TEST_F(RunnerTest, Bf16AutocastTrainsAndRestoresState) {
@@ -309,16 +249,13 @@ private:
 } // namespace
 
 TEST_F(RunnerTest, AccumulationStepsEveryNIterationsAndAtTheEnd) {
-  static bool registered = [] {
-    Registrar r("runner_test", "runner_test.cpp");
+  static const test::LocalRegistry registry("runner_test", [](Registrar& r) {
     r.add<Hook>(
         "TestMoveRecorder", [](const Config&) { return std::make_shared<MoveRecorder>(); },
         Schema("test"));
-    r.commit();
-    return true;
-  }();
-  (void)registered;
+  });
   core::TrainOptions o = options();
+  o.registry = &registry.registry();
   Json cfg = tiny_config(data(), 2); // 4 iterations per epoch, 8 in all
   cfg.find("optim_wrapper")->set("accumulative_counts", 3);
   cfg.set("custom_hooks", Json::array({Json::object({{"type", "TestMoveRecorder"}})}));
@@ -326,4 +263,196 @@ TEST_F(RunnerTest, AccumulationStepsEveryNIterationsAndAtTheEnd) {
   core::Runner(cfg, o).train();
   // Steps after iterations 3 and 6 (windows of 3, across the epoch boundary) and 8 (the end).
   EXPECT_EQ(g_moved, (std::vector<bool>{false, false, true, false, false, true, false, true}));
+}
+
+// ---- The run as hooks and algorithms see it -------------------------------------------
+
+TEST_F(RunnerTest, PluginHookReadsTheWholeRunContext) {
+  core::PluginLoader loader;
+  loader.load_file(std::string(SELFSUP_TEST_FIXTURE_DIR) +
+                   "/context_probe/libfixture_context_probe.so");
+  core::TrainOptions o = options("probe");
+  Json cfg = tiny_config(data(), 2);
+  cfg.find("optim_wrapper")->set("accumulative_counts", 3);
+  cfg.set("custom_hooks", Json::array({Json::object({{"type", "ContextProbeHook"}})}));
+  core::Runner(cfg, o).train();
+
+  std::ifstream in(root_.path() / "probe" / "probe.jsonl");
+  std::vector<Json> recs;
+  for (std::string line; std::getline(in, line);) recs.push_back(Json::parse(line, "probe"));
+  std::map<std::string, int> count;
+  for (const auto& r : recs) ++count[r.find("event")->as_string()];
+  // 2 epochs of 4 iterations; accumulation 3 steps after iterations 3, 6 and 8.
+  EXPECT_EQ(count["before_run"], 1);
+  EXPECT_EQ(count["before_train_epoch"], 2);
+  EXPECT_EQ(count["before_train_iter"], 8);
+  EXPECT_EQ(count["after_optimizer_step"], 3);
+  EXPECT_EQ(count["after_train_iter"], 8);
+  EXPECT_EQ(count["after_train_epoch"], 2);
+  EXPECT_EQ(count["after_run"], 1);
+  std::vector<int64_t> step_iters;
+  for (const auto& r : recs) {
+    EXPECT_EQ(r.find("max_epochs")->as_int(), 2);
+    EXPECT_EQ(r.find("max_iters")->as_int(), 8);
+    EXPECT_EQ(r.find("iters_per_epoch")->as_int(), 4);
+    EXPECT_GT(r.find("num_params")->as_int(), 10);
+    EXPECT_TRUE(r.find("model_has_context")->as_bool());
+    EXPECT_EQ(r.find("dataset_size")->as_int(), 64);
+    EXPECT_EQ(r.find("sampler_size")->as_int(), 64);
+    EXPECT_EQ(r.find("batch_size")->as_int(), 16);
+    EXPECT_EQ(r.find("work_dir")->as_string(), (root_.path() / "probe").string());
+    EXPECT_EQ(r.find("rank")->as_int(), 0);
+    EXPECT_EQ(r.find("world_size")->as_int(), 1);
+    EXPECT_EQ(r.find("seed")->as_int(), 7);
+    EXPECT_GT(r.find("lr")->as_number(), 0.0);
+    if (r.find("event")->as_string() == "after_optimizer_step")
+      step_iters.push_back(r.find("iter")->as_int());
+  }
+  EXPECT_EQ(step_iters, (std::vector<int64_t>{3, 6, 8}));
+  // The iteration counters as each event sees them.
+  EXPECT_EQ(recs.front().find("iter")->as_int(), 0);
+  EXPECT_EQ(recs.back().find("event")->as_string(), "after_run");
+  EXPECT_EQ(recs.back().find("iter")->as_int(), 8);
+  EXPECT_EQ(recs.back().find("epoch")->as_int(), 2);
+  // The checkpoint asked for by the hook was written and holds the run's state.
+  const std::string ckpt = recs.back().find("checkpoint")->as_string();
+  EXPECT_EQ(ckpt, (root_.path() / "probe" / "probe.pth").string());
+  EXPECT_EQ(core::load_checkpoint(ckpt).meta.find("iter")->as_int(), 8);
+}
+
+TEST_F(RunnerTest, IterBasedLoopRunsMaxItersAcrossEpochs) {
+  core::TrainOptions o = options("iters");
+  Json cfg = tiny_config(data(), 1);
+  cfg.set("train_cfg", Json::object({{"type", "IterBasedTrainLoop"}, {"max_iters", Json(10)}}));
+  core::Runner runner(cfg, o);
+  EXPECT_EQ(runner.max_iters(), 10);
+  EXPECT_EQ(runner.max_epochs(), 3); // 4 + 4 + 2
+  runner.train();
+  EXPECT_EQ(runner.iter(), 10);
+  EXPECT_EQ(runner.epoch(), 3);
+  int lines = 0;
+  std::ifstream jl(root_.path() / "iters" / "scalars.jsonl");
+  for (std::string line; std::getline(jl, line);) ++lines;
+  EXPECT_EQ(lines, 10);
+  cfg.set("train_cfg", Json::object({{"type", "IterBasedTrainLoop"}, {"max_iters", Json(0)}}));
+  EXPECT_NE(test::message_of([&] { core::Runner(cfg, o); }).find("train_cfg.max_iters"),
+            std::string::npos);
+}
+
+TEST(SamplerTest, DefaultSamplerShardsDisjointEqualAndEpochSeeded) {
+  test::load_plugins();
+  auto make = [](bool round_up, int rank, int world) {
+    core::DefaultSampler s(true, std::nullopt, round_up);
+    s.bind(10, rank, world, 3);
+    return s;
+  };
+  // Three ranks, round_up: 4 each, 12 in all (two indices repeated), every index seen.
+  std::multiset<int64_t> all;
+  for (int r = 0; r < 3; ++r) {
+    auto s = make(true, r, 3);
+    auto idx = s.indices(5);
+    EXPECT_EQ(int64_t(idx.size()), s.size());
+    EXPECT_EQ(s.size(), 4);
+    all.insert(idx.begin(), idx.end());
+  }
+  EXPECT_EQ(all.size(), 12u);
+  for (int64_t i = 0; i < 10; ++i) EXPECT_GE(all.count(i), 1u) << i;
+  // Without round_up the shards are disjoint and cover the dataset exactly: 4, 3, 3.
+  std::set<int64_t> seen;
+  int64_t total = 0;
+  for (int r = 0; r < 3; ++r) {
+    auto idx = make(false, r, 3).indices(5);
+    total += int64_t(idx.size());
+    seen.insert(idx.begin(), idx.end());
+  }
+  EXPECT_EQ(total, 10);
+  EXPECT_EQ(seen.size(), 10u);
+  // The rank's shard is every world_size-th index of the one global order.
+  auto global = make(true, 0, 1).indices(5);
+  auto r1 = make(true, 1, 3).indices(5);
+  EXPECT_EQ(r1[0], global[1]);
+  EXPECT_EQ(r1[1], global[4]);
+  // Same epoch, same order; another epoch, another order; shuffle off is the identity.
+  EXPECT_EQ(make(true, 0, 1).indices(5), global);
+  EXPECT_NE(make(true, 0, 1).indices(6), global);
+  core::DefaultSampler plain(false, std::nullopt, true);
+  plain.bind(4, 0, 1, 3);
+  EXPECT_EQ(plain.indices(9), (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_THROW(plain.bind(4, 2, 2, 0), ValueError);
+}
+
+TEST(DataPreprocessorTest, MMEngineDefaultsAndBroadcast) {
+  test::load_plugins();
+  auto make = [](const std::string& json) {
+    return build<DataPreprocessor>(Config(Json::parse(json, "t"), "model.data_preprocessor"));
+  };
+  auto x = torch::arange(2 * 3 * 2 * 2, torch::kInt64).to(torch::kUInt8).view({2, 3, 2, 2});
+  DataSamples samples;
+  // No mean/std: a plain cast, channels kept in order (bgr_to_rgb defaults to false).
+  auto plain = make(R"({"type": "SelfSupDataPreprocessor"})")->forward({x}, samples);
+  EXPECT_TRUE(torch::equal(plain[0], x.to(torch::kFloat32)));
+  // One-value mean/std broadcast over channels; bgr_to_rgb flips channels first.
+  auto norm = make(R"({"type": "SelfSupDataPreprocessor", "mean": [2.0], "std": [4.0],
+                       "bgr_to_rgb": true})")
+                  ->forward({x}, samples);
+  EXPECT_TRUE(torch::allclose(norm[0], (x.flip({1}).to(torch::kFloat32) - 2.0) / 4.0));
+  // TwoNorm: the second view with its own statistics.
+  auto two = make(R"({"type": "TwoNormDataPreprocessor", "mean": [1.0], "std": [2.0],
+                      "second_mean": [0.0], "second_std": [255.0]})")
+                 ->forward({x, x}, samples);
+  EXPECT_TRUE(torch::allclose(two[0], (x.to(torch::kFloat32) - 1.0) / 2.0));
+  EXPECT_TRUE(torch::allclose(two[1], x.to(torch::kFloat32) / 255.0));
+  // Errors name the place.
+  EXPECT_NE(test::message_of([&] {
+              make(R"({"type": "SelfSupDataPreprocessor", "mean": [1]})");
+            }).find("model.data_preprocessor"),
+            std::string::npos);
+  EXPECT_NE(test::message_of([&] {
+              make(R"({"type": "NoSuchPreprocessor"})");
+            }).find("unknown data_preprocessor type"),
+            std::string::npos);
+}
+
+namespace {
+// An algorithm evaluated on its own features: the per-image mean and max intensity.
+class OwnFeatures final : public BaseModel {
+public:
+  explicit OwnFeatures(const Config& cfg) : BaseModel(cfg) {}
+  std::vector<torch::Tensor> extract_feat(const std::vector<torch::Tensor>& inputs) override {
+    auto x = inputs[0].flatten(1);
+    return {torch::stack({x.mean(1), std::get<0>(x.max(1))}, 1)};
+  }
+  LossMap loss(const std::vector<torch::Tensor>& inputs, const DataSamples&) override {
+    return {{"loss", backbone_->forward(inputs[0]).back().mean()}};
+  }
+};
+} // namespace
+
+TEST_F(RunnerTest, KnnFeaturesComeFromExtractFeat) {
+  static const test::LocalRegistry registry("runner_test", [](Registrar& r) {
+    r.add<Algorithm>(
+        "TestOwnFeatures", [](const Config& c) { return std::make_shared<OwnFeatures>(c); },
+        BaseModel::base_schema("test"));
+  });
+  Json model = Json::parse(R"({"type": "TestOwnFeatures",
+      "backbone": {"type": "ResNet", "depth": 18, "in_channels": 1, "base_channels": 4,
+                   "stem": "cifar"}})",
+                           "t");
+  auto algo = build<Algorithm>(registry.config(model, "model"));
+  Json loader_cfg = Json::parse(R"({"batch_size": 8, "num_workers": 1,
+      "sampler": {"type": "DefaultSampler", "shuffle": false},
+      "dataset": {"type": "FashionMNIST", "split": "test",
+                  "pipeline": [{"type": "PackSelfSupInputs"}]}})",
+                                "t");
+  loader_cfg.find("dataset")->set("data_root", data().string());
+  auto loader = core::DataLoader::from_config(Config(loader_cfg, "bank_dataloader"), 0);
+  torch::Tensor labels;
+  auto feats = core::extract_features(*algo, *loader, labels, torch::kCPU);
+  ASSERT_EQ(feats.sizes(), (std::vector<int64_t>{20, 2})); // not the backbone's 32 channels
+  // Row 0 is image 0: (mean, max) of its normalised pixels, L2-normalised.
+  loader->start_epoch(0);
+  auto batch = loader->next();
+  auto x = batch->views[0].to(torch::kFloat32).flatten(1);
+  auto f0 = torch::stack({x[0].mean(), x[0].max()});
+  EXPECT_TRUE(torch::allclose(feats[0], f0 / f0.norm(), 1e-5, 1e-6));
 }

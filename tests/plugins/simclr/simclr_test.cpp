@@ -105,9 +105,11 @@ TEST(SimCLRTest, GradientsFlowAndConfigErrorsNamePath) {
       "data_preprocessor": {"mean": [0.0], "std": [255.0], "bgr_to_rgb": false}})",
                          "t");
   auto model = build<Algorithm>(registry().config(cfg, "model"));
+  DataSamples samples;
   auto views = model->preprocess({torch::randint(0, 255, {4, 1, 16, 16}).to(torch::kUInt8),
-                                  torch::randint(0, 255, {4, 1, 16, 16}).to(torch::kUInt8)});
-  auto loss = model->loss(views, DataSamples{})["loss"];
+                                  torch::randint(0, 255, {4, 1, 16, 16}).to(torch::kUInt8)},
+                                 samples);
+  auto loss = model->forward(views, samples, ForwardMode::Loss).losses["loss"];
   loss.backward();
   auto grad = model->named_parameters()["backbone.conv1.weight"].grad();
   ASSERT_TRUE(grad.defined());

@@ -17,6 +17,7 @@
 #include <selfsup/core/export.h>
 #include <selfsup/interfaces/algorithm.h>
 #include <selfsup/interfaces/data.h>
+#include <selfsup/interfaces/sampler.h>
 
 namespace selfsup::core {
 
@@ -84,22 +85,28 @@ SELFSUP_CORE_API DataSamples to_data_samples(const Batch& batch, torch::Device d
 
 struct LoaderOptions {
   int64_t batch_size = 32;
-  bool shuffle = true;
+  bool shuffle = true; // for the DefaultSampler made when none is given
   bool drop_last = false;
   int num_workers = 2;
   int prefetch = 2; // batches prepared ahead per worker
   uint64_t seed = 0;
+  int rank = 0; // this process's share of the data (the sampler's sharding)
+  int world_size = 1;
 };
 
 /// Batches from a PipelinedDataset, prepared by a pool of threads with bounded prefetch.
 /// Order and content depend only on (seed, epoch), never on the number of threads.
 class SELFSUP_CORE_API DataLoader {
 public:
-  DataLoader(std::shared_ptr<PipelinedDataset> dataset, LoaderOptions options);
+  /// `sampler` null: a DefaultSampler with options.shuffle and options.seed. The sampler is
+  /// bound here to the dataset, options.rank/world_size and options.seed.
+  DataLoader(std::shared_ptr<PipelinedDataset> dataset, LoaderOptions options,
+             std::shared_ptr<Sampler> sampler = nullptr);
   /// From an MMEngine-style dataloader config: batch_size, num_workers, persistent_workers,
-  /// drop_last, prefetch_factor, sampler {type: DefaultSampler, shuffle}, collate_fn
-  /// {type: default_collate}, dataset {...}.
-  static std::unique_ptr<DataLoader> from_config(const Config& cfg, uint64_t seed);
+  /// drop_last, prefetch_factor, sampler {type: a registered sampler, ...}, collate_fn
+  /// {type: default_collate}, dataset {...}. `rank`/`world_size` shard the data.
+  static std::unique_ptr<DataLoader> from_config(const Config& cfg, uint64_t seed, int rank = 0,
+                                                 int world_size = 1);
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
@@ -107,6 +114,7 @@ public:
   [[nodiscard]] int64_t num_batches() const;
   [[nodiscard]] const PipelinedDataset& dataset() const { return *dataset_; }
   [[nodiscard]] const LoaderOptions& options() const { return options_; }
+  [[nodiscard]] Sampler& sampler() { return *sampler_; }
   /// Starts an epoch (its order is a function of seed and epoch) and its prefetching.
   void start_epoch(int64_t epoch);
   /// The next batch of the epoch, or nullopt at its end. Rethrows a worker's error.
@@ -119,6 +127,7 @@ private:
 
   std::shared_ptr<PipelinedDataset> dataset_;
   LoaderOptions options_;
+  std::shared_ptr<Sampler> sampler_;
   std::vector<int64_t> order_;
   int64_t epoch_ = 0;
   int64_t next_to_take_ = 0;   // next batch a worker will build

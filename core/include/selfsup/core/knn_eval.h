@@ -22,9 +22,9 @@ struct KnnResult {
   int64_t num_queries = 0;
 };
 
-/// Global-average-pooled, L2-normalised features of the backbone's last output for every
-/// sample of one loader epoch (batched, no autograd, eval mode; training mode restored).
-/// Labels go to `labels`.
+/// L2-normalised features of every sample of one loader epoch: the last tensor of the
+/// algorithm's extract_feat (forward in tensor mode), global-average-pooled when it is a map
+/// (batched, no autograd, eval mode; training mode restored). Labels go to `labels`.
 SELFSUP_CORE_API torch::Tensor extract_features(Algorithm& model, DataLoader& loader,
                                                 torch::Tensor& labels, torch::Device device);
 

@@ -1,5 +1,8 @@
 #pragma once
-// The Runner: MMEngine's epoch-based training loop over a merged config.
+// The Runner: sets up a run from a merged config and drives it through its train loop
+// (MMEngine's Runner). The parts live in their own units: run_setup (keys, work dir, resume,
+// seed, environment, hooks), OptimWrapper (optimizer, AMP, accumulation, clipping,
+// gradient sync), train loops, samplers, checkpoints and logging.
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,7 +17,9 @@
 namespace selfsup::core {
 
 class DataLoader;
+class OptimWrapper;
 class ProgressLogger;
+struct Batch;
 
 struct TrainOptions {
   std::string work_dir;         // overrides cfg.work_dir
@@ -23,6 +28,7 @@ struct TrainOptions {
   std::string device = "cpu";
   std::string resume;                 // a checkpoint path, "auto", or empty
   std::string config_name = "config"; // for the default work dir and the saved config
+  const Registry* registry = nullptr; // builds types from this one; null: Registry::global()
 };
 
 /// Asks a running Runner to stop after the current iteration (async-signal-safe).
@@ -38,64 +44,76 @@ public:
   ~Interrupted() override;
 };
 
-/// The top-level config keys the runner accepts.
+/// The top-level config keys the runner accepts (from its declared schema).
 SELFSUP_CORE_API const std::vector<std::string>& runner_config_keys();
 
-class SELFSUP_CORE_API Runner final : public RunnerContext {
+class SELFSUP_CORE_API Runner final : public RunnerContext, private TrainLoop::Driver {
 public:
-  /// Validates and builds everything (model, data, optimizer, schedulers, hooks); config
-  /// errors are ConfigErrors naming the JSON path.
+  /// Validates and builds everything (model, data, optimizer, schedulers, hooks, loop);
+  /// config errors are ConfigErrors naming the JSON path.
   Runner(Json cfg, TrainOptions options);
   ~Runner() override;
 
-  /// Runs (or resumes) training to max_epochs.
+  /// Runs (or resumes) training to the loop's end.
   void train();
 
   // RunnerContext
   int64_t epoch() const override { return epoch_; }
   int64_t iter() const override { return iter_; }
+  int64_t inner_iter() const override { return inner_iter_; }
   int64_t max_epochs() const override { return max_epochs_; }
+  int64_t max_iters() const override { return max_iters_; }
   int64_t iters_per_epoch() const override;
   Algorithm& model() override { return *model_; }
-  Optimizer& optimizer() override { return *optimizer_; }
+  torch::optim::Optimizer& optimizer() override;
+  const Dataset& train_dataset() const override;
+  Sampler& train_sampler() override;
+  int64_t train_batch_size() const override;
   const std::string& work_dir() const override { return work_dir_; }
+  int rank() const override;
+  int world_size() const override;
+  uint64_t seed() const override { return seed_; }
+  std::string save_checkpoint(const std::string& filename) override;
   void log_scalar(const std::string& name, double value) override;
   void log(const std::string& message) override;
 
   [[nodiscard]] torch::Device device() const { return device_; }
-  [[nodiscard]] uint64_t seed() const { return seed_; }
-  /// Saves a checkpoint of the current state to work_dir/<name>; returns its path.
-  std::string save_checkpoint_as(const std::string& name);
   /// The most recent checkpoint in the work dir, or "" if none.
   [[nodiscard]] std::string latest_checkpoint() const;
 
 private:
-  void build_optimizer(const Config& cfg);
+  // TrainLoop::Driver
+  RunnerContext& context() override { return *this; }
+  void begin_epoch() override;
+  bool run_iteration() override;
+  void end_epoch() override;
+
+  void emit(RunEvent event, void (Hook::*method)(RunnerContext&));
   void resume_from(const std::string& path);
-  void run_iteration(struct Batch& batch);
   void apply_schedules();
+  void train_step(Batch& batch);
 
   Json cfg_;
   TrainOptions options_;
   std::string work_dir_;
+  std::string resume_path_;
   uint64_t seed_ = 0;
   torch::Device device_{torch::kCPU};
+  bool channels_last_ = false;
   std::shared_ptr<Algorithm> model_;
   std::unique_ptr<DataLoader> loader_;
-  std::shared_ptr<Optimizer> optimizer_;
+  std::unique_ptr<OptimWrapper> optim_wrapper_;
   std::vector<std::shared_ptr<ParamScheduler>> schedulers_;
   std::vector<std::shared_ptr<Hook>> hooks_;
+  std::shared_ptr<TrainLoop> loop_;
   std::unique_ptr<ProgressLogger> logger_;
+  int64_t log_interval_ = 50;
   int64_t max_epochs_ = 1;
+  int64_t max_iters_ = 1;
   int64_t epoch_ = 0;
   int64_t iter_ = 0;
+  int64_t inner_iter_ = 0;
   int64_t skip_batches_ = 0; // resumed mid-epoch
-  int64_t accumulate_ = 1;
-  double clip_max_norm_ = 0;
-  bool amp_bf16_ = false;
-  bool channels_last_ = false;
-  int64_t keep_ckpts_ = -1;
-  int64_t ckpt_interval_ = 1;
   std::vector<std::pair<std::string, double>> pending_scalars_;
   bool in_iteration_ = false; // scalars logged now join the iteration's record
 };

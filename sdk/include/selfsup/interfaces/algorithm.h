@@ -67,54 +67,102 @@ struct ForwardOutput {
   LossMap losses;                     // mode loss
 };
 
-/// MMSelfSup's SelfSupDataPreprocessor: uint8 views -> float, optional BGR->RGB, (x-mean)/std.
+/// Turns the loader's uint8 views into the model's inputs (MMEngine's data preprocessors).
+/// Kind "data_preprocessor", chosen by `model.data_preprocessor.type`. A preprocessor may also
+/// reshape per-sample data (RelativeLoc and RotationPred flatten their patches and labels).
 class SELFSUP_SDK_API DataPreprocessor {
 public:
-  DataPreprocessor(std::vector<double> mean, std::vector<double> std, bool bgr_to_rgb);
-  /// Reads `type` (SelfSupDataPreprocessor), `mean`, `std`, `bgr_to_rgb` from a config node.
-  static DataPreprocessor from_config(const Config& cfg);
+  static constexpr const char* kKind = "data_preprocessor";
+  virtual ~DataPreprocessor();
+  [[nodiscard]] virtual std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& views,
+                                                           DataSamples& samples) const = 0;
+};
+
+/// MMSelfSup's SelfSupDataPreprocessor (MMEngine's ImgDataPreprocessor defaults): uint8 ->
+/// float, optional BGR->RGB of 3-channel views, then (x - mean) / std when both are given
+/// (a one-value mean or std broadcasts over channels); without them no normalisation.
+class SELFSUP_SDK_API SelfSupDataPreprocessor : public DataPreprocessor {
+public:
+  /// mean/std empty: no normalisation.
+  SelfSupDataPreprocessor(std::vector<double> mean, std::vector<double> std, bool bgr_to_rgb);
+  explicit SelfSupDataPreprocessor(const Config& cfg);
+  ~SelfSupDataPreprocessor() override;
   static Schema schema();
-  [[nodiscard]] torch::Tensor operator()(const torch::Tensor& view) const;
-  [[nodiscard]] std::vector<torch::Tensor>
-  operator()(const std::vector<torch::Tensor>& views) const;
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& views,
+                                     DataSamples& samples) const override;
+  /// One view.
+  [[nodiscard]] torch::Tensor normalize(const torch::Tensor& view) const;
 
 private:
   std::vector<double> mean_, std_;
   bool bgr_to_rgb_;
-  torch::Tensor mean_t_, inv_std_t_; // [1, C, 1, 1] float, built once
+  torch::Tensor mean_t_, inv_std_t_; // [1, C, 1, 1] float (C may be 1: broadcast), built once
 };
+
+/// CAE's TwoNormDataPreprocessor: the first view normalised with mean/std, the second (the
+/// target generator's input) with second_mean/second_std; further views like the first.
+class SELFSUP_SDK_API TwoNormDataPreprocessor final : public DataPreprocessor {
+public:
+  explicit TwoNormDataPreprocessor(const Config& cfg);
+  ~TwoNormDataPreprocessor() override;
+  static Schema schema();
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& views,
+                                     DataSamples& samples) const override;
+
+private:
+  SelfSupDataPreprocessor first_, second_;
+};
+
+class RunnerContext;
+enum class RunEvent;
 
 class SELFSUP_SDK_API Algorithm : public torch::nn::Module {
 public:
   static constexpr const char* kKind = "algorithm";
   ~Algorithm() override;
 
-  /// Features of the images (usually the backbone's outputs for view 0).
+  /// Features of the images, as the evaluators use them (kNN, linear probe): by default the
+  /// backbone's outputs for view 0; an algorithm overrides it to be evaluated on its own
+  /// features (a ViT's class token, MAE without masking).
   virtual std::vector<torch::Tensor> extract_feat(const std::vector<torch::Tensor>& inputs) = 0;
   /// The named losses of a batch.
   virtual LossMap loss(const std::vector<torch::Tensor>& inputs, const DataSamples& samples) = 0;
   /// Predictions; the default throws ValueError (most algorithms have none).
   virtual std::vector<torch::Tensor> predict(const std::vector<torch::Tensor>& inputs,
                                              const DataSamples& samples);
-  /// Dispatches on the mode, like MMSelfSup's BaseModel.forward.
+  /// Dispatches on the mode, like MMSelfSup's BaseModel.forward: tensor -> extract_feat,
+  /// loss -> loss, predict -> predict. The runner and the evaluators call this.
   ForwardOutput forward(const std::vector<torch::Tensor>& inputs, const DataSamples& samples,
                         ForwardMode mode);
 
-  /// uint8 views from the loader -> normalised float inputs.
-  virtual std::vector<torch::Tensor> preprocess(const std::vector<torch::Tensor>& views) const = 0;
-  /// The image encoder (used for kNN evaluation and export).
+  /// uint8 views from the loader -> the model's inputs (through the data preprocessor).
+  virtual std::vector<torch::Tensor> preprocess(const std::vector<torch::Tensor>& views,
+                                                DataSamples& samples) const = 0;
+  /// The image encoder (for export and channels-last handling).
   [[nodiscard]] virtual std::shared_ptr<Backbone> backbone() const = 0;
+
+  /// Called by the runner at each event of the run, before the hooks of that event (momentum
+  /// updates, queues, re-clustering live here or in hooks). The default does nothing.
+  virtual void on_run_event(RunEvent event, RunnerContext& context);
+  /// The run this model is trained in (set by the runner for the run's duration), or null.
+  [[nodiscard]] RunnerContext* context() const { return context_; }
+  void set_context(RunnerContext* context) { context_ = context; }
+
+private:
+  RunnerContext* context_ = nullptr;
 };
 
 /// The shared part of most algorithms: builds `backbone` (required), `neck`, `head` and
-/// `data_preprocessor` from the config, as MMSelfSup's BaseModel does.
+/// `data_preprocessor` (default SelfSupDataPreprocessor) from the config, as MMSelfSup's
+/// BaseModel does.
 class SELFSUP_SDK_API BaseModel : public Algorithm {
 public:
   /// The keys every BaseModel accepts; algorithms `extend` it with their own.
   static Schema base_schema(std::string doc);
 
   std::vector<torch::Tensor> extract_feat(const std::vector<torch::Tensor>& inputs) override;
-  std::vector<torch::Tensor> preprocess(const std::vector<torch::Tensor>& views) const override;
+  std::vector<torch::Tensor> preprocess(const std::vector<torch::Tensor>& views,
+                                        DataSamples& samples) const override;
   [[nodiscard]] std::shared_ptr<Backbone> backbone() const override { return backbone_; }
 
 protected:
@@ -124,7 +172,7 @@ protected:
   std::shared_ptr<Backbone> backbone_;
   std::shared_ptr<Neck> neck_; // may be null
   std::shared_ptr<Head> head_; // may be null
-  DataPreprocessor data_preprocessor_;
+  std::shared_ptr<DataPreprocessor> data_preprocessor_;
 };
 
 } // namespace selfsup

@@ -1,5 +1,6 @@
 #pragma once
-// Training-side interfaces: Optimizer, ParamScheduler, Hook, and the RunnerContext hooks see.
+// Training-side interfaces: ParamScheduler, Hook, and the RunnerContext hooks see (the
+// optimizer kind is in <selfsup/interfaces/optimizer.h>).
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -13,47 +14,13 @@
 #include <selfsup/export.h>
 #include <selfsup/schema.h>
 
+namespace torch::optim {
+class Optimizer;
+} // namespace torch::optim
+
 namespace selfsup {
 
 class Algorithm;
-
-/// A group of parameters with its own hyper-parameters (as torch.optim's param_groups).
-struct ParamGroup {
-  std::vector<torch::Tensor> params;
-  std::vector<std::string> names;
-  double lr = 0.0;
-  double initial_lr = 0.0; // the lr schedulers scale
-  double weight_decay = 0.0;
-  double momentum = 0.0;
-  bool lars_exclude = false;
-};
-
-/// An optimizer over param groups. Built from its config (lr, momentum, ...), then given
-/// its groups by the optim wrapper. State is a flat name -> tensor map for checkpoints.
-class SELFSUP_SDK_API Optimizer {
-public:
-  static constexpr const char* kKind = "optimizer";
-  virtual ~Optimizer();
-
-  /// The optimizer-level defaults a new group takes.
-  [[nodiscard]] virtual ParamGroup defaults() const = 0;
-  virtual void add_param_group(ParamGroup group);
-  /// Updates every parameter that has a gradient.
-  virtual void step() = 0;
-  /// Drops the gradients (they become undefined, as torch's set_to_none).
-  void zero_grad();
-  [[nodiscard]] std::vector<ParamGroup>& param_groups() { return groups_; }
-  [[nodiscard]] const std::vector<ParamGroup>& param_groups() const { return groups_; }
-
-  [[nodiscard]] virtual std::map<std::string, torch::Tensor> state_dict() const;
-  /// Restores state; throws ValueError naming the first missing or mismatched entry.
-  virtual void load_state_dict(const std::map<std::string, torch::Tensor>& state);
-
-protected:
-  std::vector<ParamGroup> groups_;
-  /// Per group, per parameter: named state tensors (e.g. "momentum_buffer").
-  std::vector<std::vector<std::map<std::string, torch::Tensor>>> state_;
-};
 
 /// Sets a hyper-parameter of every group as a function of training progress, like
 /// MMEngine's param schedulers. Progress is counted in iterations when `by_epoch` is false
@@ -68,7 +35,8 @@ public:
   explicit ParamScheduler(const Config& cfg);
 
   /// Binds to a run: converts begin/end to progress units.
-  void bind(int64_t iters_per_epoch, int64_t max_epochs);
+  /// `max_iters` (-1: max_epochs * iters_per_epoch) ends a schedule without an explicit end.
+  void bind(int64_t iters_per_epoch, int64_t max_epochs, int64_t max_iters = -1);
   /// Applies the schedule at global iteration `iter` to `value` (the value so far).
   [[nodiscard]] double apply(int64_t iter, double value) const;
   [[nodiscard]] const std::string& param_name() const { return param_name_; }
@@ -89,23 +57,43 @@ private:
   bool iter_units_ = true;
 };
 
+class Dataset;
+class Sampler;
+
+/// What hooks and algorithms see of the run (MMEngine's runner attributes): progress, the
+/// model and data, the work dir, the process's place in a distributed run, and requests back
+/// to the runner. Core implements it; nothing needs to know the Runner's type.
 class SELFSUP_SDK_API RunnerContext {
 public:
   virtual ~RunnerContext();
-  [[nodiscard]] virtual int64_t epoch() const = 0; // 0-based current epoch
-  [[nodiscard]] virtual int64_t iter() const = 0;  // global iterations done
+  [[nodiscard]] virtual int64_t epoch() const = 0;      // 0-based current epoch
+  [[nodiscard]] virtual int64_t iter() const = 0;       // global iterations done
+  [[nodiscard]] virtual int64_t inner_iter() const = 0; // iterations done in this epoch
   [[nodiscard]] virtual int64_t max_epochs() const = 0;
+  [[nodiscard]] virtual int64_t max_iters() const = 0;
   [[nodiscard]] virtual int64_t iters_per_epoch() const = 0;
   [[nodiscard]] virtual Algorithm& model() = 0;
-  [[nodiscard]] virtual Optimizer& optimizer() = 0;
+  /// The optimizer (LibTorch's); its param groups carry the current lr.
+  [[nodiscard]] virtual torch::optim::Optimizer& optimizer() = 0;
+  /// The training dataset (before its pipeline) and the sampler that orders it.
+  [[nodiscard]] virtual const Dataset& train_dataset() const = 0;
+  [[nodiscard]] virtual Sampler& train_sampler() = 0;
+  /// Samples per batch of this process's training loader.
+  [[nodiscard]] virtual int64_t train_batch_size() const = 0;
   [[nodiscard]] virtual const std::string& work_dir() const = 0;
+  [[nodiscard]] virtual int rank() const = 0;
+  [[nodiscard]] virtual int world_size() const = 0;
+  [[nodiscard]] virtual uint64_t seed() const = 0;
+  /// Saves a checkpoint of the whole run state now, as work_dir/<filename> (atomically;
+  /// only rank 0 writes). Returns its path ("" on other ranks).
+  virtual std::string save_checkpoint(const std::string& filename) = 0;
   /// Adds a scalar to this iteration's log line and to scalars.jsonl.
   virtual void log_scalar(const std::string& name, double value) = 0;
   /// Prints a message through the runner's logger.
   virtual void log(const std::string& message) = 0;
 };
 
-/// Runs at points of the training loop (MMEngine's hook points).
+/// Runs at points of the training loop (MMEngine's hook points, plus the optimizer step).
 class SELFSUP_SDK_API Hook {
 public:
   static constexpr const char* kKind = "hook";
@@ -115,9 +103,48 @@ public:
   virtual void before_run(RunnerContext&) {}
   virtual void before_train_epoch(RunnerContext&) {}
   virtual void before_train_iter(RunnerContext&) {}
+  /// After the optimizer updated the parameters (with accumulation: once per window).
+  virtual void after_optimizer_step(RunnerContext&) {}
   virtual void after_train_iter(RunnerContext&) {}
   virtual void after_train_epoch(RunnerContext&) {}
   virtual void after_run(RunnerContext&) {}
+};
+
+/// The events of a run, for algorithms (Algorithm::on_run_event).
+enum class RunEvent {
+  BeforeRun,
+  BeforeTrainEpoch,
+  BeforeTrainIter,
+  AfterOptimizerStep,
+  AfterTrainIter,
+  AfterTrainEpoch,
+  AfterRun
+};
+
+/// The loop that drives training (MMEngine's train loops): it decides when epochs start and
+/// end and when the run is over; the runner does the iterations. Kind "train_loop", chosen by
+/// `train_cfg.type`.
+class SELFSUP_SDK_API TrainLoop {
+public:
+  static constexpr const char* kKind = "train_loop";
+  /// What a loop drives.
+  class Driver {
+  public:
+    virtual ~Driver();
+    [[nodiscard]] virtual RunnerContext& context() = 0;
+    /// Starts the context's current epoch (hooks, sampler order, logging).
+    virtual void begin_epoch() = 0;
+    /// Runs the next iteration of the epoch; false at the epoch's end (nothing run).
+    virtual bool run_iteration() = 0;
+    /// Ends the current epoch (counter, hooks).
+    virtual void end_epoch() = 0;
+  };
+  virtual ~TrainLoop();
+  /// Total epochs and iterations, given the loader's iterations per epoch.
+  [[nodiscard]] virtual int64_t max_epochs(int64_t iters_per_epoch) const = 0;
+  [[nodiscard]] virtual int64_t max_iters(int64_t iters_per_epoch) const = 0;
+  /// Runs (or continues, from the context's epoch/iter) to the end.
+  virtual void run(Driver& driver) = 0;
 };
 
 } // namespace selfsup
