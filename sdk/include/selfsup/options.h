@@ -161,7 +161,7 @@ public:
   /// Checks `cfg` against the schema (keys, types, constraints; errors name the JSON path),
   /// reads every given key into a copy of the prototype and runs the rules.
   [[nodiscard]] O parse(const Config& cfg) const {
-    const Config filled(schema().apply(cfg), cfg.path());
+    const Config filled = cfg.derive(schema().apply(cfg), cfg.path()); // keeps its registry
     O out = prototype_;
     for (const auto& f : fields_)
       if (filled.has(f.name)) f.read(out, filled[f.name]);
