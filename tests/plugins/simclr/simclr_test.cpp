@@ -124,3 +124,57 @@ TEST(SimCLRTest, GradientsFlowAndConfigErrorsNamePath) {
         << e.what();
   }
 }
+
+namespace {
+// A world of two ranks seen from rank 0: the other rank's embeddings are fixed rows.
+class FakeTwoRanks final : public Distributed {
+public:
+  explicit FakeTwoRanks(torch::Tensor other) : other_(std::move(other)) {}
+  int rank() const override { return 0; }
+  int world_size() const override { return 2; }
+  void all_reduce(torch::Tensor&, ReduceOp) override {}
+  std::vector<torch::Tensor> all_gather(const torch::Tensor& t) override {
+    return {t.detach(), other_};
+  }
+  torch::Tensor all_gather_with_grad(const torch::Tensor& t) override {
+    ++calls;
+    return torch::cat({t, other_});
+  }
+  void broadcast(torch::Tensor&, int) override {}
+  void barrier() override {}
+  int calls = 0;
+
+private:
+  torch::Tensor other_;
+};
+} // namespace
+
+TEST(SimCLRTest, GathersTheGlobalBatchThroughTheDistributedInterface) {
+  torch::manual_seed(5);
+  const double t = 0.3;
+  auto model = make_simclr(t);
+  auto v1 = torch::randn({3, 4, 1, 1}), v2 = torch::randn({3, 4, 1, 1});
+  // The other rank's 2 images x 2 views, normalised and interleaved as SimCLR sends them.
+  auto other = torch::randn({4, 4});
+  other = other / other.norm(2, 1, true);
+  auto world = std::make_shared<FakeTwoRanks>(other);
+  set_dist(world);
+  double ours = 0;
+  try {
+    ours = model->loss({v1, v2}, DataSamples{})["loss"].item<double>();
+  } catch (...) {
+    set_dist(nullptr);
+    throw;
+  }
+  set_dist(nullptr);
+  EXPECT_EQ(world->calls, 1);
+  EXPECT_EQ(dist().world_size(), 1); // back to one process
+
+  // NT-Xent over the 10 rows of the global batch, written directly.
+  auto z = torch::stack({v1.flatten(1), v2.flatten(1)}, 1).reshape({6, 4});
+  z = torch::cat({z / z.norm(2, 1, true), other});
+  auto s = torch::mm(z, z.t()) / t - torch::eye(10) * 1e9;
+  auto partner = torch::arange(10) ^ 1;
+  auto expected = (torch::logsumexp(s, 1) - s.gather(1, partner.view({-1, 1})).squeeze(1)).mean();
+  EXPECT_NEAR(ours, expected.item<double>(), 1e-5);
+}
