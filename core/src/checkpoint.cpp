@@ -3,12 +3,18 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
+#include <unordered_map>
 
+#include <torch/optim/optimizer.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
 #include <torch/torch.h>
 
 #include <selfsup/errors.h>
@@ -70,7 +76,203 @@ TensorMap from_ivalue(const c10::IValue& v, const std::string& what) {
   return m;
 }
 
+// ---- Optimizer state: LibTorch's archive layout <-> PyTorch's state_dict layout ----------
+//
+// LibTorch's save() writes {"pytorch_version", "state": {<TensorImpl key>: {name: value}},
+// "param_groups": {"param_groups/size", "param_groups/<i>": {"params/size",
+// "params/<j>": <TensorImpl key>, "options": {name: value}}}} through the optimizer's own
+// typed serialize(); PyTorch numbers the parameters instead. Converting through an archive
+// keeps every optimizer (LibTorch's, ours, a plugin's) on its own serialization code.
+
+using torch::serialize::InputArchive;
+using torch::serialize::OutputArchive;
+
+InputArchive reopen(OutputArchive& archive, c10::optional<torch::Device> device) {
+  std::vector<char> bytes;
+  archive.save_to([&](const void* data, size_t size) {
+    const char* p = static_cast<const char*>(data);
+    bytes.insert(bytes.end(), p, p + size);
+    return size;
+  });
+  InputArchive in;
+  in.load_from(bytes.data(), bytes.size(), device);
+  return in;
+}
+
+c10::impl::GenericDict archive_values(InputArchive& archive) {
+  c10::impl::GenericDict out(c10::StringType::get(), c10::AnyType::get());
+  for (const auto& key : archive.keys()) {
+    c10::IValue v;
+    if (!archive.try_read(key, v)) continue;
+    out.insert(key, v.isTensor() ? c10::IValue(v.toTensor().detach().contiguous()) : v);
+  }
+  return out;
+}
+
+std::string impl_key(const torch::Tensor& t) {
+  return c10::guts::to_string(t.unsafeGetTensorImpl());
+}
+
 } // namespace
+
+c10::impl::GenericDict optimizer_state_dict(const torch::optim::Optimizer& optimizer) {
+  OutputArchive out;
+  optimizer.save(out);
+  InputArchive in = reopen(out, torch::Device(torch::kCPU));
+  InputArchive state_archive, groups_archive;
+  if (!in.try_read("state", state_archive) || !in.try_read("param_groups", groups_archive))
+    throw ValueError("optimizer state: the optimizer's save() wrote no state or param_groups "
+                     "(an optimizer must save itself as LibTorch's do)");
+
+  std::unordered_map<std::string, int64_t> index;
+  const auto& groups = optimizer.param_groups();
+  for (const auto& g : groups)
+    for (const auto& p : g.params()) index.emplace(impl_key(p), int64_t(index.size()));
+
+  std::map<int64_t, c10::impl::GenericDict> per_param;
+  for (const auto& key : state_archive.keys()) {
+    auto it = index.find(key);
+    if (it == index.end())
+      throw ValueError("optimizer state: the optimizer holds state for a tensor that is in "
+                       "none of its param groups");
+    InputArchive param_archive;
+    state_archive.read(key, param_archive);
+    per_param.emplace(it->second, archive_values(param_archive));
+  }
+  c10::impl::GenericDict state(c10::IntType::get(), c10::AnyType::get());
+  for (auto& [i, values] : per_param) state.insert(i, values);
+
+  c10::impl::GenericList param_groups(c10::AnyType::get());
+  int64_t next = 0;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    InputArchive group_archive, options_archive;
+    groups_archive.read("param_groups/" + std::to_string(i), group_archive);
+    group_archive.read("options", options_archive);
+    c10::impl::GenericDict group = archive_values(options_archive);
+    c10::List<int64_t> params;
+    for (size_t j = 0; j < groups[i].params().size(); ++j) params.push_back(next++);
+    group.insert("params", params);
+    param_groups.push_back(group);
+  }
+
+  c10::impl::GenericDict top(c10::StringType::get(), c10::AnyType::get());
+  top.insert("state", state);
+  top.insert("param_groups", param_groups);
+  return top;
+}
+
+void load_optimizer_state_dict(torch::optim::Optimizer& optimizer, const c10::IValue& value,
+                               const std::string& source) {
+  auto fail = [&](const std::string& what) { throw ValueError(source + ": " + what); };
+  if (!value.isGenericDict())
+    fail("expected PyTorch's optimizer state_dict layout (a dict of state and param_groups), "
+         "got " +
+         value.tagKind() + " (a checkpoint written before selfsup-checkpoint-2?)");
+  const auto top = value.toGenericDict();
+  for (const auto& item : top)
+    if (!item.key().isString() ||
+        (item.key().toStringRef() != "state" && item.key().toStringRef() != "param_groups"))
+      fail("unexpected entry " + item.key().tagKind() + " " +
+           (item.key().isString() ? "'" + item.key().toStringRef() + "'" : std::string()) +
+           " (expected state and param_groups)");
+  if (!top.contains("state") || !top.at("state").isGenericDict()) fail("no 'state' dict");
+  if (!top.contains("param_groups") || !top.at("param_groups").isList())
+    fail("no 'param_groups' list");
+  const auto saved_state = top.at("state").toGenericDict();
+  const auto saved_groups = top.at("param_groups").toList();
+  auto& groups = optimizer.param_groups();
+  if (saved_groups.size() != groups.size())
+    fail(std::to_string(saved_groups.size()) + " param groups saved, the optimizer has " +
+         std::to_string(groups.size()) + " (did the model or paramwise_cfg change?)");
+
+  std::vector<torch::Tensor> params;
+  for (const auto& g : groups)
+    for (const auto& p : g.params()) params.push_back(p);
+  if (params.empty()) fail("the optimizer has no parameters");
+
+  try {
+    OutputArchive out;
+    out.write("pytorch_version", c10::IValue("1.5.0"));
+    OutputArchive state_archive(out.compilation_unit());
+    for (const auto& item : saved_state) {
+      if (!item.key().isInt() || !item.value().isGenericDict())
+        fail("state: expected parameter index -> dict entries");
+      const int64_t i = item.key().toInt();
+      if (i < 0 || i >= int64_t(params.size()))
+        fail("state[" + std::to_string(i) + "]: no such parameter (the optimizer has " +
+             std::to_string(params.size()) + ")");
+      OutputArchive param_archive(out.compilation_unit());
+      for (const auto& entry : item.value().toGenericDict()) {
+        const std::string& name = entry.key().toStringRef();
+        const c10::IValue& v = entry.value();
+        if (v.isTensor() && v.toTensor().dim() > 0 &&
+            !v.toTensor().sizes().equals(params[size_t(i)].sizes()))
+          fail("state[" + std::to_string(i) + "]." + name + " has shape " +
+               c10::str(v.toTensor().sizes()) + ", the parameter has " +
+               c10::str(params[size_t(i)].sizes()));
+        param_archive.write(name, v);
+      }
+      state_archive.write(std::to_string(i), param_archive);
+    }
+    out.write("state", state_archive);
+
+    OutputArchive groups_archive(out.compilation_unit());
+    groups_archive.write("param_groups/size", torch::tensor(int64_t(groups.size())));
+    size_t next = 0;
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const std::string where = "param_groups[" + std::to_string(g) + "]";
+      if (!saved_groups.get(g).isGenericDict()) fail(where + ": expected a dict");
+      const auto saved = saved_groups.get(g).toGenericDict();
+      if (!saved.contains("params") || !saved.at("params").isIntList())
+        fail(where + ": no 'params' list of parameter indices");
+      const auto indices = saved.at("params").toIntList();
+      if (indices.size() != groups[g].params().size())
+        fail(where + " has " + std::to_string(indices.size()) + " parameters, the optimizer's " +
+             std::to_string(groups[g].params().size()));
+      OutputArchive group_archive(out.compilation_unit());
+      group_archive.write("params/size", torch::tensor(int64_t(indices.size())));
+      for (size_t j = 0; j < indices.size(); ++j) {
+        if (indices.get(j) != int64_t(next + j))
+          fail(where + ".params: expected index " + std::to_string(next + j) + ", got " +
+               std::to_string(indices.get(j)) + " (parameters are numbered in group order)");
+        group_archive.write("params/" + std::to_string(j), c10::IValue(std::to_string(next + j)));
+      }
+      next += indices.size();
+
+      // Only the option names this optimizer's options write, which are all it reads.
+      OutputArchive current(out.compilation_unit());
+      groups[g].options().serialize(current);
+      InputArchive current_in = reopen(current, c10::nullopt);
+      const std::vector<std::string> known = current_in.keys();
+      OutputArchive options_archive(out.compilation_unit());
+      for (const auto& entry : saved) {
+        const std::string& name = entry.key().toStringRef();
+        if (name == "params") continue;
+        if (std::find(known.begin(), known.end(), name) == known.end())
+          fail(where + "." + name + ": not an option of this optimizer");
+        options_archive.write(name, entry.value());
+      }
+      group_archive.write("options", options_archive);
+      groups_archive.write("param_groups/" + std::to_string(g), group_archive);
+    }
+    out.write("param_groups", groups_archive);
+
+    InputArchive in = reopen(out, params.front().device());
+    optimizer.state().clear();
+    optimizer.load(in); // the per-parameter state, by position
+    // LibTorch's load() leaves the options as they are: read each group's itself.
+    InputArchive groups_in;
+    in.read("param_groups", groups_in);
+    for (size_t g = 0; g < groups.size(); ++g) {
+      InputArchive group_in, options_in;
+      groups_in.read("param_groups/" + std::to_string(g), group_in);
+      group_in.read("options", options_in);
+      groups[g].options().serialize(options_in);
+    }
+  } catch (const c10::Error& e) {
+    fail(std::string("does not fit the optimizer: ") + e.what_without_backtrace());
+  }
+}
 
 void write_file_atomic(const std::string& path, const std::string& text) {
   write_bytes_atomic(path, text.data(), text.size());
@@ -78,10 +280,10 @@ void write_file_atomic(const std::string& path, const std::string& text) {
 
 void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   c10::impl::GenericDict top(c10::StringType::get(), c10::AnyType::get());
-  top.insert("format", std::string("selfsup-checkpoint-1"));
+  top.insert("format", std::string("selfsup-checkpoint-2"));
   top.insert("meta", ckpt.meta.dump());
   top.insert("state_dict", to_dict(ckpt.state_dict));
-  top.insert("optimizer", to_dict(ckpt.optimizer));
+  top.insert("optimizer", ckpt.optimizer);
   top.insert("rng", to_dict(ckpt.rng));
   std::vector<char> bytes = torch::pickle_save(c10::IValue(top));
   write_bytes_atomic(path, bytes.data(), bytes.size());
@@ -107,7 +309,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   Checkpoint c;
   c.meta = Json::parse(get("meta").toStringRef(), path + ":meta");
   c.state_dict = from_ivalue(get("state_dict"), path + ": state_dict");
-  c.optimizer = from_ivalue(get("optimizer"), path + ": optimizer");
+  c.optimizer = get("optimizer"); // checked when an optimizer loads it
   c.rng = from_ivalue(get("rng"), path + ": rng");
   return c;
 }

@@ -1,0 +1,143 @@
+#pragma once
+// The optim wrapper (MMEngine's OptimWrapper / AmpOptimWrapper with the
+// DefaultOptimWrapperConstructor): builds the optimizer over per-parameter groups from
+// paramwise_cfg, and owns what happens between a loss and an updated model: bf16 autocast,
+// backward, gradient accumulation, gradient synchronisation across processes, clipping, the
+// optimizer step and zeroing the gradients. Built from the `optim_wrapper` config:
+//
+//   {"type": "OptimWrapper" | "AmpOptimWrapper",
+//    "optimizer": {"type": "LARS", "lr": 0.3, ...},            // any registered optimizer
+//    "paramwise_cfg": {"custom_keys": {"bn": {"decay_mult": 0, "lars_exclude": true}},
+//                      "norm_decay_mult": 0, "bias_decay_mult": 0, "bias_lr_mult": 2,
+//                      "flat_decay_mult": 0},
+//    "clip_grad": {"max_norm": 10, "norm_type": 2} | {"type": "value", "clip_value": 1},
+//    "accumulative_counts": 1,
+//    "dtype": "bfloat16"}                                       // AmpOptimWrapper only
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/types.h>
+
+#include <selfsup/config.h>
+#include <selfsup/core/export.h>
+#include <selfsup/options.h>
+
+namespace selfsup {
+class OptimizerFactory;
+}
+
+namespace selfsup::core {
+
+/// Autocast to a lower precision on one device while alive (AmpOptimWrapper's
+/// optim_context); restores the previous autocast state when destroyed.
+class SELFSUP_CORE_API AutocastGuard {
+public:
+  AutocastGuard(torch::Device device, torch::ScalarType dtype);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+private:
+  bool cuda_;
+  bool was_enabled_ = false;
+  torch::ScalarType was_dtype_ = torch::kBFloat16;
+};
+
+/// `optim_wrapper.clip_grad`: MMEngine's clip_grad (torch's clip_grad_norm_ or
+/// clip_grad_value_).
+struct SELFSUP_CORE_API ClipGradOptions {
+  std::string type = "norm";
+  std::optional<double> max_norm;
+  double norm_type = 2.0;
+  std::optional<double> clip_value;
+  static OptionTable<ClipGradOptions> table();
+};
+
+/// `optim_wrapper.paramwise_cfg`: MMEngine's DefaultOptimWrapperConstructor options. A
+/// multiplier that is not given is not applied.
+struct SELFSUP_CORE_API ParamwiseOptions {
+  /// Name substring -> {lr_mult, decay_mult, and the optimizer's group keys}.
+  Config custom_keys;
+  std::optional<double> norm_decay_mult;
+  std::optional<double> bias_decay_mult;
+  std::optional<double> bias_lr_mult;
+  std::optional<double> flat_decay_mult;
+  static OptionTable<ParamwiseOptions> table();
+};
+
+/// The `optim_wrapper` config.
+struct SELFSUP_CORE_API OptimWrapperOptions {
+  std::string type = "OptimWrapper";
+  Config optimizer;
+  std::optional<ParamwiseOptions> paramwise_cfg;
+  std::optional<ClipGradOptions> clip_grad;
+  int64_t accumulative_counts = 1;
+  std::optional<std::string> dtype;
+  static OptionTable<OptimWrapperOptions> table();
+};
+
+class SELFSUP_CORE_API OptimWrapper {
+public:
+  /// Builds the optimizer (kind "optimizer", `optimizer.type`) over one param group per
+  /// parameter of `model` (MMEngine's order: a matching custom key, the longest one, wins;
+  /// else the norm rule, then the bias rule, then the flat rule). Config errors are
+  /// ConfigErrors naming the JSON path.
+  OptimWrapper(const Config& optim_wrapper_cfg, torch::nn::Module& model);
+  ~OptimWrapper();
+  OptimWrapper(const OptimWrapper&) = delete;
+  OptimWrapper& operator=(const OptimWrapper&) = delete;
+
+  /// bf16 autocast on `device` while the guard lives when this is an AmpOptimWrapper; null
+  /// (nothing to do) otherwise.
+  [[nodiscard]] std::unique_ptr<AutocastGuard> autocast(torch::Device device) const;
+
+  /// loss.backward() (divided by the accumulation window's length), then at the end of a
+  /// window (every accumulative_counts iterations of the run, and at its end; `iter` is the
+  /// 0-based global iteration, `max_iters` the run's total): gradient synchronisation (the
+  /// mean over processes when the world size is > 1), clipping, step, zero_grad. Appends
+  /// "grad_norm" to `scalars` when clipping by norm. Returns whether it stepped.
+  bool update_params(const torch::Tensor& loss, int64_t iter, int64_t max_iters,
+                     std::vector<std::pair<std::string, double>>& scalars);
+  /// Drops every gradient (they become undefined, as PyTorch's set_to_none): a parameter that
+  /// gets no gradient before the next step is not updated, nor decayed.
+  void zero_grad();
+
+  [[nodiscard]] torch::optim::Optimizer& optimizer() { return *optimizer_; }
+  [[nodiscard]] const torch::optim::Optimizer& optimizer() const { return *optimizer_; }
+  /// One group per parameter; the parameter's dotted name.
+  [[nodiscard]] size_t num_groups() const { return names_.size(); }
+  [[nodiscard]] const std::string& group_name(size_t group) const { return names_.at(group); }
+  /// The group's lr before any schedule (the optimizer's lr times the group's lr_mult).
+  [[nodiscard]] double initial_lr(size_t group) const { return initial_lrs_.at(group); }
+  [[nodiscard]] double lr(size_t group) const;
+  void set_lr(size_t group, double lr);
+
+  [[nodiscard]] int64_t accumulative_counts() const { return options_.accumulative_counts; }
+  [[nodiscard]] bool amp() const { return options_.type == "AmpOptimWrapper"; }
+
+  /// PyTorch's optimizer state_dict layout, each group with its "initial_lr" (as PyTorch's
+  /// schedulers add it); tensors on the CPU.
+  [[nodiscard]] c10::IValue state_dict() const;
+  /// Restores state_dict(); throws ValueError when it does not fit this optimizer.
+  void load_state_dict(const c10::IValue& state);
+
+private:
+  void build_groups(torch::nn::Module& model, const Config& cfg);
+  void sync_gradients();
+
+  OptimWrapperOptions options_;
+  std::string optimizer_type_;
+  std::shared_ptr<OptimizerFactory> factory_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::vector<std::string> names_;
+  std::vector<double> initial_lrs_;
+  std::vector<torch::Tensor> params_; // every parameter of every group, in group order
+};
+
+} // namespace selfsup::core

@@ -1,0 +1,357 @@
+#include <selfsup/core/optim_wrapper.h>
+
+#include <algorithm>
+#include <map>
+#include <unordered_set>
+
+#include <ATen/autocast_mode.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/torch.h>
+
+#include <selfsup/core/checkpoint.h>
+#include <selfsup/dist.h>
+#include <selfsup/errors.h>
+#include <selfsup/interfaces/optimizer.h>
+#include <selfsup/registry.h>
+
+namespace selfsup::core {
+
+// ---- AutocastGuard --------------------------------------------------------------------
+
+AutocastGuard::AutocastGuard(torch::Device device, torch::ScalarType dtype)
+    : cuda_(device.is_cuda()) {
+  if (cuda_) {
+    was_enabled_ = at::autocast::is_enabled();
+    was_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_autocast_gpu_dtype(dtype);
+    at::autocast::set_enabled(true);
+  } else {
+    was_enabled_ = at::autocast::is_cpu_enabled();
+    was_dtype_ = at::autocast::get_autocast_cpu_dtype();
+    at::autocast::set_autocast_cpu_dtype(dtype);
+    at::autocast::set_cpu_enabled(true);
+  }
+  at::autocast::increment_nesting();
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  if (cuda_) {
+    at::autocast::set_enabled(was_enabled_);
+    at::autocast::set_autocast_gpu_dtype(was_dtype_);
+  } else {
+    at::autocast::set_cpu_enabled(was_enabled_);
+    at::autocast::set_autocast_cpu_dtype(was_dtype_);
+  }
+}
+
+// ---- Options --------------------------------------------------------------------------
+
+OptionTable<ClipGradOptions> ClipGradOptions::table() {
+  using O = ClipGradOptions;
+  using namespace check;
+  return OptionTable<O>("Gradient clipping (MMEngine's clip_grad)", O())
+      .optional("type", &O::type, "'norm' (torch's clip_grad_norm_) or 'value' (clip_grad_value_)",
+                one_of({"norm", "value"}))
+      .optional("max_norm", &O::max_norm, "largest total gradient norm (type 'norm')", gt(0))
+      .optional("norm_type", &O::norm_type, "the p of the p-norm (type 'norm')", gt(0))
+      .optional("clip_value", &O::clip_value, "largest gradient magnitude (type 'value')", gt(0))
+      .rule([](const O& o, const Config& c) {
+        if (o.type == "norm" && !o.max_norm) c.fail_key("max_norm", "required key is missing");
+        if (o.type == "norm" && o.clip_value)
+          c.fail_key("clip_value", "only clip_grad of type 'value' takes a clip_value");
+        if (o.type == "value" && !o.clip_value)
+          c.fail_key("clip_value", "required key is missing (clip_grad of type 'value')");
+        if (o.type == "value" && o.max_norm)
+          c.fail_key("max_norm", "only clip_grad of type 'norm' takes a max_norm");
+      });
+}
+
+OptionTable<ParamwiseOptions> ParamwiseOptions::table() {
+  using O = ParamwiseOptions;
+  using namespace check;
+  return OptionTable<O>("Per-parameter rules (MMEngine's DefaultOptimWrapperConstructor)", O())
+      .optional("custom_keys", &O::custom_keys,
+                "name substring -> {lr_mult, decay_mult, and the optimizer's own keys}; the "
+                "longest matching key wins")
+      .optional("norm_decay_mult", &O::norm_decay_mult,
+                "weight decay multiplier of normalisation layers' parameters", ge(0))
+      .optional("bias_decay_mult", &O::bias_decay_mult,
+                "weight decay multiplier of biases (but norm biases when norm_decay_mult is set)",
+                ge(0))
+      .optional("bias_lr_mult", &O::bias_lr_mult, "lr multiplier of biases but norm layers'", ge(0))
+      .optional("flat_decay_mult", &O::flat_decay_mult,
+                "weight decay multiplier of other one-dimensional parameters", ge(0));
+}
+
+OptionTable<OptimWrapperOptions> OptimWrapperOptions::table() {
+  using O = OptimWrapperOptions;
+  using namespace check;
+  return OptionTable<O>("The optimizer and what wraps its step (MMEngine's optim wrappers)", O())
+      .optional("type", &O::type, "OptimWrapper, or AmpOptimWrapper (bf16 autocast)",
+                one_of({"OptimWrapper", "AmpOptimWrapper"}))
+      .required("optimizer", &O::optimizer, "the optimizer: a registered type and its options")
+      .optional("paramwise_cfg", &O::paramwise_cfg, "per-parameter lr and weight decay rules")
+      .optional("clip_grad", &O::clip_grad, "gradient clipping before each step")
+      .optional("accumulative_counts", &O::accumulative_counts,
+                "iterations whose gradients add up before each step", ge(1))
+      .optional("dtype", &O::dtype, "AmpOptimWrapper's autocast dtype (default bfloat16)")
+      .rule([](const O& o, const Config& c) {
+        if (!o.dtype) return;
+        if (o.type != "AmpOptimWrapper") c.fail_key("dtype", "only AmpOptimWrapper takes a dtype");
+        if (*o.dtype != "bfloat16")
+          c.fail_key("dtype", "expected \"bfloat16\", got \"" + *o.dtype +
+                                  "\" (float16 needs a loss scaler, which LibTorch's C++ API "
+                                  "lacks)");
+      });
+}
+
+// ---- OptimWrapper ---------------------------------------------------------------------
+
+namespace {
+
+bool is_norm_module(const std::string& module_name) {
+  return module_name.find("BatchNorm") != std::string::npos ||
+         module_name.find("GroupNorm") != std::string::npos ||
+         module_name.find("LayerNorm") != std::string::npos ||
+         module_name.find("InstanceNorm") != std::string::npos;
+}
+
+// One entry of paramwise_cfg.custom_keys.
+struct CustomKey {
+  std::string key;
+  double lr_mult = 1.0;
+  double decay_mult = 1.0;
+  Config options; // the optimizer's group keys it sets
+};
+
+std::vector<CustomKey> read_custom_keys(const Config& keys, const Schema& group_schema) {
+  if (!keys.is_object()) keys.fail("expected a dict of name substring -> options");
+  Schema schema =
+      Schema("a custom key's options")
+          .optional("lr_mult", ArgType::Float, 1.0, "lr multiplier", {check::ge(0)})
+          .optional("decay_mult", ArgType::Float, 1.0, "weight decay multiplier", {check::ge(0)})
+          .extend(group_schema);
+  std::vector<CustomKey> out;
+  for (const auto& key : keys.keys()) {
+    const Config entry = keys[key];
+    if (entry.has("type")) entry.fail_key("type", "unknown key (a custom key takes options only)");
+    const Json filled = schema.apply(entry);
+    Json options = Json::object();
+    for (const auto& k : filled.keys())
+      if (k != "lr_mult" && k != "decay_mult") options.set(k, *filled.find(k));
+    out.push_back({key, filled.find("lr_mult")->as_number(), filled.find("decay_mult")->as_number(),
+                   Config(options, entry.path())});
+  }
+  // MMEngine: the longest key wins, ties alphabetically.
+  std::stable_sort(out.begin(), out.end(), [](const CustomKey& a, const CustomKey& b) {
+    return a.key.size() != b.key.size() ? a.key.size() > b.key.size() : a.key < b.key;
+  });
+  return out;
+}
+
+} // namespace
+
+OptimWrapper::OptimWrapper(const Config& cfg, torch::nn::Module& model)
+    : options_(OptimWrapperOptions::table().parse(cfg)) {
+  // Built from the caller's node, so a test's or an embedder's registry is honoured.
+  const Config optimizer_cfg = cfg["optimizer"];
+  factory_ = build<OptimizerFactory>(optimizer_cfg);
+  optimizer_type_ = optimizer_cfg.get<std::string>("type");
+  build_groups(model, cfg);
+}
+
+OptimWrapper::~OptimWrapper() = default;
+
+void OptimWrapper::build_groups(torch::nn::Module& model, const Config& cfg) {
+  const ParamwiseOptions rules = options_.paramwise_cfg.value_or(ParamwiseOptions{});
+  const std::string paramwise_path = cfg.path_of("paramwise_cfg");
+  const std::vector<CustomKey> custom =
+      options_.paramwise_cfg ? read_custom_keys(rules.custom_keys, factory_->group_schema())
+                             : std::vector<CustomKey>{};
+  const double base_lr = factory_->lr(), base_wd = factory_->weight_decay();
+
+  // One group per parameter, in MMEngine's order (a module's own parameters, then its
+  // children's); a parameter shared by two modules joins the first one's group only.
+  std::vector<OptimizerGroup> groups;
+  std::unordered_set<const void*> seen;
+  bool trainable = false;
+  // The model itself first (named_modules() can list it only when a shared_ptr holds it).
+  std::vector<std::pair<std::string, const torch::nn::Module*>> modules{{"", &model}};
+  for (const auto& item : model.named_modules("", /*include_self=*/false))
+    modules.emplace_back(item.key(), item.value().get());
+  for (const auto& [prefix, module] : modules) {
+    const bool norm = is_norm_module(module->name());
+    for (const auto& p : module->named_parameters(/*recurse=*/false)) {
+      if (!seen.insert(p.value().unsafeGetTensorImpl()).second) continue;
+      trainable = trainable || p.value().requires_grad();
+      const std::string name = prefix.empty() ? p.key() : prefix + "." + p.key();
+      const bool bias = p.key() == "bias";
+      OptimizerGroup g;
+      g.params = {p.value()};
+      g.names = {name};
+      g.lr = base_lr;
+      g.weight_decay = base_wd;
+      g.options = Config(Json::object(), paramwise_path);
+      auto rule = std::find_if(custom.begin(), custom.end(), [&](const CustomKey& k) {
+        return name.find(k.key) != std::string::npos;
+      });
+      if (rule != custom.end()) {
+        g.lr = base_lr * rule->lr_mult;
+        g.weight_decay = base_wd * rule->decay_mult;
+        g.options = rule->options;
+      } else {
+        if (bias && !norm && rules.bias_lr_mult) g.lr = base_lr * *rules.bias_lr_mult;
+        if (norm && rules.norm_decay_mult) {
+          g.weight_decay = base_wd * *rules.norm_decay_mult;
+        } else if (bias && rules.bias_decay_mult) {
+          g.weight_decay = base_wd * *rules.bias_decay_mult;
+        } else if (p.value().dim() == 1 && rules.flat_decay_mult) {
+          g.weight_decay = base_wd * *rules.flat_decay_mult;
+        }
+      }
+      names_.push_back(name);
+      initial_lrs_.push_back(g.lr);
+      params_.push_back(p.value());
+      groups.push_back(std::move(g));
+    }
+  }
+  if (!trainable) cfg.fail("the model has no trainable parameters (none requires a gradient)");
+  try {
+    optimizer_ = factory_->make(std::move(groups));
+  } catch (const c10::Error& e) {
+    cfg.fail_key("optimizer",
+                 "the " + optimizer_type_ +
+                     " optimizer refused its parameter groups: " + e.what_without_backtrace());
+  }
+  if (!optimizer_ || optimizer_->param_groups().size() != names_.size())
+    cfg.fail_key("optimizer", "the " + optimizer_type_ +
+                                  " optimizer did not make one group per "
+                                  "parameter group it was given");
+}
+
+std::unique_ptr<AutocastGuard> OptimWrapper::autocast(torch::Device device) const {
+  if (!amp()) return nullptr;
+  return std::make_unique<AutocastGuard>(device, torch::kBFloat16);
+}
+
+bool OptimWrapper::update_params(const torch::Tensor& loss, int64_t iter, int64_t max_iters,
+                                 std::vector<std::pair<std::string, double>>& scalars) {
+  // Accumulation as MMEngine: a step every `accumulative_counts` iterations of the whole run
+  // and at its end; the last, shorter window is divided by its own length.
+  const int64_t counts = options_.accumulative_counts;
+  const int64_t tail = max_iters % counts;
+  const int64_t window = (tail != 0 && iter >= max_iters - tail) ? tail : counts;
+  (window > 1 ? loss / double(window) : loss).backward();
+  if ((iter + 1) % counts != 0 && iter + 1 != max_iters) return false;
+
+  sync_gradients();
+  if (options_.clip_grad) {
+    const ClipGradOptions& clip = *options_.clip_grad;
+    if (clip.type == "norm") {
+      const double norm =
+          torch::nn::utils::clip_grad_norm_(params_, *clip.max_norm, clip.norm_type);
+      scalars.emplace_back("grad_norm", norm);
+    } else {
+      torch::nn::utils::clip_grad_value_(params_, *clip.clip_value);
+    }
+  }
+  optimizer_->step();
+  zero_grad();
+  return true;
+}
+
+void OptimWrapper::sync_gradients() {
+  Distributed& d = dist();
+  const int world = d.world_size();
+  if (world <= 1) return;
+  torch::NoGradGuard no_grad;
+  // As DDP: a parameter that has a gradient on some rank gets the mean over all ranks (zero
+  // where a rank has none); one that no rank has a gradient for stays without.
+  const torch::Device device = params_.front().device();
+  std::vector<float> local(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) local[i] = params_[i].grad().defined() ? 1.f : 0.f;
+  torch::Tensor any = torch::tensor(local).to(device);
+  d.all_reduce(any, ReduceOp::Sum);
+  any = any.cpu();
+  const auto has = any.accessor<float, 1>();
+
+  // One all-reduce per (device, dtype) over the flattened gradients.
+  std::map<std::pair<std::string, int>, std::vector<torch::Tensor>> buckets;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (has[int64_t(i)] == 0.f) continue;
+    torch::Tensor& p = params_[i];
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    const torch::Tensor& g = p.grad();
+    buckets[{g.device().str(), int(g.scalar_type())}].push_back(g);
+  }
+  for (auto& [key, grads] : buckets) {
+    std::vector<torch::Tensor> flat_parts;
+    flat_parts.reserve(grads.size());
+    for (const auto& g : grads) flat_parts.push_back(g.reshape(-1));
+    torch::Tensor flat = torch::cat(flat_parts);
+    d.all_reduce(flat, ReduceOp::Sum);
+    flat.div_(double(world));
+    int64_t offset = 0;
+    for (auto& g : grads) {
+      const int64_t n = g.numel();
+      g.copy_(flat.narrow(0, offset, n).view(g.sizes()));
+      offset += n;
+    }
+  }
+}
+
+void OptimWrapper::zero_grad() {
+  for (auto& p : params_)
+    if (p.grad().defined()) p.mutable_grad().reset();
+}
+
+double OptimWrapper::lr(size_t group) const {
+  return optimizer_->param_groups().at(group).options().get_lr();
+}
+
+void OptimWrapper::set_lr(size_t group, double lr) {
+  optimizer_->param_groups().at(group).options().set_lr(lr);
+}
+
+c10::IValue OptimWrapper::state_dict() const {
+  c10::impl::GenericDict state = optimizer_state_dict(*optimizer_);
+  auto groups = state.at("param_groups").toList();
+  for (size_t i = 0; i < groups.size(); ++i)
+    groups.get(i).toGenericDict().insert_or_assign("initial_lr", initial_lrs_[i]);
+  return state;
+}
+
+void OptimWrapper::load_state_dict(const c10::IValue& state) {
+  const std::string source = "optimizer state (" + optimizer_type_ + ")";
+  // "initial_lr" is the schedulers' key in a group, not the optimizer's: take it out first.
+  c10::IValue stripped = state;
+  std::vector<std::optional<double>> initial(num_groups());
+  if (state.isGenericDict() && state.toGenericDict().contains("param_groups") &&
+      state.toGenericDict().at("param_groups").isList()) {
+    c10::impl::GenericDict top = state.toGenericDict().copy();
+    c10::impl::GenericList groups(c10::AnyType::get());
+    const auto saved = top.at("param_groups").toList();
+    for (size_t i = 0; i < saved.size(); ++i) {
+      c10::IValue g = saved.get(i);
+      if (g.isGenericDict() && g.toGenericDict().contains("initial_lr")) {
+        c10::impl::GenericDict copy = g.toGenericDict().copy();
+        const c10::IValue v = copy.at("initial_lr");
+        if (!v.isDouble())
+          throw ValueError(source + ": param_groups[" + std::to_string(i) +
+                           "].initial_lr is not a float");
+        if (i < initial.size()) initial[i] = v.toDouble();
+        (void)copy.erase("initial_lr"); // the count: 1, checked above
+        g = copy;
+      }
+      groups.push_back(g);
+    }
+    top.insert_or_assign("param_groups", groups);
+    stripped = top;
+  }
+  load_optimizer_state_dict(*optimizer_, stripped, source);
+  for (size_t i = 0; i < initial.size(); ++i)
+    if (initial[i]) initial_lrs_[i] = *initial[i];
+}
+
+} // namespace selfsup::core

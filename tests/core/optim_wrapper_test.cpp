@@ -1,0 +1,329 @@
+// The optim wrapper on a tiny model: paramwise rules, accumulation, clipping, gradient
+// synchronisation, autocast, lr access and its state.
+#include <gtest/gtest.h>
+
+#include <deque>
+
+#include <ATen/autocast_mode.h>
+#include <torch/optim/sgd.h>
+#include <torch/torch.h>
+
+#include <selfsup/core/builtins.h>
+#include <selfsup/core/optim_wrapper.h>
+#include <selfsup/core/optimizers.h>
+#include <selfsup/dist.h>
+#include <selfsup/registry.h>
+
+#include "test_support.h"
+
+using namespace selfsup;
+
+namespace {
+
+// Groups in MMEngine's order: the root's own "scale", then fc, bn, head.
+struct TinyNet : torch::nn::Module {
+  TinyNet() {
+    scale = register_parameter("scale", torch::ones({2}));
+    fc = register_module("fc", torch::nn::Linear(3, 2));
+    bn = register_module("bn", torch::nn::BatchNorm1d(2));
+    head = register_module("head", torch::nn::Linear(2, 1));
+  }
+  torch::Tensor scale;
+  torch::nn::Linear fc{nullptr};
+  torch::nn::BatchNorm1d bn{nullptr};
+  torch::nn::Linear head{nullptr};
+};
+
+// One parameter w = [1, 2].
+struct OneParam : torch::nn::Module {
+  OneParam() { w = register_parameter("w", torch::tensor({1.0f, 2.0f})); }
+  torch::Tensor w;
+};
+
+class OptimWrapperTest : public ::testing::Test {
+protected:
+  void SetUp() override { core::register_builtins(registry_); }
+
+  std::unique_ptr<core::OptimWrapper> wrap(const std::string& json, torch::nn::Module& model) {
+    return std::make_unique<core::OptimWrapper>(
+        Config(Json::parse(json, "test"), "optim_wrapper").with_registry(registry_), model);
+  }
+  std::string error_of(const std::string& json, torch::nn::Module& model) {
+    return test::message_of<ConfigError>([&] { (void)wrap(json, model); });
+  }
+  /// Group name -> the group's value of `key` in the state dict (PyTorch's layout).
+  static std::map<std::string, double> per_group(const core::OptimWrapper& w,
+                                                 const std::string& key) {
+    std::map<std::string, double> out;
+    const auto groups = w.state_dict().toGenericDict().at("param_groups").toList();
+    for (size_t i = 0; i < groups.size(); ++i)
+      out[w.group_name(i)] = groups.get(i).toGenericDict().at(key).toDouble();
+    return out;
+  }
+
+  Registry registry_;
+};
+
+const char* kSgd = R"({"type": "SGD", "lr": 0.1, "weight_decay": 0.01})";
+
+std::string with_paramwise(const std::string& paramwise) {
+  return std::string(R"({"optimizer": )") + kSgd + R"(, "paramwise_cfg": )" + paramwise + "}";
+}
+
+} // namespace
+
+TEST_F(OptimWrapperTest, OneGroupPerParameterInMMEngineOrder) {
+  TinyNet net;
+  auto w = wrap(std::string(R"({"type": "OptimWrapper", "optimizer": )") + kSgd + "}", net);
+  const std::vector<std::string> names{"scale",   "fc.weight",   "fc.bias",  "bn.weight",
+                                       "bn.bias", "head.weight", "head.bias"};
+  ASSERT_EQ(w->num_groups(), names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    EXPECT_EQ(w->group_name(i), names[i]);
+    EXPECT_EQ(w->optimizer().param_groups()[i].params().size(), 1u);
+    EXPECT_DOUBLE_EQ(w->initial_lr(i), 0.1);
+  }
+  EXPECT_NE(dynamic_cast<torch::optim::SGD*>(&w->optimizer()), nullptr);
+  EXPECT_EQ(w->autocast(torch::kCPU), nullptr); // not an AmpOptimWrapper
+}
+
+TEST_F(OptimWrapperTest, DecayRulesFollowMMEngineOrder) {
+  TinyNet net;
+  // bias_decay_mult alone covers norm biases too; norm weights keep the base decay.
+  auto wd = per_group(*wrap(with_paramwise(R"({"bias_decay_mult": 0})"), net), "weight_decay");
+  EXPECT_DOUBLE_EQ(wd.at("fc.bias"), 0.0);
+  EXPECT_DOUBLE_EQ(wd.at("bn.bias"), 0.0);
+  EXPECT_DOUBLE_EQ(wd.at("bn.weight"), 0.01);
+  EXPECT_DOUBLE_EQ(wd.at("fc.weight"), 0.01);
+  EXPECT_DOUBLE_EQ(wd.at("scale"), 0.01);
+  // norm_decay_mult takes every norm parameter first.
+  wd = per_group(*wrap(with_paramwise(R"({"norm_decay_mult": 0, "bias_decay_mult": 2})"), net),
+                 "weight_decay");
+  EXPECT_DOUBLE_EQ(wd.at("bn.weight"), 0.0);
+  EXPECT_DOUBLE_EQ(wd.at("bn.bias"), 0.0);
+  EXPECT_DOUBLE_EQ(wd.at("fc.bias"), 0.02);
+  // flat_decay_mult: every other one-dimensional parameter, after the bias rule.
+  wd = per_group(*wrap(with_paramwise(R"({"flat_decay_mult": 0, "bias_decay_mult": 3})"), net),
+                 "weight_decay");
+  EXPECT_DOUBLE_EQ(wd.at("scale"), 0.0);
+  EXPECT_DOUBLE_EQ(wd.at("bn.weight"), 0.0);
+  EXPECT_DOUBLE_EQ(wd.at("fc.bias"), 0.03);
+  EXPECT_DOUBLE_EQ(wd.at("fc.weight"), 0.01);
+  // bias_lr_mult: biases but norm layers'.
+  auto lr = per_group(*wrap(with_paramwise(R"({"bias_lr_mult": 2})"), net), "lr");
+  EXPECT_DOUBLE_EQ(lr.at("fc.bias"), 0.2);
+  EXPECT_DOUBLE_EQ(lr.at("head.bias"), 0.2);
+  EXPECT_DOUBLE_EQ(lr.at("bn.bias"), 0.1);
+}
+
+TEST_F(OptimWrapperTest, TheLongestCustomKeyWinsAndReplacesTheOtherRules) {
+  TinyNet net;
+  auto w = wrap(with_paramwise(R"({"norm_decay_mult": 5, "custom_keys": {
+      "bn": {"decay_mult": 0}, "bn.weight": {"decay_mult": 3, "lr_mult": 0.5},
+      "hea": {"lr_mult": 2}, "ead": {"lr_mult": 4}}})"),
+                net);
+  auto wd = per_group(*w, "weight_decay");
+  auto lr = per_group(*w, "lr");
+  EXPECT_DOUBLE_EQ(wd.at("bn.weight"), 0.03);
+  EXPECT_DOUBLE_EQ(lr.at("bn.weight"), 0.05);
+  EXPECT_DOUBLE_EQ(wd.at("bn.bias"), 0.0); // "bn", not the norm rule
+  EXPECT_DOUBLE_EQ(lr.at("bn.bias"), 0.1);
+  // Equal lengths: alphabetical order ("ead" before "hea").
+  EXPECT_DOUBLE_EQ(lr.at("head.weight"), 0.4);
+  EXPECT_DOUBLE_EQ(w->initial_lr(5), 0.4);
+}
+
+TEST_F(OptimWrapperTest, CustomKeysCarryTheOptimizersGroupOptions) {
+  TinyNet net;
+  auto w = wrap(R"({"optimizer": {"type": "LARS", "lr": 0.3, "momentum": 0.9},
+      "paramwise_cfg": {"custom_keys": {"bn": {"decay_mult": 0, "lars_exclude": true},
+                                        "head": {"momentum": 0.5}}}})",
+                net);
+  ASSERT_NE(dynamic_cast<core::LARS*>(&w->optimizer()), nullptr);
+  for (size_t i = 0; i < w->num_groups(); ++i) {
+    const auto& o =
+        static_cast<const core::LARSOptions&>(w->optimizer().param_groups()[i].options());
+    const std::string& name = w->group_name(i);
+    EXPECT_EQ(o.lars_exclude(), name.rfind("bn.", 0) == 0) << name;
+    EXPECT_DOUBLE_EQ(o.momentum(), name.rfind("head.", 0) == 0 ? 0.5 : 0.9) << name;
+  }
+  // A key the optimizer does not know is an error naming the custom key.
+  EXPECT_TRUE(test::has_substr(
+      error_of(with_paramwise(R"({"custom_keys": {"bn": {"lars_exclude": true}}})"), net),
+      "optim_wrapper.paramwise_cfg.custom_keys.bn.lars_exclude: unknown key"));
+  EXPECT_TRUE(test::has_substr(
+      error_of(with_paramwise(R"({"custom_keys": {"bn": {"decay_mult": -1}}})"), net),
+      "optim_wrapper.paramwise_cfg.custom_keys.bn.decay_mult: expected float >= 0"));
+}
+
+TEST_F(OptimWrapperTest, ConfigErrorsNameTheirPath) {
+  TinyNet net;
+  auto cfg = [](const std::string& rest) {
+    return std::string(R"({"optimizer": )") + kSgd + rest + "}";
+  };
+  EXPECT_TRUE(test::has_substr(error_of(cfg(R"(, "type": "Wrapper")"), net),
+                               "optim_wrapper.type: expected"));
+  EXPECT_TRUE(test::has_substr(error_of(R"({"type": "OptimWrapper"})", net),
+                               "optim_wrapper.optimizer: required key is missing"));
+  EXPECT_TRUE(test::has_substr(error_of(cfg(R"(, "accumulative_counts": 0)"), net),
+                               "optim_wrapper.accumulative_counts: expected int >= 1"));
+  EXPECT_TRUE(test::has_substr(error_of(cfg(R"(, "dtype": "bfloat16")"), net),
+                               "optim_wrapper.dtype: only AmpOptimWrapper takes a dtype"));
+  EXPECT_TRUE(
+      test::has_substr(error_of(cfg(R"(, "type": "AmpOptimWrapper", "dtype": "float16")"), net),
+                       "optim_wrapper.dtype: expected \"bfloat16\""));
+  EXPECT_TRUE(test::has_substr(error_of(cfg(R"(, "clip_grad": {"norm_type": 2})"), net),
+                               "optim_wrapper.clip_grad.max_norm: required key is missing"));
+  EXPECT_TRUE(test::has_substr(error_of(cfg(R"(, "clip_grad": {"max_norm": 1, "x": 2})"), net),
+                               "optim_wrapper.clip_grad.x: unknown key"));
+  EXPECT_TRUE(test::has_substr(error_of(cfg(R"(, "paramwise_cfg": {"norm_decay": 0})"), net),
+                               "optim_wrapper.paramwise_cfg.norm_decay: unknown key"));
+  EXPECT_TRUE(test::has_substr(error_of(R"({"optimizer": {"type": "Adamm", "lr": 0.1}})", net),
+                               "optim_wrapper.optimizer.type: unknown optimizer type 'Adamm'"));
+  OneParam frozen;
+  frozen.w.requires_grad_(false);
+  EXPECT_TRUE(test::has_substr(error_of(cfg(""), frozen),
+                               "optim_wrapper: the model has no trainable parameters"));
+}
+
+TEST_F(OptimWrapperTest, AccumulationStepsEveryNIterationsAndAtTheEndWithTheMeanGradient) {
+  OneParam net;
+  auto w = wrap(R"({"optimizer": {"type": "SGD", "lr": 1.0}, "accumulative_counts": 3})", net);
+  // 8 iterations: windows {0,1,2}, {3,4,5} of 3 and the tail {6,7} of 2.
+  std::vector<int64_t> stepped;
+  std::vector<std::pair<std::string, double>> scalars;
+  std::vector<double> expected{1.0, 2.0};
+  double window_sum = 0;
+  for (int64_t it = 0; it < 8; ++it) {
+    const double c = double(it + 1);
+    window_sum += c;
+    if (w->update_params((net.w * torch::tensor({c, -c})).sum(), it, 8, scalars)) {
+      stepped.push_back(it);
+      const double len = it < 6 ? 3 : 2;
+      expected[0] -= window_sum / len;
+      expected[1] += window_sum / len;
+      window_sum = 0;
+      EXPECT_FALSE(net.w.grad().defined()) << "gradients are dropped after a step";
+    }
+  }
+  EXPECT_EQ(stepped, (std::vector<int64_t>{2, 5, 7}));
+  EXPECT_NEAR(net.w[0].item<double>(), expected[0], 1e-5);
+  EXPECT_NEAR(net.w[1].item<double>(), expected[1], 1e-5);
+  EXPECT_TRUE(scalars.empty()); // no clipping, no grad_norm
+}
+
+TEST_F(OptimWrapperTest, ClipsByNormAndLogsTheNormBeforeClipping) {
+  OneParam net;
+  auto w = wrap(R"({"optimizer": {"type": "SGD", "lr": 1.0},
+                   "clip_grad": {"max_norm": 5.0, "norm_type": 2}})",
+                net);
+  std::vector<std::pair<std::string, double>> scalars;
+  ASSERT_TRUE(w->update_params((net.w * torch::tensor({30.0f, 40.0f})).sum(), 0, 1, scalars));
+  ASSERT_EQ(scalars.size(), 1u);
+  EXPECT_EQ(scalars[0].first, "grad_norm");
+  EXPECT_NEAR(scalars[0].second, 50.0, 1e-4);
+  EXPECT_NEAR(net.w[0].item<double>(), 1.0 - 3.0, 1e-4);
+  EXPECT_NEAR(net.w[1].item<double>(), 2.0 - 4.0, 1e-4);
+
+  OneParam other;
+  auto v = wrap(R"({"optimizer": {"type": "SGD", "lr": 1.0},
+                   "clip_grad": {"type": "value", "clip_value": 0.5}})",
+                other);
+  scalars.clear();
+  ASSERT_TRUE(v->update_params((other.w * torch::tensor({3.0f, -0.25f})).sum(), 0, 1, scalars));
+  EXPECT_TRUE(scalars.empty());
+  EXPECT_NEAR(other.w[0].item<double>(), 1.0 - 0.5, 1e-6);
+  EXPECT_NEAR(other.w[1].item<double>(), 2.0 + 0.25, 1e-6);
+}
+
+namespace {
+// A world of two ranks seen from rank 0: each sum adds the other rank's next tensor.
+class FakeTwoRanks final : public Distributed {
+public:
+  std::deque<torch::Tensor> other; // what rank 1 contributes, call by call
+  int calls = 0;
+  int rank() const override { return 0; }
+  int world_size() const override { return 2; }
+  void all_reduce(torch::Tensor& t, ReduceOp op) override {
+    ++calls;
+    ASSERT_EQ(op, ReduceOp::Sum);
+    ASSERT_FALSE(other.empty());
+    ASSERT_EQ(t.sizes(), other.front().sizes());
+    t.add_(other.front());
+    other.pop_front();
+  }
+  std::vector<torch::Tensor> all_gather(const torch::Tensor& t) override { return {t, t}; }
+  torch::Tensor all_gather_with_grad(const torch::Tensor& t) override { return t; }
+  void broadcast(torch::Tensor&, int) override {}
+  void barrier() override {}
+};
+
+struct DistGuard {
+  explicit DistGuard(std::shared_ptr<Distributed> d) { set_dist(std::move(d)); }
+  ~DistGuard() { set_dist(nullptr); }
+};
+
+struct TwoParams : torch::nn::Module {
+  TwoParams() {
+    a = register_parameter("a", torch::zeros({2}));
+    b = register_parameter("b", torch::zeros({1}));
+    c = register_parameter("c", torch::zeros({1}));
+  }
+  torch::Tensor a, b, c;
+};
+} // namespace
+
+TEST_F(OptimWrapperTest, SynchronisesTheMeanGradientAcrossRanks) {
+  TwoParams net;
+  auto w = wrap(R"({"optimizer": {"type": "SGD", "lr": 1.0}})", net);
+  auto fake = std::make_shared<FakeTwoRanks>();
+  // Rank 1 has gradients for a and b (b unused here), none for c; then its flat gradients.
+  fake->other.push_back(torch::tensor({1.0f, 1.0f, 0.0f}));
+  fake->other.push_back(torch::tensor({4.0f, 6.0f, 8.0f}));
+  DistGuard guard(fake);
+  std::vector<std::pair<std::string, double>> scalars;
+  ASSERT_TRUE(w->update_params((net.a * torch::tensor({2.0f, 2.0f})).sum(), 0, 1, scalars));
+  EXPECT_EQ(fake->calls, 2);
+  EXPECT_TRUE(torch::allclose(net.a, torch::tensor({-3.0f, -4.0f}))); // -(2 + 4) / 2, -(2 + 6) / 2
+  EXPECT_TRUE(torch::allclose(net.b, torch::tensor({-4.0f})));        // -(0 + 8) / 2
+  EXPECT_TRUE(torch::equal(net.c, torch::zeros({1})));                // no rank had one
+}
+
+TEST_F(OptimWrapperTest, AmpOptimWrapperAutocastsInBf16AndRestores) {
+  OneParam net;
+  auto w = wrap(R"({"type": "AmpOptimWrapper", "optimizer": {"type": "SGD", "lr": 0.1}})", net);
+  EXPECT_TRUE(w->amp());
+  ASSERT_FALSE(at::autocast::is_cpu_enabled());
+  {
+    auto guard = w->autocast(torch::kCPU);
+    ASSERT_NE(guard, nullptr);
+    EXPECT_TRUE(at::autocast::is_cpu_enabled());
+    EXPECT_EQ(at::autocast::get_autocast_cpu_dtype(), at::kBFloat16);
+    auto y = torch::mm(torch::ones({2, 2}), torch::ones({2, 2}));
+    EXPECT_EQ(y.scalar_type(), at::kBFloat16);
+  }
+  EXPECT_FALSE(at::autocast::is_cpu_enabled());
+}
+
+TEST_F(OptimWrapperTest, LrAndStateRoundTrip) {
+  TinyNet net;
+  auto w = wrap(with_paramwise(R"({"custom_keys": {"head": {"lr_mult": 10}}})"), net);
+  w->set_lr(6, 0.5);
+  EXPECT_DOUBLE_EQ(w->lr(6), 0.5);
+  EXPECT_DOUBLE_EQ(w->initial_lr(6), 1.0);
+  const auto state = w->state_dict();
+  const auto g6 = state.toGenericDict().at("param_groups").toList().get(6).toGenericDict();
+  EXPECT_DOUBLE_EQ(g6.at("initial_lr").toDouble(), 1.0);
+  EXPECT_DOUBLE_EQ(g6.at("lr").toDouble(), 0.5);
+
+  TinyNet copy;
+  auto v = wrap(with_paramwise(R"({"custom_keys": {"head": {"lr_mult": 10}}})"), copy);
+  v->load_state_dict(torch::pickle_load(torch::pickle_save(state)));
+  EXPECT_DOUBLE_EQ(v->lr(6), 0.5);
+  EXPECT_DOUBLE_EQ(v->initial_lr(6), 1.0);
+  // Another model has other groups: the state does not fit.
+  OneParam other;
+  auto u = wrap(R"({"optimizer": {"type": "SGD", "lr": 0.1}})", other);
+  EXPECT_TRUE(test::has_substr(test::message_of<ValueError>([&] { u->load_state_dict(state); }),
+                               "optimizer state (SGD): 7 param groups saved, the optimizer has 1"));
+}
