@@ -432,7 +432,9 @@ TEST_F(DataLoaderTest, FromConfig) {
   EXPECT_EQ(loader->options().num_workers, 1);
   EXPECT_EQ(loader->options().prefetch, 3);
   EXPECT_TRUE(loader->options().drop_last);
-  EXPECT_FALSE(loader->options().shuffle);
+  std::vector<int64_t> in_order(20);
+  for (int64_t i = 0; i < 20; ++i) in_order[size_t(i)] = i;
+  EXPECT_EQ(loader->sampler().indices(0), in_order); // sampler.shuffle false
   EXPECT_EQ(loader->options().seed, 11u);
   EXPECT_EQ(loader->num_batches(), 3);
   loader->start_epoch(0);
@@ -442,7 +444,7 @@ TEST_F(DataLoaderTest, FromConfig) {
 
   auto defaults = DataLoader::from_config(loader_cfg(R"({"batch_size": 4, )" + kDataset + "}"), 1);
   EXPECT_EQ(defaults->options().num_workers, 2);
-  EXPECT_TRUE(defaults->options().shuffle);
+  EXPECT_NE(defaults->sampler().indices(0), in_order); // DefaultSampler shuffles by default
   EXPECT_FALSE(defaults->options().drop_last);
 }
 

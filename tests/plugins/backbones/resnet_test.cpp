@@ -58,12 +58,7 @@ std::shared_ptr<torch::nn::Module> child(const torch::nn::Module& m, const std::
 }
 
 std::string error_of(const std::string& json) {
-  try {
-    (void)make_backbone(json);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "<no ConfigError>";
+  return test::message_of<ConfigError>([&] { (void)make_backbone(json); });
 }
 
 using Shapes = std::vector<std::vector<int64_t>>;

@@ -38,12 +38,7 @@ std::shared_ptr<Loss> make_loss(const std::string& json) {
 }
 
 template <class T> std::string error_of(const std::string& json, const std::string& path) {
-  try {
-    (void)make<T>(json, path);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "<no ConfigError>";
+  return test::message_of<ConfigError>([&] { (void)make<T>(json, path); });
 }
 
 std::vector<std::string> keys(const torch::OrderedDict<std::string, torch::Tensor>& d) {
