@@ -13,8 +13,8 @@
 #include <vector>
 
 #include <selfsup/errors.h>
+#include <selfsup/options.h>
 #include <selfsup/registry.h>
-#include <selfsup/schema.h>
 
 #include "builtins.h"
 
@@ -221,19 +221,30 @@ namespace {
 
 constexpr const char* kFashionMnistRoot = "/usr/share/datasets/fashion-mnist";
 
+struct FashionMnistOptions {
+  std::string data_root = kFashionMnistRoot;
+  std::string split = "train";
+
+  static OptionTable<FashionMnistOptions> table() {
+    using O = FashionMnistOptions;
+    return OptionTable<O>("Fashion-MNIST (Zalando): 28x28 grey images of 10 clothing classes, "
+                          "read from IDX files (gzip or plain). Samples are 1-channel uint8 "
+                          "images with gt_label and sample_idx.",
+                          O())
+        .optional("data_root", &O::data_root,
+                  "folder holding {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (Debian "
+                  "package dataset-fashion-mnist)")
+        .optional("split", &O::split, "\"train\" (60000 images) or \"test\" (10000 images)",
+                  check::one_of({"train", "test"}));
+  }
+};
+
 class FashionMnist final : public Dataset {
 public:
   explicit FashionMnist(const Config& cfg) {
-    const std::string root = cfg.get<std::string>("data_root", kFashionMnistRoot);
-    const std::string split = cfg.get<std::string>("split", "train");
-    std::string prefix;
-    if (split == "train") {
-      prefix = "train";
-    } else if (split == "test") {
-      prefix = "t10k";
-    } else {
-      cfg.fail_key("split", "expected \"train\" or \"test\", got \"" + split + "\"");
-    }
+    const auto options = FashionMnistOptions::table().parse(cfg);
+    const std::string& root = options.data_root;
+    const std::string prefix = options.split == "train" ? "train" : "t10k";
     const std::string images_path = locate(cfg, root, prefix + "-images-idx3-ubyte");
     const std::string labels_path = locate(cfg, root, prefix + "-labels-idx1-ubyte");
     IdxArray images = read_idx(images_path);
@@ -301,17 +312,6 @@ private:
   std::vector<uint8_t> labels_;
 };
 
-Schema fashion_mnist_schema() {
-  return Schema("Fashion-MNIST (Zalando): 28x28 grey images of 10 clothing classes, read from IDX "
-                "files (gzip or plain). Samples are 1-channel uint8 images with gt_label and "
-                "sample_idx.")
-      .optional("data_root", ArgType::String, kFashionMnistRoot,
-                "folder holding {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (Debian "
-                "package dataset-fashion-mnist)")
-      .optional("split", ArgType::String, "train",
-                "\"train\" (60000 images) or \"test\" (10000 images)");
-}
-
 } // namespace
 
 void register_datasets(Registrar& r) {
@@ -320,7 +320,7 @@ void register_datasets(Registrar& r) {
       [](const Config& cfg) -> std::shared_ptr<Dataset> {
         return std::make_shared<FashionMnist>(cfg);
       },
-      fashion_mnist_schema());
+      FashionMnistOptions::table().schema());
 }
 
 } // namespace selfsup::core

@@ -1,7 +1,13 @@
 // MMEngine's LR schedulers in closed form: each maps (progress, value so far) to a value.
+#include <algorithm>
 #include <cmath>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <selfsup/interfaces/training.h>
+#include <selfsup/options.h>
 #include <selfsup/registry.h>
 
 #include "builtins.h"
@@ -10,77 +16,101 @@ namespace selfsup::core {
 
 namespace {
 
+// Each scheduler's own keys, declared once; the keys every scheduler shares (begin, end,
+// by_epoch, ...) are ParamScheduler's, read by its constructor.
+template <class O> OptionTable<O> scheduler_table(std::string doc) {
+  return OptionTable<O>(std::move(doc), O()).inherit(ParamScheduler::base_schema(""));
+}
+
+struct LinearLROptions {
+  double start_factor = 1.0 / 3;
+  double end_factor = 1.0;
+  static OptionTable<LinearLROptions> table() {
+    using O = LinearLROptions;
+    return scheduler_table<O>("Scales the value by a factor moving linearly from start_factor "
+                              "to end_factor over [begin, end).")
+        .optional("start_factor", &O::start_factor, "factor at begin", check::in(0, 1))
+        .optional("end_factor", &O::end_factor, "factor at end", check::in(0, 1));
+  }
+};
+
 class LinearLR final : public ParamScheduler {
 public:
   explicit LinearLR(const Config& cfg)
-      : ParamScheduler(cfg), start_(cfg.get<double>("start_factor")),
-        end_(cfg.get<double>("end_factor")) {
-    if (!(start_ >= 0 && start_ <= 1)) cfg.fail_key("start_factor", "expected in [0, 1]");
-    if (!(end_ >= 0 && end_ <= 1)) cfg.fail_key("end_factor", "expected in [0, 1]");
-  }
+      : ParamScheduler(cfg), o_(LinearLROptions::table().parse(cfg)) {}
   // As MMEngine: the factor reaches end_factor at the last step of [begin, end).
   double compute(double t, double total, double v) const override {
     const double steps = std::max(1.0, total - 1);
-    return v * (start_ + (end_ - start_) * std::min(1.0, t / steps));
+    return v * (o_.start_factor + (o_.end_factor - o_.start_factor) * std::min(1.0, t / steps));
   }
 
 private:
-  double start_, end_;
+  LinearLROptions o_;
+};
+
+struct CosineAnnealingLROptions {
+  std::optional<double> t_max; // default: end - begin
+  double eta_min = 0.0;
+  static OptionTable<CosineAnnealingLROptions> table() {
+    using O = CosineAnnealingLROptions;
+    return scheduler_table<O>("Cosine annealing from the value to eta_min over T_max.")
+        .optional("T_max", &O::t_max, "period (default end - begin)", check::gt(0))
+        .optional("eta_min", &O::eta_min, "final value");
+  }
 };
 
 class CosineAnnealingLR final : public ParamScheduler {
 public:
   explicit CosineAnnealingLR(const Config& cfg)
-      : ParamScheduler(cfg), t_max_(cfg.get<double>("T_max", -1.0)),
-        eta_min_(cfg.get<double>("eta_min")) {
-    if (cfg.has("T_max") && t_max_ <= 0) cfg.fail_key("T_max", "expected > 0");
-  }
+      : ParamScheduler(cfg), o_(CosineAnnealingLROptions::table().parse(cfg)) {}
   double compute(double t, double total, double v) const override {
     // Past T_max the curve goes on (rises again), as MMEngine's.
-    double T = t_max_ > 0 ? t_max_ * scale() : total;
-    return eta_min_ + (v - eta_min_) * (1 + std::cos(M_PI * t / T)) / 2;
+    double T = o_.t_max ? *o_.t_max * scale() : total;
+    return o_.eta_min + (v - o_.eta_min) * (1 + std::cos(M_PI * t / T)) / 2;
   }
 
 private:
-  double t_max_, eta_min_;
+  CosineAnnealingLROptions o_;
+};
+
+struct MultiStepLROptions {
+  std::vector<double> milestones; // required
+  double gamma = 0.1;
+  static OptionTable<MultiStepLROptions> table() {
+    using O = MultiStepLROptions;
+    return scheduler_table<O>("Multiplies the value by gamma at each milestone.")
+        .required("milestones", &O::milestones, "steps (epochs if by_epoch)",
+                  check::each(check::ge(0)))
+        .optional("gamma", &O::gamma, "factor per milestone");
+  }
 };
 
 class MultiStepLR final : public ParamScheduler {
 public:
   explicit MultiStepLR(const Config& cfg)
-      : ParamScheduler(cfg), milestones_(cfg.get<std::vector<double>>("milestones")),
-        gamma_(cfg.get<double>("gamma")) {}
+      : ParamScheduler(cfg), o_(MultiStepLROptions::table().parse(cfg)) {}
   // Milestones count from `begin`, as MMEngine's.
   double compute(double t, double, double v) const override {
-    for (double m : milestones_)
-      if (t >= m * scale()) v *= gamma_;
+    for (double m : o_.milestones)
+      if (t >= m * scale()) v *= o_.gamma;
     return v;
   }
 
 private:
-  std::vector<double> milestones_;
-  double gamma_;
+  MultiStepLROptions o_;
 };
+
+template <class S> std::shared_ptr<ParamScheduler> make(const Config& cfg) {
+  return std::make_shared<S>(cfg);
+}
 
 } // namespace
 
 void register_schedulers(Registrar& r) {
-  r.add<ParamScheduler>(
-      "LinearLR", [](const Config& c) { return std::make_shared<LinearLR>(c); },
-      ParamScheduler::base_schema("Scales the value by a factor moving linearly from "
-                                  "start_factor to end_factor over [begin, end).")
-          .optional("start_factor", ArgType::Float, 1.0 / 3, "factor at begin")
-          .optional("end_factor", ArgType::Float, 1.0, "factor at end"));
-  r.add<ParamScheduler>(
-      "CosineAnnealingLR", [](const Config& c) { return std::make_shared<CosineAnnealingLR>(c); },
-      ParamScheduler::base_schema("Cosine annealing from the value to eta_min over T_max.")
-          .optional("T_max", ArgType::Float, Json(), "period (default end - begin)")
-          .optional("eta_min", ArgType::Float, 0.0, "final value"));
-  r.add<ParamScheduler>(
-      "MultiStepLR", [](const Config& c) { return std::make_shared<MultiStepLR>(c); },
-      ParamScheduler::base_schema("Multiplies the value by gamma at each milestone.")
-          .required("milestones", ArgType::FloatList, "steps (epochs if by_epoch)")
-          .optional("gamma", ArgType::Float, 0.1, "factor per milestone"));
+  r.add<ParamScheduler>("LinearLR", &make<LinearLR>, LinearLROptions::table().schema());
+  r.add<ParamScheduler>("CosineAnnealingLR", &make<CosineAnnealingLR>,
+                        CosineAnnealingLROptions::table().schema());
+  r.add<ParamScheduler>("MultiStepLR", &make<MultiStepLR>, MultiStepLROptions::table().schema());
 }
 
 } // namespace selfsup::core
