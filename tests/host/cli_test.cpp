@@ -173,9 +173,11 @@ TEST(CliTest, ListSurvivesAFolderOfBrokenPlugins) {
   EXPECT_EQ(Json::parse(j.output, "list").find("refused")->size(), 8u);
 
   // A config naming a type of a refused plugin says which file was refused and why.
+  // (The runner checks its own required keys first, then builds the model.)
   test::write_file(dir.path() / "cfg.json", R"({"model": {"type": "SimCLR",
       "backbone": {"type": "FixtureDupFresh"}}, "train_cfg": {"type": "EpochBasedTrainLoop",
-      "max_epochs": 1}})");
+      "max_epochs": 1}, "train_dataloader": {"batch_size": 2, "dataset": {"type": "FashionMNIST"}},
+      "optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.1}}})");
   Result t = run("train " + (dir.path() / "cfg.json").string() + " --plugin-dir " + dir.str() +
                  " --work-dir " + (dir.path() / "w").string());
   EXPECT_EQ(t.code, 2) << t.output;
