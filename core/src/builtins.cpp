@@ -13,12 +13,18 @@ namespace selfsup::core {
 void register_data_preprocessors(Registrar& r) {
   r.add<DataPreprocessor>(
       "SelfSupDataPreprocessor",
-      [](const Config& c) { return std::make_shared<SelfSupDataPreprocessor>(c); },
-      SelfSupDataPreprocessor::schema());
+      [](const Config& c) {
+        return std::make_shared<SelfSupDataPreprocessor>(
+            SelfSupDataPreprocessorOptions::table().parse(c));
+      },
+      SelfSupDataPreprocessorOptions::table().schema());
   r.add<DataPreprocessor>(
       "TwoNormDataPreprocessor",
-      [](const Config& c) { return std::make_shared<TwoNormDataPreprocessor>(c); },
-      TwoNormDataPreprocessor::schema());
+      [](const Config& c) {
+        return std::make_shared<TwoNormDataPreprocessor>(
+            TwoNormDataPreprocessorOptions::table().parse(c));
+      },
+      TwoNormDataPreprocessorOptions::table().schema());
 }
 
 void register_builtins() {

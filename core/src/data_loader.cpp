@@ -19,6 +19,7 @@
 
 #include <selfsup/core/sampler.h>
 #include <selfsup/errors.h>
+#include <selfsup/options.h>
 #include <selfsup/registry.h>
 #include <selfsup/schema.h>
 
@@ -176,7 +177,11 @@ DataLoader::DataLoader(std::shared_ptr<PipelinedDataset> dataset, LoaderOptions 
                        std::shared_ptr<Sampler> sampler)
     : dataset_(std::move(dataset)), options_(options), sampler_(std::move(sampler)) {
   if (!dataset_) throw ValueError("DataLoader: no dataset");
-  if (!sampler_) sampler_ = std::make_shared<DefaultSampler>(options_.shuffle, std::nullopt, true);
+  if (!sampler_) {
+    DefaultSamplerOptions o;
+    o.shuffle = options_.shuffle;
+    sampler_ = std::make_shared<DefaultSampler>(o);
+  }
   sampler_->bind(dataset_->size(), options_.rank, options_.world_size, options_.seed);
   if (options_.batch_size <= 0)
     throw ValueError("DataLoader: batch_size must be > 0, got " +
@@ -201,59 +206,77 @@ DataLoader::~DataLoader() {
 
 namespace {
 
-Schema loader_schema() {
-  return Schema("An MMEngine-style dataloader.")
-      .required("batch_size", ArgType::Int, "samples per batch (per process), > 0")
-      .optional("num_workers", ArgType::Int, 2,
-                "threads building batches; 0 builds them in the consumer thread")
-      .optional("persistent_workers", ArgType::Bool, false,
-                "accepted for compatibility (threads are restarted each epoch; cheap)")
-      .optional("drop_last", ArgType::Bool, false, "drop the last incomplete batch")
-      .optional("prefetch_factor", ArgType::Int, 2, "batches prepared ahead per worker, > 0")
-      .optional("pin_memory", ArgType::Bool, false, "accepted; no effect on CPU")
-      .optional("sampler", ArgType::Dict,
-                Json::object({{"type", "DefaultSampler"}, {"shuffle", true}}),
-                "a registered sampler, e.g. {type: 'DefaultSampler', shuffle, seed, round_up}")
-      .optional("collate_fn", ArgType::Dict, Json::object({{"type", "default_collate"}}),
-                "{type: 'default_collate'}")
-      .required("dataset", ArgType::Dict, "the dataset dict (type, pipeline, indices, ...)");
-}
+using namespace selfsup::check;
 
-void require_type(const Config& cfg, const std::string& expected) {
-  if (!cfg.has("type"))
-    cfg.fail_key("type", "required key is missing (expected '" + expected + "')");
-  const std::string t = cfg["type"].as<std::string>();
-  if (t != expected)
-    cfg.fail_key("type", "unsupported type '" + t + "' (supported: '" + expected + "')");
-}
+// `collate_fn`: only MMEngine's default_collate (stacking), which takes no options.
+struct CollateOptions {
+  std::string type = "default_collate";
+  static OptionTable<CollateOptions> table() {
+    return OptionTable<CollateOptions>("the batch collation", CollateOptions())
+        .required("type", &CollateOptions::type, "default_collate", one_of({"default_collate"}));
+  }
+};
+
+// An MMEngine dataloader dict. The defaults are LoaderOptions' (the C++ API's), taken
+// from there so they are stated once.
+struct DataLoaderConfig {
+  int64_t batch_size = 0;
+  int num_workers = 0;
+  bool persistent_workers = false;
+  bool drop_last = false;
+  int prefetch_factor = 0;
+  bool pin_memory = false;
+  Config sampler;
+  CollateOptions collate_fn;
+  Config dataset;
+
+  static DataLoaderConfig prototype() {
+    const LoaderOptions d;
+    DataLoaderConfig p;
+    p.num_workers = d.num_workers;
+    p.drop_last = d.drop_last;
+    p.prefetch_factor = d.prefetch;
+    p.sampler = Config(Json::object({{"type", "DefaultSampler"}, {"shuffle", d.shuffle}}));
+    return p;
+  }
+  static OptionTable<DataLoaderConfig> table() {
+    using O = DataLoaderConfig;
+    return OptionTable<O>("An MMEngine-style dataloader.", prototype())
+        .required("batch_size", &O::batch_size, "samples per batch (per process)", gt(0))
+        .optional("num_workers", &O::num_workers,
+                  "threads building batches; 0 builds them in the consumer thread", ge(0))
+        .optional("persistent_workers", &O::persistent_workers,
+                  "accepted for compatibility (threads are restarted each epoch; cheap)")
+        .optional("drop_last", &O::drop_last, "drop the last incomplete batch")
+        .optional("prefetch_factor", &O::prefetch_factor, "batches prepared ahead per worker",
+                  gt(0))
+        .optional("pin_memory", &O::pin_memory, "accepted; no effect on CPU")
+        .optional("sampler", &O::sampler,
+                  "a registered sampler, e.g. {type: 'DefaultSampler', shuffle, seed, round_up}")
+        .optional("collate_fn", &O::collate_fn, "{type: 'default_collate'}")
+        .required("dataset", &O::dataset, "the dataset dict (type, pipeline, indices, ...)");
+  }
+};
 
 } // namespace
 
+Schema DataLoader::schema() {
+  return DataLoaderConfig::table().schema();
+}
+
 std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t seed, int rank,
                                                     int world_size) {
-  const Config c = cfg.derive(loader_schema().apply(cfg), cfg.path());
+  const DataLoaderConfig c = DataLoaderConfig::table().parse(cfg);
   LoaderOptions opt;
-  opt.batch_size = c.get<int64_t>("batch_size");
-  if (opt.batch_size <= 0)
-    c.fail_key("batch_size", "expected an int > 0, got " + std::to_string(opt.batch_size));
-  opt.num_workers = c.get<int>("num_workers");
-  if (opt.num_workers < 0)
-    c.fail_key("num_workers", "expected an int >= 0, got " + std::to_string(opt.num_workers));
-  opt.prefetch = c.get<int>("prefetch_factor");
-  if (opt.prefetch <= 0)
-    c.fail_key("prefetch_factor", "expected an int > 0, got " + std::to_string(opt.prefetch));
-  opt.drop_last = c.get<bool>("drop_last");
+  opt.batch_size = c.batch_size;
+  opt.num_workers = c.num_workers;
+  opt.prefetch = c.prefetch_factor;
+  opt.drop_last = c.drop_last;
   opt.seed = seed;
   opt.rank = rank;
   opt.world_size = world_size;
-  auto sampler = build<Sampler>(c["sampler"]);
-
-  const Config collate_fn = c["collate_fn"];
-  require_type(collate_fn, "default_collate");
-  for (const auto& key : collate_fn.keys())
-    if (key != "type") collate_fn.fail_key(key, "unknown key (default_collate takes none)");
-
-  auto dataset = std::make_shared<PipelinedDataset>(c["dataset"]);
+  auto sampler = build<Sampler>(c.sampler);
+  auto dataset = std::make_shared<PipelinedDataset>(c.dataset);
   return std::make_unique<DataLoader>(std::move(dataset), opt, std::move(sampler));
 }
 

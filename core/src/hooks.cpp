@@ -12,6 +12,7 @@
 #include <selfsup/core/knn_eval.h>
 #include <selfsup/interfaces/algorithm.h>
 #include <selfsup/interfaces/training.h>
+#include <selfsup/options.h>
 #include <selfsup/registry.h>
 
 #include "builtins.h"
@@ -22,16 +23,33 @@ namespace selfsup::core {
 
 namespace {
 
+using namespace selfsup::check;
+
+struct CheckpointHookOptions {
+  int64_t interval = 1;
+  int64_t max_keep_ckpts = -1;
+  bool save_last = true;
+  bool by_epoch = true;
+  static OptionTable<CheckpointHookOptions> table() {
+    using O = CheckpointHookOptions;
+    return OptionTable<O>("Saves a checkpoint every `interval` epochs, atomically, keeping the "
+                          "last max_keep_ckpts.",
+                          O())
+        .optional("interval", &O::interval, "epochs between checkpoints", gt(0))
+        .optional("max_keep_ckpts", &O::max_keep_ckpts, "how many to keep (-1: all)", ge(-1))
+        .optional("save_last", &O::save_last, "always save after the last epoch")
+        .optional("by_epoch", &O::by_epoch, "epoch-based (the only mode)", one_of({true}))
+        .rule([](const O& o, const Config& cfg) {
+          if (o.max_keep_ckpts == 0)
+            cfg.fail_key("max_keep_ckpts", "expected > 0, or -1 to keep all, got 0");
+        });
+  }
+};
+
 class CheckpointHook final : public Hook {
 public:
-  explicit CheckpointHook(const Config& cfg)
-      : interval_(cfg.get<int64_t>("interval")), max_keep_(cfg.get<int64_t>("max_keep_ckpts")),
-        save_last_(cfg.get<bool>("save_last")) {
-    if (interval_ <= 0) cfg.fail_key("interval", "expected > 0");
-    if (!cfg.get<bool>("by_epoch"))
-      cfg.fail_key("by_epoch", "only epoch-based checkpoints are supported");
-    if (max_keep_ == 0) cfg.fail_key("max_keep_ckpts", "expected > 0, or -1 to keep all");
-  }
+  explicit CheckpointHook(const CheckpointHookOptions& o)
+      : interval_(o.interval), max_keep_(o.max_keep_ckpts), save_last_(o.save_last) {}
   int priority() const override { return 70; } // LOW, after the others, like MMEngine
 
   void after_train_epoch(RunnerContext& ctx) override {
@@ -65,21 +83,39 @@ private:
   bool save_last_;
 };
 
+struct KNNEvalHookOptions {
+  Config bank_dataloader, query_dataloader;
+  int64_t interval = 0;
+  int64_t k = 200;
+  double temperature = 0.07;
+  bool compare_random_init = true;
+  static OptionTable<KNNEvalHookOptions> table() {
+    using O = KNNEvalHookOptions;
+    return OptionTable<O>("Weighted kNN accuracy of the algorithm's features (extract_feat): "
+                          "every `interval` epochs and after training; optionally also of the "
+                          "random-init encoder first.",
+                          O())
+        .required("bank_dataloader", &O::bank_dataloader,
+                  "dataloader of the labelled bank (train split)")
+        .required("query_dataloader", &O::query_dataloader,
+                  "dataloader of the queries (test split)")
+        .optional("interval", &O::interval, "epochs between evaluations (0: only at the end)",
+                  ge(0))
+        .optional("k", &O::k, "neighbours", gt(0))
+        .optional("temperature", &O::temperature, "softmax temperature of the vote", gt(0))
+        .optional("compare_random_init", &O::compare_random_init,
+                  "also evaluate the encoder before training (same init and seed)");
+  }
+};
+
 class KNNEvalHook final : public Hook {
 public:
-  explicit KNNEvalHook(const Config& cfg)
-      : interval_(cfg.get<int64_t>("interval")), k_(cfg.get<int64_t>("k")),
-        temperature_(cfg.get<double>("temperature")),
-        compare_random_(cfg.get<bool>("compare_random_init")),
-        bank_cfg_(cfg["bank_dataloader"].json(), cfg.path_of("bank_dataloader")),
-        query_cfg_(cfg["query_dataloader"].json(), cfg.path_of("query_dataloader")) {
-    if (interval_ < 0) cfg.fail_key("interval", "expected >= 0 (0: only after training)");
-    if (k_ <= 0) cfg.fail_key("k", "expected > 0");
-    if (temperature_ <= 0) cfg.fail_key("temperature", "expected > 0");
-    // Build the loaders now, so a bad dataset config fails before training starts.
-    bank_ = DataLoader::from_config(bank_cfg_, 0);
-    query_ = DataLoader::from_config(query_cfg_, 0);
-  }
+  explicit KNNEvalHook(const KNNEvalHookOptions& o)
+      : interval_(o.interval), k_(o.k), temperature_(o.temperature),
+        compare_random_(o.compare_random_init),
+        // Built now, so a bad dataset config fails before training starts.
+        bank_(DataLoader::from_config(o.bank_dataloader, 0)),
+        query_(DataLoader::from_config(o.query_dataloader, 0)) {}
   int priority() const override { return 80; }
 
   void before_run(RunnerContext& ctx) override {
@@ -167,7 +203,6 @@ private:
   int64_t interval_, k_;
   double temperature_;
   bool compare_random_;
-  Config bank_cfg_, query_cfg_;
   std::unique_ptr<DataLoader> bank_, query_;
   std::optional<KnnResult> random_;
 };
@@ -176,25 +211,17 @@ private:
 
 void register_hooks(Registrar& r) {
   r.add<Hook>(
-      "CheckpointHook", [](const Config& c) { return std::make_shared<CheckpointHook>(c); },
-      Schema("Saves a checkpoint every `interval` epochs, atomically, keeping the last "
-             "max_keep_ckpts.")
-          .optional("interval", ArgType::Int, 1, "epochs between checkpoints")
-          .optional("max_keep_ckpts", ArgType::Int, -1, "how many to keep (-1: all)")
-          .optional("save_last", ArgType::Bool, true, "always save after the last epoch")
-          .optional("by_epoch", ArgType::Bool, true, "epoch-based (the only mode)"));
+      "CheckpointHook",
+      [](const Config& c) {
+        return std::make_shared<CheckpointHook>(CheckpointHookOptions::table().parse(c));
+      },
+      CheckpointHookOptions::table().schema());
   r.add<Hook>(
-      "KNNEvalHook", [](const Config& c) { return std::make_shared<KNNEvalHook>(c); },
-      Schema("Weighted kNN accuracy of global-pooled backbone features: every `interval` "
-             "epochs and after training; optionally also of the random-init encoder first.")
-          .required("bank_dataloader", ArgType::Dict,
-                    "dataloader of the labelled bank (train split)")
-          .required("query_dataloader", ArgType::Dict, "dataloader of the queries (test split)")
-          .optional("interval", ArgType::Int, 0, "epochs between evaluations (0: only at the end)")
-          .optional("k", ArgType::Int, 200, "neighbours")
-          .optional("temperature", ArgType::Float, 0.07, "softmax temperature of the vote")
-          .optional("compare_random_init", ArgType::Bool, true,
-                    "also evaluate the encoder before training (same init and seed)"));
+      "KNNEvalHook",
+      [](const Config& c) {
+        return std::make_shared<KNNEvalHook>(KNNEvalHookOptions::table().parse(c));
+      },
+      KNNEvalHookOptions::table().schema());
 }
 
 } // namespace selfsup::core

@@ -17,66 +17,111 @@ namespace selfsup::core {
 
 namespace {
 
-// The default_hooks entries whose behaviour the runner always has: type-checked only.
-const std::vector<std::pair<std::string, std::string>>& fixed_default_hooks() {
-  static const std::vector<std::pair<std::string, std::string>> fixed{
-      {"runtime_info", "RuntimeInfoHook"},
-      {"timer", "IterTimerHook"},
-      {"param_scheduler", "ParamSchedulerHook"},
-      {"sampler_seed", "DistSamplerSeedHook"},
-      {"visualization", "VisualizationHook"}};
-  return fixed;
-}
+using namespace selfsup::check;
 
-Config checked(const Schema& schema, const Config& cfg) {
-  return cfg.derive(schema.apply(cfg), cfg.path());
-}
-
-void expect_type(const Config& cfg, const std::string& type) {
-  const std::string t = cfg.get<std::string>("type");
-  if (t != type) cfg.fail_key("type", "expected '" + type + "', got '" + t + "'");
+// Rejects an always-on hook entry of another type.
+void expect_type(const std::optional<AlwaysOnHookOptions>& hook, const char* key,
+                 const std::string& type, const Config& cfg) {
+  if (hook && hook->type != type)
+    cfg[key].fail_key("type", "expected '" + type + "', got '" + hook->type + "'");
 }
 
 } // namespace
 
-const Schema& runner_schema() {
-  static const Schema schema =
-      Schema("The top-level keys of a training config (MMEngine's Runner arguments).")
-          .required("model", ArgType::Dict, "the algorithm (a registered algorithm type)")
-          .required("train_dataloader", ArgType::Dict, "the training dataloader")
-          .required("train_cfg", ArgType::Dict,
-                    "the train loop: {type: EpochBasedTrainLoop, max_epochs} or "
-                    "{type: IterBasedTrainLoop, max_iters}")
-          .required("optim_wrapper", ArgType::Dict, "the optimizer wrapper and its optimizer")
-          .optional("param_scheduler", ArgType::Any, Json(), "a scheduler dict or a list of them")
-          .optional("default_hooks", ArgType::Dict, Json(),
-                    "MMEngine's default hooks: logger, checkpoint (built); runtime_info, timer, "
-                    "param_scheduler, sampler_seed, visualization (always on: type-checked)")
-          .optional("custom_hooks", ArgType::List, Json(), "further hooks, each a hook dict")
-          .optional("randomness", ArgType::Dict, Json(), "{seed, deterministic, diff_rank_seed}")
-          .optional("work_dir", ArgType::String, Json(),
-                    "where logs and checkpoints go (default work_dirs/<config name>)")
-          .optional("resume", ArgType::Any, Json(),
-                    "true/'auto' for the work dir's last checkpoint, or a checkpoint path")
-          .optional("load_from", ArgType::String, Json(), "initial weights (a checkpoint path)")
-          .optional("plugins", ArgType::StringList, Json(),
-                    "plugin names or .so paths the config needs")
-          .optional("env_cfg", ArgType::Dict, Json(), "{channels_last}");
-  return schema;
+OptionTable<RandomnessOptions> RandomnessOptions::table() {
+  using O = RandomnessOptions;
+  return OptionTable<O>("randomness", O())
+      .optional("seed", &O::seed, "the run's seed", ge(0))
+      .optional("deterministic", &O::deterministic, "accepted: CPU kernels here are deterministic")
+      .optional("diff_rank_seed", &O::diff_rank_seed,
+                "accepted: per-sample seeds already differ by sample index");
+}
+
+OptionTable<EnvOptions> EnvOptions::table() {
+  using O = EnvOptions;
+  return OptionTable<O>("env_cfg", O())
+      .optional("channels_last", &O::channels_last,
+                "NHWC conv weights and inputs (1.2-1.3x faster ResNet steps with oneDNN)");
+}
+
+OptionTable<LoggerHookOptions> LoggerHookOptions::table() {
+  using O = LoggerHookOptions;
+  return OptionTable<O>("LoggerHook: progress on a terminal, plain lines otherwise", O())
+      .required("type", &O::type, "LoggerHook", one_of({"LoggerHook"}))
+      .optional("interval", &O::interval, "iterations between log lines", gt(0));
+}
+
+OptionTable<AlwaysOnHookOptions> AlwaysOnHookOptions::table() {
+  using O = AlwaysOnHookOptions;
+  return OptionTable<O>("a behaviour the runner always has", O())
+      .required("type", &O::type, "the MMEngine hook type of this entry");
+}
+
+OptionTable<DefaultHooksOptions> DefaultHooksOptions::table() {
+  using O = DefaultHooksOptions;
+  return OptionTable<O>("MMEngine's default hooks", O())
+      .optional("logger", &O::logger, "{type: LoggerHook, interval}")
+      .optional("checkpoint", &O::checkpoint, "a CheckpointHook dict (built)")
+      .optional("runtime_info", &O::runtime_info, "{type: RuntimeInfoHook} (always on)")
+      .optional("timer", &O::timer, "{type: IterTimerHook} (always on)")
+      .optional("param_scheduler", &O::param_scheduler, "{type: ParamSchedulerHook} (always on)")
+      .optional("sampler_seed", &O::sampler_seed, "{type: DistSamplerSeedHook} (always on)")
+      .optional("visualization", &O::visualization, "{type: VisualizationHook} (always on)")
+      .rule([](const O& o, const Config& cfg) {
+        expect_type(o.runtime_info, "runtime_info", "RuntimeInfoHook", cfg);
+        expect_type(o.timer, "timer", "IterTimerHook", cfg);
+        expect_type(o.param_scheduler, "param_scheduler", "ParamSchedulerHook", cfg);
+        expect_type(o.sampler_seed, "sampler_seed", "DistSamplerSeedHook", cfg);
+        expect_type(o.visualization, "visualization", "VisualizationHook", cfg);
+      });
+}
+
+OptionTable<RunnerKeys> RunnerKeys::table() {
+  using O = RunnerKeys;
+  return OptionTable<O>("The top-level keys of a training config (MMEngine's Runner arguments).",
+                        O())
+      .required("model", &O::model, "the algorithm (a registered algorithm type)")
+      .required("train_dataloader", &O::train_dataloader, "the training dataloader")
+      .required("train_cfg", &O::train_cfg,
+                "the train loop: {type: EpochBasedTrainLoop, max_epochs} or "
+                "{type: IterBasedTrainLoop, max_iters}")
+      .required("optim_wrapper", &O::optim_wrapper, "the optimizer wrapper and its optimizer")
+      .optional("param_scheduler", &O::param_scheduler, "a scheduler dict or a list of them")
+      .optional("default_hooks", &O::default_hooks,
+                "logger and checkpoint (built); runtime_info, timer, param_scheduler, "
+                "sampler_seed, visualization (always on: type-checked)")
+      .optional("custom_hooks", &O::custom_hooks, "further hooks, a list of hook dicts")
+      .as(ArgType::List)
+      .optional("randomness", &O::randomness, "{seed, deterministic, diff_rank_seed}")
+      .optional("work_dir", &O::work_dir,
+                "where logs and checkpoints go (default work_dirs/<config name>)")
+      .optional("resume", &O::resume,
+                "true or 'auto' for the work dir's last checkpoint, or a checkpoint path")
+      .optional("load_from", &O::load_from, "initial weights (a checkpoint path)")
+      .optional("plugins", &O::plugins, "plugin names or .so paths the config needs")
+      .optional("env_cfg", &O::env_cfg, "{channels_last}")
+      .rule([](const O& o, const Config& cfg) {
+        if (o.param_scheduler && !o.param_scheduler->is_object() && !o.param_scheduler->is_array())
+          cfg.fail_key("param_scheduler", "expected a scheduler dict or a list of them, got " +
+                                              describe_value(*o.param_scheduler));
+        if (o.resume && !o.resume->is_bool() && !o.resume->is_string())
+          cfg.fail_key("resume", "expected true/false, 'auto' or a checkpoint path, got " +
+                                     describe_value(*o.resume));
+      });
 }
 
 const std::vector<std::string>& runner_config_keys() {
   static const std::vector<std::string> keys = [] {
     std::vector<std::string> k;
-    for (const auto& a : runner_schema().args()) k.push_back(a.name);
+    for (const auto& a : RunnerKeys::table().schema().args()) k.push_back(a.name);
     return k;
   }();
   return keys;
 }
 
-std::string resolve_work_dir(const Config& cfg, const TrainOptions& options) {
+std::string resolve_work_dir(const RunnerKeys& keys, const TrainOptions& options) {
   if (!options.work_dir.empty()) return options.work_dir;
-  if (cfg.has("work_dir")) return cfg.get<std::string>("work_dir");
+  if (keys.work_dir) return *keys.work_dir;
   return "work_dirs/" + options.config_name;
 }
 
@@ -87,19 +132,12 @@ std::string latest_checkpoint_in(const std::string& work_dir) {
   return "";
 }
 
-std::string resolve_resume(const Config& cfg, const TrainOptions& options,
+std::string resolve_resume(const RunnerKeys& keys, const Config&, const TrainOptions& options,
                            const std::string& work_dir, std::string* note) {
   std::string resume = options.resume;
-  if (resume.empty() && cfg.has("resume")) {
-    const Config r = cfg["resume"];
-    if (r.json().is_bool()) {
-      if (r.as<bool>()) resume = "auto";
-    } else if (r.json().is_string()) {
-      resume = r.as<std::string>();
-    } else {
-      r.fail("expected true/false, 'auto' or a checkpoint path, got " + describe_value(r.json()));
-    }
-  }
+  if (resume.empty() && keys.resume)
+    resume =
+        keys.resume->is_bool() ? (keys.resume->as_bool() ? "auto" : "") : keys.resume->as_string();
   if (resume == "auto") {
     resume = latest_checkpoint_in(work_dir);
     if (resume.empty() && note)
@@ -108,27 +146,14 @@ std::string resolve_resume(const Config& cfg, const TrainOptions& options,
   return resume;
 }
 
-uint64_t resolve_seed(const Config& cfg, const TrainOptions& options) {
-  static const Schema randomness =
-      Schema("randomness")
-          .optional("seed", ArgType::Int, 0, "the run's seed")
-          .optional("deterministic", ArgType::Bool, false,
-                    "accepted: CPU kernels here are deterministic")
-          .optional("diff_rank_seed", ArgType::Bool, false,
-                    "accepted: per-sample seeds already differ by sample index");
-  uint64_t seed = 0;
-  if (cfg.has("randomness"))
-    seed = uint64_t(checked(randomness, cfg["randomness"]).get<int64_t>("seed"));
-  if (options.seed) seed = *options.seed;
-  return seed;
+uint64_t resolve_seed(const RunnerKeys& keys, const TrainOptions& options) {
+  if (options.seed) return *options.seed;
+  return keys.randomness ? uint64_t(keys.randomness->seed) : 0;
 }
 
-Environment setup_environment(const Config& cfg, const TrainOptions& options) {
-  static const Schema env_cfg = Schema("env_cfg").optional(
-      "channels_last", ArgType::Bool, false, "NHWC conv weights and inputs (faster with oneDNN)");
+Environment setup_environment(const RunnerKeys& keys, const TrainOptions& options) {
   Environment env;
-  if (cfg.has("env_cfg"))
-    env.channels_last = checked(env_cfg, cfg["env_cfg"]).get<bool>("channels_last");
+  env.channels_last = keys.env_cfg && keys.env_cfg->channels_last;
   if (options.device == "cuda") {
     if (!torch::cuda::is_available())
       throw ConfigError("--device cuda: CUDA is not available in this LibTorch build or machine");
@@ -142,38 +167,16 @@ Environment setup_environment(const Config& cfg, const TrainOptions& options) {
   return env;
 }
 
-HookSet build_hooks(const Config& cfg) {
-  static const Schema default_hooks = [] {
-    Schema s("default_hooks");
-    s.optional("logger", ArgType::Dict, Json(), "{type: LoggerHook, interval}");
-    s.optional("checkpoint", ArgType::Dict, Json(), "a CheckpointHook dict");
-    for (const auto& [key, type] : fixed_default_hooks())
-      s.optional(key, ArgType::Dict, Json(), "{type: " + type + "} (always on)");
-    return s;
-  }();
-  static const Schema logger =
-      Schema("LoggerHook")
-          .required("type", ArgType::String, "LoggerHook")
-          .optional("interval", ArgType::Int, 50, "iterations between log lines, > 0");
-  static const Schema fixed = Schema("an always-on hook").required("type", ArgType::String, "");
-
+HookSet build_hooks(const RunnerKeys& keys) {
   HookSet set;
-  if (cfg.has("default_hooks")) {
-    const Config dh = checked(default_hooks, cfg["default_hooks"]);
-    for (const auto& [key, type] : fixed_default_hooks())
-      if (dh.has(key)) expect_type(checked(fixed, dh[key]), type);
-    if (dh.has("logger")) {
-      const Config lg = checked(logger, dh["logger"]);
-      expect_type(lg, "LoggerHook");
-      set.log_interval = lg.get<int64_t>("interval");
-      if (set.log_interval <= 0) lg.fail_key("interval", "expected > 0");
-    }
-    if (dh.has("checkpoint")) set.hooks.push_back(build<Hook>(dh["checkpoint"]));
+  if (keys.default_hooks) {
+    if (keys.default_hooks->logger) set.log_interval = keys.default_hooks->logger->interval;
+    if (keys.default_hooks->checkpoint)
+      set.hooks.push_back(build<Hook>(*keys.default_hooks->checkpoint));
   }
-  if (cfg.has("custom_hooks")) {
-    const Config ch = cfg["custom_hooks"];
-    for (size_t i = 0; i < ch.size(); ++i) set.hooks.push_back(build<Hook>(ch.at(i)));
-  }
+  if (keys.custom_hooks)
+    for (size_t i = 0; i < keys.custom_hooks->size(); ++i)
+      set.hooks.push_back(build<Hook>(keys.custom_hooks->at(i)));
   std::stable_sort(set.hooks.begin(), set.hooks.end(),
                    [](const auto& a, const auto& b) { return a->priority() < b->priority(); });
   return set;

@@ -13,27 +13,77 @@
 #include <selfsup/config.h>
 #include <selfsup/core/runner.h>
 #include <selfsup/interfaces/training.h>
+#include <selfsup/json.h>
+#include <selfsup/options.h>
 #include <selfsup/schema.h>
 
 namespace selfsup::core {
 
-/// The runner's own top-level keys, declared once: checked (unknown, wrong type, missing)
-/// before anything is built.
-const Schema& runner_schema();
+/// `randomness`.
+struct RandomnessOptions {
+  int64_t seed = 0;
+  bool deterministic = false;  // accepted: CPU kernels here are deterministic
+  bool diff_rank_seed = false; // accepted: per-sample seeds already differ by index
+  static OptionTable<RandomnessOptions> table();
+};
+
+/// `env_cfg`.
+struct EnvOptions {
+  bool channels_last = false;
+  static OptionTable<EnvOptions> table();
+};
+
+/// `default_hooks.logger`.
+struct LoggerHookOptions {
+  std::string type;
+  int64_t interval = 50;
+  static OptionTable<LoggerHookOptions> table();
+};
+
+/// A `default_hooks` entry whose behaviour the runner always has: only its type is checked.
+struct AlwaysOnHookOptions {
+  std::string type;
+  static OptionTable<AlwaysOnHookOptions> table();
+};
+
+/// `default_hooks`.
+struct DefaultHooksOptions {
+  std::optional<LoggerHookOptions> logger;
+  std::optional<Config> checkpoint;
+  std::optional<AlwaysOnHookOptions> runtime_info, timer, param_scheduler, sampler_seed,
+      visualization;
+  static OptionTable<DefaultHooksOptions> table();
+};
+
+/// The runner's own top-level keys, declared once (MMEngine's Runner arguments): checked
+/// (unknown, wrong type, out of range, missing) before anything is built.
+struct RunnerKeys {
+  Config model, train_dataloader, train_cfg, optim_wrapper;
+  std::optional<Json> param_scheduler; // a dict or a list of dicts
+  std::optional<DefaultHooksOptions> default_hooks;
+  std::optional<Config> custom_hooks; // a list of hook dicts
+  std::optional<RandomnessOptions> randomness;
+  std::optional<std::string> work_dir;
+  std::optional<Json> resume; // true/false, "auto" or a path
+  std::optional<std::string> load_from;
+  std::optional<std::vector<std::string>> plugins;
+  std::optional<EnvOptions> env_cfg;
+  static OptionTable<RunnerKeys> table();
+};
 
 /// --work-dir, else cfg.work_dir, else work_dirs/<config name>.
-std::string resolve_work_dir(const Config& cfg, const TrainOptions& options);
+std::string resolve_work_dir(const RunnerKeys& keys, const TrainOptions& options);
 
 /// The checkpoint to resume from ("" for a fresh run): --resume, else cfg.resume (true means
 /// "auto"); "auto" is the work dir's last_checkpoint, if any. `note` gets messages.
-std::string resolve_resume(const Config& cfg, const TrainOptions& options,
+std::string resolve_resume(const RunnerKeys& keys, const Config& cfg, const TrainOptions& options,
                            const std::string& work_dir, std::string* note);
 
 /// The work dir's most recent checkpoint (its last_checkpoint file), or "".
 std::string latest_checkpoint_in(const std::string& work_dir);
 
 /// cfg.randomness.seed, overridden by --seed.
-uint64_t resolve_seed(const Config& cfg, const TrainOptions& options);
+uint64_t resolve_seed(const RunnerKeys& keys, const TrainOptions& options);
 
 struct Environment {
   torch::Device device{torch::kCPU};
@@ -41,13 +91,13 @@ struct Environment {
   bool channels_last = false;
 };
 /// Device (--device), compute threads (--threads) and env_cfg; sets torch's thread count.
-Environment setup_environment(const Config& cfg, const TrainOptions& options);
+Environment setup_environment(const RunnerKeys& keys, const TrainOptions& options);
 
 struct HookSet {
   std::vector<std::shared_ptr<Hook>> hooks; // sorted by priority (stable)
   int64_t log_interval = 50;
 };
-/// default_hooks (checked; checkpoint built) and custom_hooks, sorted by priority.
-HookSet build_hooks(const Config& cfg);
+/// default_hooks (checkpoint built) and custom_hooks, sorted by priority.
+HookSet build_hooks(const RunnerKeys& keys);
 
 } // namespace selfsup::core

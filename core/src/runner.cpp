@@ -52,17 +52,17 @@ Runner::Runner(Json cfg_json, TrainOptions options)
     : cfg_(std::move(cfg_json)), options_(std::move(options)) {
   const Config raw =
       options_.registry ? Config(cfg_).with_registry(*options_.registry) : Config(cfg_);
-  const Config cfg = raw.derive(runner_schema().apply(raw), raw.path());
+  const RunnerKeys keys = RunnerKeys::table().parse(raw);
 
-  work_dir_ = resolve_work_dir(cfg, options_);
+  work_dir_ = resolve_work_dir(keys, options_);
   std::string note;
-  resume_path_ = resolve_resume(cfg, options_, work_dir_, &note);
+  resume_path_ = resolve_resume(keys, raw, options_, work_dir_, &note);
   if (!note.empty()) log(note);
   std::optional<Checkpoint> resume_ckpt;
   if (!resume_path_.empty()) resume_ckpt = load_checkpoint(resume_path_);
 
   // A resumed run keeps its seed.
-  seed_ = resolve_seed(cfg, options_);
+  seed_ = resolve_seed(keys, options_);
   if (resume_ckpt) {
     const auto saved = uint64_t(meta_int(*resume_ckpt, resume_path_, "seed"));
     if (options_.seed && *options_.seed != saved)
@@ -71,13 +71,13 @@ Runner::Runner(Json cfg_json, TrainOptions options)
     seed_ = saved;
   }
 
-  const Environment env = setup_environment(cfg, options_);
+  const Environment env = setup_environment(keys, options_);
   device_ = env.device;
   channels_last_ = env.channels_last;
 
   // Model.
   torch::manual_seed(seed_);
-  model_ = build<Algorithm>(cfg["model"]);
+  model_ = build<Algorithm>(keys.model);
   model_->to(device_);
   if (channels_last_) {
     // NHWC weights and inputs let oneDNN skip layout reorders (1.2-1.3x on a ResNet step).
@@ -87,19 +87,19 @@ Runner::Runner(Json cfg_json, TrainOptions options)
   }
 
   // Data, sharded by rank.
-  loader_ = DataLoader::from_config(cfg["train_dataloader"], seed_, rank(), world_size());
+  loader_ = DataLoader::from_config(keys.train_dataloader, seed_, rank(), world_size());
   if (loader_->num_batches() == 0)
     throw ConfigError("train_dataloader: the dataset yields no batch (size " +
                       std::to_string(loader_->dataset().size()) + ", batch_size " +
                       std::to_string(loader_->options().batch_size) + ", drop_last)");
 
   // Loop, optimizer, schedules, hooks.
-  loop_ = build<TrainLoop>(cfg["train_cfg"]);
+  loop_ = build<TrainLoop>(keys.train_cfg);
   max_epochs_ = loop_->max_epochs(iters_per_epoch());
   max_iters_ = loop_->max_iters(iters_per_epoch());
-  optim_wrapper_ = std::make_unique<OptimWrapper>(cfg["optim_wrapper"], *model_);
-  if (cfg.has("param_scheduler")) {
-    const Config ps = cfg["param_scheduler"];
+  optim_wrapper_ = std::make_unique<OptimWrapper>(keys.optim_wrapper, *model_);
+  if (keys.param_scheduler) {
+    const Config ps = raw["param_scheduler"];
     if (ps.is_array()) {
       for (size_t i = 0; i < ps.size(); ++i) schedulers_.push_back(build<ParamScheduler>(ps.at(i)));
     } else {
@@ -107,12 +107,12 @@ Runner::Runner(Json cfg_json, TrainOptions options)
     }
     for (auto& s : schedulers_) s->bind(iters_per_epoch(), max_epochs_, max_iters_);
   }
-  HookSet hooks = build_hooks(cfg);
+  HookSet hooks = build_hooks(keys);
   hooks_ = std::move(hooks.hooks);
   log_interval_ = hooks.log_interval;
 
-  if (cfg.has("load_from")) {
-    const std::string from = cfg.get<std::string>("load_from");
+  if (keys.load_from) {
+    const std::string& from = *keys.load_from;
     Checkpoint c = load_checkpoint(from);
     load_module_state(*model_, c.state_dict, "load_from " + from);
   }

@@ -11,25 +11,21 @@
 
 namespace selfsup::core {
 
-DefaultSampler::DefaultSampler(bool shuffle, std::optional<uint64_t> seed, bool round_up)
-    : shuffle_(shuffle), own_seed_(seed), round_up_(round_up) {}
-
-DefaultSampler::DefaultSampler(const Config& cfg)
-    : DefaultSampler(cfg.get<bool>("shuffle"),
-                     cfg.has("seed") ? std::optional<uint64_t>(cfg.get<int64_t>("seed"))
-                                     : std::nullopt,
-                     cfg.get<bool>("round_up")) {}
-
-DefaultSampler::~DefaultSampler() = default;
-
-Schema DefaultSampler::schema() {
-  return Schema("MMEngine's DefaultSampler: shuffles with a seed per epoch, pads to a multiple "
-                "of the world size (round_up) and gives each rank every world_size-th index.")
-      .optional("shuffle", ArgType::Bool, true, "shuffle the order each epoch")
-      .optional("seed", ArgType::Int, Json(), "the shuffle seed (default: the run's seed)")
-      .optional("round_up", ArgType::Bool, true,
+OptionTable<DefaultSamplerOptions> DefaultSamplerOptions::table() {
+  using O = DefaultSamplerOptions;
+  return OptionTable<O>("MMEngine's DefaultSampler: shuffles with a seed per epoch, pads to a "
+                        "multiple of the world size (round_up) and gives each rank every "
+                        "world_size-th index.",
+                        O())
+      .optional("shuffle", &O::shuffle, "shuffle the order each epoch")
+      .optional("seed", &O::seed, "the shuffle seed (default: the run's seed)", check::ge(0))
+      .optional("round_up", &O::round_up,
                 "pad with indices from the start so every rank gets the same count");
 }
+
+DefaultSampler::DefaultSampler(DefaultSamplerOptions options) : options_(std::move(options)) {}
+
+DefaultSampler::~DefaultSampler() = default;
 
 void DefaultSampler::bind(int64_t dataset_size, int rank, int world_size, uint64_t seed) {
   if (world_size < 1 || rank < 0 || rank >= world_size)
@@ -38,8 +34,8 @@ void DefaultSampler::bind(int64_t dataset_size, int rank, int world_size, uint64
   dataset_size_ = dataset_size;
   rank_ = rank;
   world_size_ = world_size;
-  seed_ = own_seed_ ? *own_seed_ : seed;
-  if (round_up_) {
+  seed_ = options_.seed ? uint64_t(*options_.seed) : seed;
+  if (options_.round_up) {
     num_samples_ = (dataset_size + world_size - 1) / world_size;
     total_size_ = num_samples_ * world_size;
   } else {
@@ -52,7 +48,7 @@ std::vector<int64_t> DefaultSampler::indices(int64_t epoch) const {
   const int64_t n = dataset_size_;
   std::vector<int64_t> order(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
-  if (shuffle_ && n > 1) {
+  if (options_.shuffle && n > 1) {
     // Fisher-Yates from a generator seeded by (seed, epoch).
     std::mt19937_64 gen(sample_seed(seed_, epoch, -1));
     for (int64_t i = n - 1; i > 0; --i) {
@@ -70,8 +66,11 @@ std::vector<int64_t> DefaultSampler::indices(int64_t epoch) const {
 
 void register_samplers(Registrar& r) {
   r.add<Sampler>(
-      "DefaultSampler", [](const Config& c) { return std::make_shared<DefaultSampler>(c); },
-      DefaultSampler::schema());
+      "DefaultSampler",
+      [](const Config& c) {
+        return std::make_shared<DefaultSampler>(DefaultSamplerOptions::table().parse(c));
+      },
+      DefaultSamplerOptions::table().schema());
 }
 
 } // namespace selfsup::core

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include <selfsup/interfaces/training.h>
+#include <selfsup/options.h>
 #include <selfsup/registry.h>
 
 #include "builtins.h"
@@ -12,14 +13,48 @@ namespace selfsup::core {
 
 namespace {
 
+using namespace selfsup::check;
+
+struct EpochBasedOptions {
+  int64_t max_epochs = 0;
+  int64_t val_begin = 1;
+  int64_t val_interval = 1;
+  static OptionTable<EpochBasedOptions> table() {
+    using O = EpochBasedOptions;
+    return OptionTable<O>("Trains for max_epochs passes over the data (MMEngine's "
+                          "EpochBasedTrainLoop).",
+                          O())
+        .required("max_epochs", &O::max_epochs, "epochs to train", gt(0))
+        .optional("val_begin", &O::val_begin,
+                  "accepted for MMEngine configs (selfsup has no validation loop; use "
+                  "KNNEvalHook)",
+                  one_of({1}))
+        .optional("val_interval", &O::val_interval, "accepted for MMEngine configs", one_of({1}));
+  }
+};
+
+struct IterBasedOptions {
+  int64_t max_iters = 0;
+  int64_t val_begin = 1;
+  int64_t val_interval = 1000;
+  static OptionTable<IterBasedOptions> table() {
+    using O = IterBasedOptions;
+    return OptionTable<O>("Trains for max_iters iterations, cycling over the data (MMEngine's "
+                          "IterBasedTrainLoop); epochs still order the data and run epoch hooks.",
+                          O())
+        .required("max_iters", &O::max_iters, "iterations to train", gt(0))
+        .optional("val_begin", &O::val_begin,
+                  "accepted for MMEngine configs (selfsup has no validation loop; use "
+                  "KNNEvalHook)",
+                  one_of({1}))
+        .optional("val_interval", &O::val_interval, "accepted for MMEngine configs",
+                  one_of({1000}));
+  }
+};
+
 class EpochBasedTrainLoop final : public TrainLoop {
 public:
-  explicit EpochBasedTrainLoop(const Config& cfg) : max_epochs_(cfg.get<int64_t>("max_epochs")) {
-    if (max_epochs_ <= 0)
-      cfg.fail_key("max_epochs", "expected an int > 0, got " + std::to_string(max_epochs_));
-    if (cfg.get<int64_t>("val_begin") != 1 || cfg.get<int64_t>("val_interval") != 1)
-      cfg.fail("val_begin/val_interval: selfsup has no validation loop (use KNNEvalHook)");
-  }
+  explicit EpochBasedTrainLoop(const EpochBasedOptions& o) : max_epochs_(o.max_epochs) {}
   int64_t max_epochs(int64_t) const override { return max_epochs_; }
   int64_t max_iters(int64_t ipe) const override { return max_epochs_ * ipe; }
   void run(Driver& d) override {
@@ -38,12 +73,7 @@ private:
 
 class IterBasedTrainLoop final : public TrainLoop {
 public:
-  explicit IterBasedTrainLoop(const Config& cfg) : max_iters_(cfg.get<int64_t>("max_iters")) {
-    if (max_iters_ <= 0)
-      cfg.fail_key("max_iters", "expected an int > 0, got " + std::to_string(max_iters_));
-    if (cfg.get<int64_t>("val_begin") != 1 || cfg.get<int64_t>("val_interval") != 1000)
-      cfg.fail("val_begin/val_interval: selfsup has no validation loop (use KNNEvalHook)");
-  }
+  explicit IterBasedTrainLoop(const IterBasedOptions& o) : max_iters_(o.max_iters) {}
   int64_t max_epochs(int64_t ipe) const override {
     return (max_iters_ + std::max<int64_t>(1, ipe) - 1) / std::max<int64_t>(1, ipe);
   }
@@ -68,20 +98,16 @@ private:
 void register_train_loops(Registrar& r) {
   r.add<TrainLoop>(
       "EpochBasedTrainLoop",
-      [](const Config& c) { return std::make_shared<EpochBasedTrainLoop>(c); },
-      Schema("Trains for max_epochs passes over the data (MMEngine's EpochBasedTrainLoop).")
-          .required("max_epochs", ArgType::Int, "epochs to train, > 0")
-          .optional("val_begin", ArgType::Int, 1, "accepted for MMEngine configs; must stay 1")
-          .optional("val_interval", ArgType::Int, 1,
-                    "accepted for MMEngine configs; must stay 1 (no validation loop)"));
+      [](const Config& c) {
+        return std::make_shared<EpochBasedTrainLoop>(EpochBasedOptions::table().parse(c));
+      },
+      EpochBasedOptions::table().schema());
   r.add<TrainLoop>(
-      "IterBasedTrainLoop", [](const Config& c) { return std::make_shared<IterBasedTrainLoop>(c); },
-      Schema("Trains for max_iters iterations, cycling over the data (MMEngine's "
-             "IterBasedTrainLoop); epochs still order the data and run epoch hooks.")
-          .required("max_iters", ArgType::Int, "iterations to train, > 0")
-          .optional("val_begin", ArgType::Int, 1, "accepted for MMEngine configs; must stay 1")
-          .optional("val_interval", ArgType::Int, 1000,
-                    "accepted for MMEngine configs; must stay 1000 (no validation loop)"));
+      "IterBasedTrainLoop",
+      [](const Config& c) {
+        return std::make_shared<IterBasedTrainLoop>(IterBasedOptions::table().parse(c));
+      },
+      IterBasedOptions::table().schema());
 }
 
 } // namespace selfsup::core

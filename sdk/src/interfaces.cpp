@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <selfsup/errors.h>
+#include <selfsup/options.h>
 #include <selfsup/interfaces/algorithm.h>
 #include <selfsup/interfaces/data.h>
 #include <selfsup/interfaces/modules.h>
@@ -63,17 +64,58 @@ ForwardOutput Algorithm::forward(const std::vector<torch::Tensor>& inputs,
 
 // ---- Data preprocessors ---------------------------------------------------------------
 
-SelfSupDataPreprocessor::SelfSupDataPreprocessor(std::vector<double> mean, std::vector<double> std,
-                                                 bool bgr_to_rgb)
-    : mean_(std::move(mean)), std_(std::move(std)), bgr_to_rgb_(bgr_to_rgb) {
-  if (mean_.empty() != std_.empty())
-    throw ValueError("give both mean and std, or neither (no normalisation)");
+namespace {
+
+// The rows SelfSupDataPreprocessor and TwoNormDataPreprocessor share, declared once.
+template <class O> OptionTable<O> norm_table(std::string doc) {
+  using namespace check;
+  return OptionTable<O>(std::move(doc), O())
+      .optional("mean", &O::mean,
+                "per-channel mean (0-255 scale; one value broadcasts); absent: no normalisation",
+                non_empty())
+      .optional("std", &O::std,
+                "per-channel std (0-255 scale; one value broadcasts); absent: no normalisation",
+                non_empty(), each(gt(0)))
+      .optional("bgr_to_rgb", &O::bgr_to_rgb, "swap the channel order of 3-channel views")
+      .optional("rgb_to_bgr", &O::rgb_to_bgr, "the same swap under MMEngine's other name")
+      .optional("non_blocking", &O::non_blocking,
+                "MMEngine's asynchronous copy flag; copies here are synchronous")
+      .rule([](const O& o, const Config& cfg) {
+        if (o.bgr_to_rgb && o.rgb_to_bgr) cfg.fail("bgr_to_rgb and rgb_to_bgr cannot both be true");
+        if (o.mean.has_value() != o.std.has_value())
+          cfg.fail("give both mean and std, or neither (no normalisation)");
+        if (o.mean && o.mean->size() != o.std->size() && o.mean->size() != 1 && o.std->size() != 1)
+          cfg.fail("mean has " + std::to_string(o.mean->size()) + " values and std " +
+                   std::to_string(o.std->size()) + " (expected equal lengths, or one value)");
+      });
+}
+
+} // namespace
+
+OptionTable<SelfSupDataPreprocessorOptions> SelfSupDataPreprocessorOptions::table() {
+  return norm_table<SelfSupDataPreprocessorOptions>(
+      "Casts uint8 views to float, optionally swaps BGR to RGB, and normalises with mean/std "
+      "when given (MMEngine's ImgDataPreprocessor defaults).");
+}
+
+OptionTable<TwoNormDataPreprocessorOptions> TwoNormDataPreprocessorOptions::table() {
+  using O = TwoNormDataPreprocessorOptions;
+  return norm_table<O>("CAE's TwoNormDataPreprocessor: the second view (the target "
+                       "generator's input) normalised with its own statistics.")
+      .optional("second_mean", &O::second_mean, "mean of the second view", check::non_empty())
+      .optional("second_std", &O::second_std, "std of the second view", check::non_empty(),
+                check::each(check::gt(0)))
+      .rule([](const O& o, const Config& cfg) {
+        if (o.second_mean.has_value() != o.second_std.has_value())
+          cfg.fail("give both second_mean and second_std, or neither");
+      });
+}
+
+SelfSupDataPreprocessor::SelfSupDataPreprocessor(const SelfSupDataPreprocessorOptions& o)
+    : mean_(o.mean.value_or(std::vector<double>{})), std_(o.std.value_or(std::vector<double>{})),
+      bgr_to_rgb_(o.bgr_to_rgb || o.rgb_to_bgr) {
+  SelfSupDataPreprocessorOptions::table().validate(o, "SelfSupDataPreprocessor");
   if (mean_.empty()) return;
-  if (mean_.size() != std_.size() && mean_.size() != 1 && std_.size() != 1)
-    throw ValueError("mean has " + std::to_string(mean_.size()) + " values and std " +
-                     std::to_string(std_.size()) + " (expected equal lengths, or one value)");
-  for (double s : std_)
-    if (!(s > 0)) throw ValueError("std: every entry must be > 0, got " + std::to_string(s));
   auto as_t = [](const std::vector<double>& v) {
     return torch::tensor(v, torch::kFloat64).view({1, int64_t(v.size()), 1, 1});
   };
@@ -81,29 +123,7 @@ SelfSupDataPreprocessor::SelfSupDataPreprocessor(std::vector<double> mean, std::
   inv_std_t_ = (1.0 / as_t(std_)).to(torch::kFloat32);
 }
 
-SelfSupDataPreprocessor::SelfSupDataPreprocessor(const Config& cfg) try
-    : SelfSupDataPreprocessor(
-          cfg.has("mean") ? cfg.get<std::vector<double>>("mean") : std::vector<double>{},
-          cfg.has("std") ? cfg.get<std::vector<double>>("std") : std::vector<double>{},
-          cfg.get<bool>("bgr_to_rgb")) {
-} catch (const ValueError& e) {
-  cfg.fail(e.what());
-}
-
 SelfSupDataPreprocessor::~SelfSupDataPreprocessor() = default;
-
-Schema SelfSupDataPreprocessor::schema() {
-  return Schema("Casts uint8 views to float, optionally swaps BGR to RGB, and normalises with "
-                "mean/std when given (MMEngine's ImgDataPreprocessor defaults).")
-      .optional("mean", ArgType::FloatList, Json(),
-                "per-channel mean (0-255 scale; one value broadcasts); absent: no normalisation")
-      .optional("std", ArgType::FloatList, Json(),
-                "per-channel std (0-255 scale; one value broadcasts); absent: no normalisation")
-      .optional("bgr_to_rgb", ArgType::Bool, false, "swap the channel order of 3-channel views")
-      .optional("rgb_to_bgr", ArgType::Bool, false, "the same swap under MMEngine's other name")
-      .optional("non_blocking", ArgType::Bool, false,
-                "MMEngine's asynchronous copy flag; copies here are synchronous");
-}
 
 torch::Tensor SelfSupDataPreprocessor::normalize(const torch::Tensor& view) const {
   TORCH_CHECK(view.dim() == 4, "data_preprocessor: expected [B,C,H,W], got ", view.sizes());
@@ -129,33 +149,22 @@ std::vector<torch::Tensor> SelfSupDataPreprocessor::forward(const std::vector<to
 }
 
 namespace {
-// The bgr_to_rgb flag of a preprocessor config: MMEngine accepts either spelling.
-bool swap_channels(const Config& cfg) {
-  const bool a = cfg.get<bool>("bgr_to_rgb"), b = cfg.get<bool>("rgb_to_bgr");
-  if (a && b) cfg.fail("bgr_to_rgb and rgb_to_bgr cannot both be true");
-  return a || b;
-}
-std::vector<double> list_or_empty(const Config& cfg, const char* key) {
-  return cfg.has(key) ? cfg.get<std::vector<double>>(key) : std::vector<double>{};
+SelfSupDataPreprocessorOptions view_options(std::optional<std::vector<double>> mean,
+                                            std::optional<std::vector<double>> std,
+                                            const TwoNormDataPreprocessorOptions& o) {
+  SelfSupDataPreprocessorOptions v;
+  v.mean = std::move(mean);
+  v.std = std::move(std);
+  v.bgr_to_rgb = o.bgr_to_rgb || o.rgb_to_bgr;
+  return v;
 }
 } // namespace
 
-TwoNormDataPreprocessor::TwoNormDataPreprocessor(const Config& cfg) try
-    : first_(list_or_empty(cfg, "mean"), list_or_empty(cfg, "std"), swap_channels(cfg)),
-      second_(list_or_empty(cfg, "second_mean"), list_or_empty(cfg, "second_std"),
-              swap_channels(cfg)) {
-} catch (const ValueError& e) {
-  cfg.fail(e.what());
-}
+TwoNormDataPreprocessor::TwoNormDataPreprocessor(const TwoNormDataPreprocessorOptions& o)
+    : first_(view_options(o.mean, o.std, o)),
+      second_(view_options(o.second_mean, o.second_std, o)) {}
 
 TwoNormDataPreprocessor::~TwoNormDataPreprocessor() = default;
-
-Schema TwoNormDataPreprocessor::schema() {
-  return SelfSupDataPreprocessor::schema()
-      .optional("second_mean", ArgType::FloatList, Json(),
-                "mean of the second view (the target generator's input)")
-      .optional("second_std", ArgType::FloatList, Json(), "std of the second view");
-}
 
 std::vector<torch::Tensor> TwoNormDataPreprocessor::forward(const std::vector<torch::Tensor>& views,
                                                             DataSamples&) const {

@@ -338,7 +338,9 @@ TEST_F(RunnerTest, IterBasedLoopRunsMaxItersAcrossEpochs) {
 TEST(SamplerTest, DefaultSamplerShardsDisjointEqualAndEpochSeeded) {
   test::load_plugins();
   auto make = [](bool round_up, int rank, int world) {
-    core::DefaultSampler s(true, std::nullopt, round_up);
+    core::DefaultSamplerOptions o;
+    o.round_up = round_up;
+    core::DefaultSampler s(o);
     s.bind(10, rank, world, 3);
     return s;
   };
@@ -371,7 +373,9 @@ TEST(SamplerTest, DefaultSamplerShardsDisjointEqualAndEpochSeeded) {
   // Same epoch, same order; another epoch, another order; shuffle off is the identity.
   EXPECT_EQ(make(true, 0, 1).indices(5), global);
   EXPECT_NE(make(true, 0, 1).indices(6), global);
-  core::DefaultSampler plain(false, std::nullopt, true);
+  core::DefaultSamplerOptions no_shuffle;
+  no_shuffle.shuffle = false;
+  core::DefaultSampler plain(no_shuffle);
   plain.bind(4, 0, 1, 3);
   EXPECT_EQ(plain.indices(9), (std::vector<int64_t>{0, 1, 2, 3}));
   EXPECT_THROW(plain.bind(4, 2, 2, 0), ValueError);

@@ -14,6 +14,7 @@
 #include <torch/types.h>
 
 #include <selfsup/config.h>
+#include <selfsup/schema.h>
 #include <selfsup/core/export.h>
 #include <selfsup/interfaces/algorithm.h>
 #include <selfsup/interfaces/data.h>
@@ -107,6 +108,8 @@ public:
   /// {type: default_collate}, dataset {...}. `rank`/`world_size` shard the data.
   static std::unique_ptr<DataLoader> from_config(const Config& cfg, uint64_t seed, int rank = 0,
                                                  int world_size = 1);
+  /// The keys of a dataloader dict (for `selfsup list --verbose` and checks).
+  static Schema schema();
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;

@@ -9,26 +9,28 @@
 #include <selfsup/config.h>
 #include <selfsup/core/export.h>
 #include <selfsup/interfaces/sampler.h>
-#include <selfsup/schema.h>
+#include <selfsup/options.h>
 
 namespace selfsup::core {
 
+struct SELFSUP_CORE_API DefaultSamplerOptions {
+  bool shuffle = true;
+  std::optional<int64_t> seed; // absent: the run's seed given to bind()
+  bool round_up = true;
+  static OptionTable<DefaultSamplerOptions> table();
+};
+
 class SELFSUP_CORE_API DefaultSampler final : public Sampler {
 public:
-  /// `seed`: the sampler's own seed; absent, the run's seed given to bind() is used.
-  DefaultSampler(bool shuffle, std::optional<uint64_t> seed, bool round_up);
-  explicit DefaultSampler(const Config& cfg);
+  explicit DefaultSampler(DefaultSamplerOptions options);
   ~DefaultSampler() override;
-  static Schema schema();
 
   void bind(int64_t dataset_size, int rank, int world_size, uint64_t seed) override;
   std::vector<int64_t> indices(int64_t epoch) const override;
   int64_t size() const override { return num_samples_; }
 
 private:
-  bool shuffle_;
-  std::optional<uint64_t> own_seed_;
-  bool round_up_;
+  DefaultSamplerOptions options_;
   int64_t dataset_size_ = 0;
   int rank_ = 0, world_size_ = 1;
   uint64_t seed_ = 0;

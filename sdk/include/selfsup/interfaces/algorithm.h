@@ -3,6 +3,7 @@
 // loss / predict; `inputs` is one float tensor [B,C,H,W] per view, already normalised.
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include <selfsup/errors.h>
 #include <selfsup/export.h>
 #include <selfsup/interfaces/modules.h>
+#include <selfsup/options.h>
 #include <selfsup/schema.h>
 
 namespace selfsup {
@@ -78,16 +80,23 @@ public:
                                                            DataSamples& samples) const = 0;
 };
 
-/// MMSelfSup's SelfSupDataPreprocessor (MMEngine's ImgDataPreprocessor defaults): uint8 ->
-/// float, optional BGR->RGB of 3-channel views, then (x - mean) / std when both are given
-/// (a one-value mean or std broadcasts over channels); without them no normalisation.
+/// The options of SelfSupDataPreprocessor (MMEngine's ImgDataPreprocessor defaults).
+struct SELFSUP_SDK_API SelfSupDataPreprocessorOptions {
+  std::optional<std::vector<double>> mean; // absent (with std): no normalisation
+  std::optional<std::vector<double>> std;
+  bool bgr_to_rgb = false;
+  bool rgb_to_bgr = false;   // the same swap under MMEngine's other name
+  bool non_blocking = false; // MMEngine's asynchronous copy flag; copies here are synchronous
+  static OptionTable<SelfSupDataPreprocessorOptions> table();
+};
+
+/// MMSelfSup's SelfSupDataPreprocessor: uint8 -> float, optional BGR->RGB of 3-channel
+/// views, then (x - mean) / std when both are given (a one-value mean or std broadcasts over
+/// channels); without them no normalisation.
 class SELFSUP_SDK_API SelfSupDataPreprocessor : public DataPreprocessor {
 public:
-  /// mean/std empty: no normalisation.
-  SelfSupDataPreprocessor(std::vector<double> mean, std::vector<double> std, bool bgr_to_rgb);
-  explicit SelfSupDataPreprocessor(const Config& cfg);
+  explicit SelfSupDataPreprocessor(const SelfSupDataPreprocessorOptions& options);
   ~SelfSupDataPreprocessor() override;
-  static Schema schema();
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& views,
                                      DataSamples& samples) const override;
   /// One view.
@@ -99,13 +108,19 @@ private:
   torch::Tensor mean_t_, inv_std_t_; // [1, C, 1, 1] float (C may be 1: broadcast), built once
 };
 
+/// The options of TwoNormDataPreprocessor: SelfSupDataPreprocessor's, plus the second view's.
+struct SELFSUP_SDK_API TwoNormDataPreprocessorOptions {
+  std::optional<std::vector<double>> mean, std, second_mean, second_std;
+  bool bgr_to_rgb = false, rgb_to_bgr = false, non_blocking = false;
+  static OptionTable<TwoNormDataPreprocessorOptions> table();
+};
+
 /// CAE's TwoNormDataPreprocessor: the first view normalised with mean/std, the second (the
 /// target generator's input) with second_mean/second_std; further views like the first.
 class SELFSUP_SDK_API TwoNormDataPreprocessor final : public DataPreprocessor {
 public:
-  explicit TwoNormDataPreprocessor(const Config& cfg);
+  explicit TwoNormDataPreprocessor(const TwoNormDataPreprocessorOptions& options);
   ~TwoNormDataPreprocessor() override;
-  static Schema schema();
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& views,
                                      DataSamples& samples) const override;
 
