@@ -153,6 +153,22 @@ TEST(PluginLoaderTest, RefusesDuplicatePluginName) {
   expect_refused("x_dup_name", "plugin name 'fixture_good' is already provided",
                  {"FixtureDupNameInvert"});
 }
+TEST(PluginLoaderTest, RefusesAPluginNameTheRegistryAlreadyHas) {
+  // The plugin name is the scope of its types ("fixture_good.Type"), so a name that another
+  // loader (or the engine, as "core") put into the same registry is refused too.
+  Loaded l;
+  Registrar other("fixture_good", "elsewhere.so");
+  other.add<Transform>(
+      "Other", [](const Config&) { return std::shared_ptr<Transform>(); }, Schema("doc"));
+  other.commit(l.registry);
+  EXPECT_FALSE(l.loader.load_file(fixture("good")));
+  ASSERT_EQ(l.loader.refusals().size(), 1u);
+  EXPECT_NE(l.loader.refusals()[0].reason.find(
+                "plugin name 'fixture_good' is already provided by elsewhere.so"),
+            std::string::npos)
+      << l.loader.refusals()[0].reason;
+  EXPECT_FALSE(l.has("FixtureInvert"));
+}
 TEST(PluginLoaderTest, RefusesPluginThatRegistersNothing) {
   expect_refused("x_empty", "registers no types", {});
 }
