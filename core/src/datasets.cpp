@@ -163,7 +163,7 @@ PipelinedDataset::PipelinedDataset(const Config& cfg) {
   Json raw = cfg.json();
   raw.erase("pipeline");
   raw.erase("indices");
-  dataset_ = build<Dataset>(Config(std::move(raw), cfg.path()));
+  dataset_ = build<Dataset>(cfg.derive(std::move(raw), cfg.path()));
   if (!dataset_) cfg.fail("the dataset factory returned nothing");
   if (cfg.has("pipeline")) pipeline_ = Pipeline(cfg["pipeline"]);
 

@@ -12,11 +12,11 @@
 #include <vector>
 
 #include <selfsup/config.h>
-#include <selfsup/core/builtins.h>
 #include <selfsup/core/data.h>
 #include <selfsup/errors.h>
 #include <selfsup/registry.h>
 
+#include "local_registry.h"
 #include "test_support.h"
 
 namespace selfsup::core {
@@ -70,29 +70,30 @@ public:
   }
 };
 
-void register_test_types() {
-  register_builtins();
-  if (Registry::global().find("dataset", "LoaderTestDataset")) return;
-  Registrar r("data_loader_test", "<data_loader_test>");
-  r.add<Dataset>(
-      "LoaderTestDataset",
-      [](const Config& cfg) -> std::shared_ptr<Dataset> {
-        return std::make_shared<LoaderTestDataset>(cfg);
-      },
-      Schema("synthetic images for the loader tests")
-          .optional("size", ArgType::Int, 50, "samples")
-          .optional("height", ArgType::Int, 12, "image height")
-          .optional("width", ArgType::Int, 12, "image width")
-          .optional("channels", ArgType::Int, 1, "image channels")
-          .optional("fail_at", ArgType::Int, -1, "index whose get() throws")
-          .optional("delay_us", ArgType::Int, 0, "sleep per get()"));
-  r.add<Transform>(
-      "LoaderTestMarks",
-      [](const Config& cfg) -> std::shared_ptr<Transform> {
-        return std::make_shared<LoaderTestMarks>(cfg);
-      },
-      Schema("writes a mask, a pseudo-label and an img_path for the loader tests"));
-  r.commit();
+// The engine's types, the build tree's plugins and this file's test types, in a registry of
+// the tests' own (configs made by registry().config() build from it).
+const test::LocalRegistry& registry() {
+  static const test::LocalRegistry registry("data_loader_test", [](Registrar& r) {
+    r.add<Dataset>(
+        "LoaderTestDataset",
+        [](const Config& cfg) -> std::shared_ptr<Dataset> {
+          return std::make_shared<LoaderTestDataset>(cfg);
+        },
+        Schema("synthetic images for the loader tests")
+            .optional("size", ArgType::Int, 50, "samples")
+            .optional("height", ArgType::Int, 12, "image height")
+            .optional("width", ArgType::Int, 12, "image width")
+            .optional("channels", ArgType::Int, 1, "image channels")
+            .optional("fail_at", ArgType::Int, -1, "index whose get() throws")
+            .optional("delay_us", ArgType::Int, 0, "sleep per get()"));
+    r.add<Transform>(
+        "LoaderTestMarks",
+        [](const Config& cfg) -> std::shared_ptr<Transform> {
+          return std::make_shared<LoaderTestMarks>(cfg);
+        },
+        Schema("writes a mask, a pseudo-label and an img_path for the loader tests"));
+  });
+  return registry;
 }
 
 const char* kAugment = R"([
@@ -109,7 +110,8 @@ std::shared_ptr<PipelinedDataset> make_dataset(const std::string& extra = "",
                                                const std::string& pipeline = kAugment) {
   const std::string text = "{\"type\": \"LoaderTestDataset\", \"pipeline\": " + pipeline +
                            (extra.empty() ? "" : ", " + extra) + "}";
-  return std::make_shared<PipelinedDataset>(Config(Json::parse(text, "test"), "dataset"));
+  return std::make_shared<PipelinedDataset>(
+      registry().config(Json::parse(text, "test"), "dataset"));
 }
 
 LoaderOptions options(int workers, int64_t batch = 8, bool shuffle = true, uint64_t seed = 7) {
@@ -143,7 +145,7 @@ bool same_batches(const std::vector<Batch>& a, const std::vector<Batch>& b) {
 
 class DataLoaderTest : public ::testing::Test {
 protected:
-  void SetUp() override { register_test_types(); }
+  void SetUp() override { (void)registry(); }
 };
 
 TEST_F(DataLoaderTest, CollateStacksViewsAsNCHW) {
@@ -279,6 +281,8 @@ TEST_F(DataLoaderTest, PacksAndCollatesNamedValuesThroughThreadedLoader) {
     }
   }
   EXPECT_EQ(seen.size(), 21u);
+  // The test transform lives in the test's registry only.
+  EXPECT_EQ(Registry::global().find("transform", "LoaderTestMarks"), nullptr);
 }
 
 TEST_F(DataLoaderTest, PackMissingKeyFailsTheBatchNamingPathAndKey) {
@@ -414,7 +418,7 @@ TEST_F(DataLoaderTest, ManyWorkersSmallDataset) {
 }
 
 Config loader_cfg(const std::string& body) {
-  return Config(Json::parse(body, "test"), "train_dataloader");
+  return registry().config(Json::parse(body, "test"), "train_dataloader");
 }
 
 const std::string kDataset = R"("dataset": {"type": "LoaderTestDataset", "size": 20,

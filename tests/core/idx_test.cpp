@@ -43,6 +43,15 @@ protected:
     fake_ = test::make_fake_fmnist(dir_.path(), 5, 6);
   }
   std::string root_json() const { return "\"data_root\": \"" + dir_.str() + "\""; }
+  /// The config of a FashionMNIST dataset over the fake root, plus `keys` (JSON members).
+  [[nodiscard]] Config fmnist_cfg(const std::string& keys = "") const {
+    return dataset_cfg("{\"type\": \"FashionMNIST\", " + root_json() +
+                       (keys.empty() ? "" : ", " + keys) + "}");
+  }
+  /// The FashionMNIST dataset of fmnist_cfg(keys).
+  [[nodiscard]] std::shared_ptr<Dataset> fmnist(const std::string& keys = "") const {
+    return build<Dataset>(fmnist_cfg(keys));
+  }
   test::TempDir dir_;
   test::FakeFmnist fake_;
 };
@@ -144,7 +153,7 @@ TEST(IdxTest, SampleSeedMixesAllInputs) {
 }
 
 TEST_F(IdxFashionMnistTest, ReadsGzipTrainSplit) {
-  auto ds = build<Dataset>(dataset_cfg("{\"type\": \"FashionMNIST\", " + root_json() + "}"));
+  auto ds = fmnist();
   ASSERT_EQ(ds->size(), 5);
   EXPECT_EQ(ds->num_classes(), 10);
   const Sample s = ds->get(3);
@@ -173,11 +182,7 @@ TEST_F(IdxFashionMnistTest, ReadsTestSplitGzipOrPlain) {
 }
 
 TEST_F(IdxFashionMnistTest, BadSplitNamesKey) {
-  EXPECT_TRUE(has_substr(message_of<ConfigError>([&] {
-                           (void)build<Dataset>(
-                               dataset_cfg("{\"type\": \"FashionMNIST\", \"split\": \"val\", " +
-                                           root_json() + "}"));
-                         }),
+  EXPECT_TRUE(has_substr(message_of<ConfigError>([&] { (void)fmnist("\"split\": \"val\""); }),
                          "dataset.split"));
 }
 
@@ -192,26 +197,18 @@ TEST_F(IdxFashionMnistTest, MissingFilesNameRootAndFile) {
 }
 
 TEST_F(IdxFashionMnistTest, MismatchedCountsNameFiles) {
-  write_file(dir_.path() / "train-labels-idx1-ubyte.gz", idx_bytes(0x08, {4}, {0, 1, 2, 3}), true);
-  EXPECT_TRUE(has_substr(message_of<ValueError>([&] {
-                           (void)build<Dataset>(
-                               dataset_cfg("{\"type\": \"FashionMNIST\", " + root_json() + "}"));
-                         }),
-                         "train-labels-idx1-ubyte.gz"));
+  test::write_idx(dir_.path() / "train-labels-idx1-ubyte.gz", {4}, {0, 1, 2, 3});
+  EXPECT_TRUE(
+      has_substr(message_of<ValueError>([&] { (void)fmnist(); }), "train-labels-idx1-ubyte.gz"));
 }
 
 TEST_F(IdxFashionMnistTest, UnknownKeyNamesPath) {
-  EXPECT_TRUE(has_substr(message_of<ConfigError>([&] {
-                           (void)build<Dataset>(
-                               dataset_cfg("{\"type\": \"FashionMNIST\", \"spilt\": \"test\", " +
-                                           root_json() + "}"));
-                         }),
+  EXPECT_TRUE(has_substr(message_of<ConfigError>([&] { (void)fmnist("\"spilt\": \"test\""); }),
                          "dataset.spilt"));
 }
 
 TEST_F(IdxFashionMnistTest, IndicesIntTakesFirstN) {
-  PipelinedDataset ds(
-      dataset_cfg("{\"type\": \"FashionMNIST\", \"indices\": 3, " + root_json() + "}"));
+  PipelinedDataset ds(fmnist_cfg("\"indices\": 3"));
   ASSERT_EQ(ds.size(), 3);
   EXPECT_EQ(ds.raw().size(), 5);
   Rng rng(0);
@@ -220,8 +217,7 @@ TEST_F(IdxFashionMnistTest, IndicesIntTakesFirstN) {
 }
 
 TEST_F(IdxFashionMnistTest, IndicesListKeepsRawIndex) {
-  PipelinedDataset ds(
-      dataset_cfg("{\"type\": \"FashionMNIST\", \"indices\": [4, 0, 2], " + root_json() + "}"));
+  PipelinedDataset ds(fmnist_cfg("\"indices\": [4, 0, 2]"));
   ASSERT_EQ(ds.size(), 3);
   Rng rng(0);
   const Sample s = ds.get(0, rng);
@@ -232,38 +228,29 @@ TEST_F(IdxFashionMnistTest, IndicesListKeepsRawIndex) {
 }
 
 TEST_F(IdxFashionMnistTest, IndicesErrorsNamePath) {
-  const std::string base = "{\"type\": \"FashionMNIST\", " + root_json() + ", \"indices\": ";
-  EXPECT_TRUE(
-      has_substr(message_of<ConfigError>([&] { PipelinedDataset ds(dataset_cfg(base + "6}")); }),
-                 "dataset.indices"));
-  EXPECT_TRUE(
-      has_substr(message_of<ConfigError>([&] { PipelinedDataset ds(dataset_cfg(base + "-1}")); }),
-                 "dataset.indices"));
-  EXPECT_TRUE(has_substr(
-      message_of<ConfigError>([&] { PipelinedDataset ds(dataset_cfg(base + "[0, 9]}")); }),
-      "dataset.indices[1]"));
-  EXPECT_TRUE(has_substr(
-      message_of<ConfigError>([&] { PipelinedDataset ds(dataset_cfg(base + "[0, \"a\"]}")); }),
-      "dataset.indices[1]"));
-  EXPECT_TRUE(has_substr(
-      message_of<ConfigError>([&] { PipelinedDataset ds(dataset_cfg(base + "\"all\"}")); }),
-      "dataset.indices"));
+  auto error_of = [&](const std::string& indices) {
+    return message_of<ConfigError>(
+        [&] { PipelinedDataset ds(fmnist_cfg("\"indices\": " + indices)); });
+  };
+  EXPECT_TRUE(has_substr(error_of("6"), "dataset.indices"));
+  EXPECT_TRUE(has_substr(error_of("-1"), "dataset.indices"));
+  EXPECT_TRUE(has_substr(error_of("[0, 9]"), "dataset.indices[1]"));
+  EXPECT_TRUE(has_substr(error_of("[0, \"a\"]"), "dataset.indices[1]"));
+  EXPECT_TRUE(has_substr(error_of("\"all\""), "dataset.indices"));
 }
 
 TEST_F(IdxFashionMnistTest, PipelineRunsAndErrorsNamePath) {
-  PipelinedDataset ds(dataset_cfg(
-      "{\"type\": \"FashionMNIST\", " + root_json() +
-      ", \"pipeline\": [{\"type\": \"RandomSolarize\", \"threshold\": 0, \"prob\": 1.0},"
-      " {\"type\": \"PackSelfSupInputs\"}]}"));
+  PipelinedDataset ds(
+      fmnist_cfg(R"("pipeline": [{"type": "RandomSolarize", "threshold": 0, "prob": 1.0},
+                                 {"type": "PackSelfSupInputs"}])"));
   Rng rng(1);
   const Sample s = ds.get(1, rng);
   ASSERT_EQ(s.views.size(), 1u);
   EXPECT_EQ(s.views[0].data[0], 255 - fake_.train.image(1)[0]);
   EXPECT_TRUE(has_substr(message_of<ConfigError>([&] {
-                           PipelinedDataset bad(dataset_cfg(
-                               "{\"type\": \"FashionMNIST\", " + root_json() +
-                               ", \"pipeline\": [{\"type\": \"RandomFlip\", \"prob\": 0.5},"
-                               " {\"type\": \"RandomFlip\", \"prob\": 1.5}]}"));
+                           PipelinedDataset bad(fmnist_cfg(
+                               R"("pipeline": [{"type": "RandomFlip", "prob": 0.5},
+                                               {"type": "RandomFlip", "prob": 1.5}])"));
                          }),
                          "dataset.pipeline[1].prob"));
 }
