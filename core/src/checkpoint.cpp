@@ -174,7 +174,8 @@ void load_optimizer_state_dict(torch::optim::Optimizer& optimizer, const c10::IV
         (item.key().toStringRef() != "state" && item.key().toStringRef() != "param_groups"))
       fail("unexpected entry " + item.key().tagKind() + " " +
            (item.key().isString() ? "'" + item.key().toStringRef() + "'" : std::string()) +
-           " (expected state and param_groups)");
+           " (expected state and param_groups; a selfsup-checkpoint-1 file's flat optimizer "
+           "state cannot be resumed, though load_from still takes its weights)");
   if (!top.contains("state") || !top.at("state").isGenericDict()) fail("no 'state' dict");
   if (!top.contains("param_groups") || !top.at("param_groups").isList())
     fail("no 'param_groups' list");
