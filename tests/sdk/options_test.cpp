@@ -206,6 +206,27 @@ TEST(OptionTableTest, InheritedKeysComeFirstAndAreAccepted) {
             0u);
 }
 
+struct ListOptions {
+  static OptionTable<ListOptions> table() {
+    return OptionTable<ListOptions>("a list of sub-configs", ListOptions())
+        .required("transforms", &ListOptions::transforms, "transform dicts")
+        .as(ArgType::List);
+  }
+  Config transforms;
+};
+
+TEST(OptionTableTest, AsSetsTheSchemaTypeOfAConfigMember) {
+  EXPECT_EQ(ListOptions::table().schema().find("transforms")->type, ArgType::List);
+  const auto o = ListOptions::table().parse(
+      Config(Json::parse(R"({"transforms": [{"type": "A"}]})", "t"), "pipeline[0]"));
+  EXPECT_EQ(o.transforms.at(0).path(), "pipeline[0].transforms[0]");
+  EXPECT_EQ(message_of([] {
+              (void)ListOptions::table().parse(
+                  Config(Json::parse(R"({"transforms": {}})", "t"), "pipeline[0]"));
+            }),
+            "pipeline[0].transforms: expected list, got {}");
+}
+
 TEST(ConstraintTest, DescribesAndChecksJsonValues) {
   using namespace check;
   EXPECT_EQ(gt(0).text, "> 0");

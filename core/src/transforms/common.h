@@ -13,6 +13,7 @@
 
 #include <selfsup/config.h>
 #include <selfsup/interfaces/data.h>
+#include <selfsup/options.h>
 #include <selfsup/registry.h>
 
 namespace selfsup::core::transforms {
@@ -47,12 +48,8 @@ inline int luma_bgr(const uint8_t* p) {
   return (p[2] * 19595 + p[1] * 38470 + p[0] * 7471 + 0x8000) >> 16;
 }
 
-/// A probability in [0, 1] at `key`.
-double get_prob(const Config& cfg, const char* key);
-/// A string at `key` that must be one of `choices`.
-std::string get_choice(const Config& cfg, const char* key, const std::vector<std::string>& choices);
-/// A [lo, hi] pair of numbers at `key`, lo <= hi.
-std::pair<double, double> get_range(const Config& cfg, const char* key);
+/// A pair [min, max] of numbers with min <= max (a list option's constraint).
+Constraint min_max();
 
 template <class T> std::shared_ptr<Transform> make(const Config& cfg) {
   return std::make_shared<T>(cfg);

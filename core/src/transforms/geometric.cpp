@@ -10,7 +10,7 @@
 
 #include <selfsup/config.h>
 #include <selfsup/errors.h>
-#include <selfsup/schema.h>
+#include <selfsup/options.h>
 
 #include "common.h"
 
@@ -43,39 +43,74 @@ Image resize_to(const cv::Mat& src, int out_h, int out_w, int channels, int inte
   return out;
 }
 
+// An int, or [h, w] of ints, each > 0.
+Constraint image_size() {
+  Constraint c{"an int > 0 or a list [h, w] of two ints > 0", [](const Json& v) {
+                 if (v.is_int()) return v.as_int() > 0;
+                 return v.is_array() && v.size() == 2 && v.at(0).is_int() && v.at(1).is_int() &&
+                        v.at(0).as_int() > 0 && v.at(1).as_int() > 0;
+               }};
+  c.names_type = false;
+  return c;
+}
+
+struct RandomResizedCropOptions {
+  Json size; // required
+  std::vector<double> scale = {0.08, 1.0};
+  std::vector<double> ratio = {3.0 / 4.0, 4.0 / 3.0};
+  int max_attempts = 10;
+  std::string interpolation = "bilinear";
+  std::string backend = "cv2";
+
+  static OptionTable<RandomResizedCropOptions> table() {
+    using O = RandomResizedCropOptions;
+    using namespace selfsup::check;
+    return OptionTable<O>(
+               "Crops a random area (fraction ~U(scale) of the image, log-uniform aspect ratio, "
+               "up to max_attempts tries, then a central crop with the ratio clamped) and "
+               "resizes it to `size` (mmselfsup RandomResizedCrop). Resizing always runs on "
+               "OpenCV: backend 'pillow' is accepted for config compatibility and behaves as "
+               "'cv2' (no PIL antialiasing when shrinking).",
+               O())
+        .required("size", &O::size, "output size: an int (square) or [h, w]", image_size())
+        .optional("scale", &O::scale,
+                  "range [min, max] of the crop area as a fraction of the image area", min_max(),
+                  each(ge(0)))
+        .optional("ratio", &O::ratio,
+                  "range [min, max] of the crop aspect ratio w/h (sampled log-uniformly)",
+                  min_max(), each(gt(0)))
+        .optional("max_attempts", &O::max_attempts,
+                  "random tries before falling back to a central crop", ge(0))
+        .optional("interpolation", &O::interpolation, "how the crop is resized",
+                  one_of({"nearest", "bilinear", "bicubic", "area", "lanczos"}))
+        .optional("backend", &O::backend, "'cv2' or 'pillow'; both run on OpenCV (see above)",
+                  one_of({"cv2", "pillow"}))
+        .rule([](const O& o, const Config& cfg) {
+          if (!(o.scale[1] > 0))
+            cfg.fail_key("scale", "expected a largest area fraction > 0, got " +
+                                      describe_value(cfg["scale"].json()));
+        });
+  }
+};
+
 class RandomResizedCrop final : public Transform {
 public:
   explicit RandomResizedCrop(const Config& cfg) {
-    const Config size = cfg["size"];
-    if (size.json().is_int()) {
-      out_h_ = out_w_ = size.as<int>();
-    } else if (size.is_array() && size.size() == 2 && size.at(0).json().is_int() &&
-               size.at(1).json().is_int()) {
-      out_h_ = size.at(0).as<int>();
-      out_w_ = size.at(1).as<int>();
+    const auto o = RandomResizedCropOptions::table().parse(cfg);
+    if (o.size.is_int()) {
+      out_h_ = out_w_ = int(o.size.as_int());
     } else {
-      size.fail("expected an int or a list [h, w] of two ints, got " + describe_value(size.json()));
+      out_h_ = int(o.size.at(0).as_int());
+      out_w_ = int(o.size.at(1).as_int());
     }
-    if (out_h_ <= 0 || out_w_ <= 0)
-      size.fail("expected sizes > 0, got " + describe_value(size.json()));
-    std::tie(scale_lo_, scale_hi_) = get_range(cfg, "scale");
-    if (!(scale_lo_ >= 0.0 && scale_hi_ > 0.0))
-      cfg.fail_key("scale", "expected 0 <= min <= max and max > 0, got " +
-                                describe_value(cfg["scale"].json()));
-    double ratio_lo = 0, ratio_hi = 0;
-    std::tie(ratio_lo, ratio_hi) = get_range(cfg, "ratio");
-    if (!(ratio_lo > 0.0))
-      cfg.fail_key("ratio", "expected 0 < min <= max, got " + describe_value(cfg["ratio"].json()));
-    ratio_lo_ = ratio_lo;
-    ratio_hi_ = ratio_hi;
-    log_ratio_lo_ = std::log(ratio_lo);
-    log_ratio_hi_ = std::log(ratio_hi);
-    max_attempts_ = cfg.get<int>("max_attempts");
-    if (max_attempts_ < 0)
-      cfg.fail_key("max_attempts", "expected an int >= 0, got " + std::to_string(max_attempts_));
-    interp_ = interpolation_flag(
-        get_choice(cfg, "interpolation", {"nearest", "bilinear", "bicubic", "area", "lanczos"}));
-    get_choice(cfg, "backend", {"cv2", "pillow"});
+    scale_lo_ = o.scale[0];
+    scale_hi_ = o.scale[1];
+    ratio_lo_ = o.ratio[0];
+    ratio_hi_ = o.ratio[1];
+    log_ratio_lo_ = std::log(ratio_lo_);
+    log_ratio_hi_ = std::log(ratio_hi_);
+    max_attempts_ = o.max_attempts;
+    interp_ = interpolation_flag(o.interpolation);
   }
 
   void apply(Sample& s, Rng& rng) const override {
@@ -121,28 +156,9 @@ private:
   int out_h_ = 0, out_w_ = 0;
   double scale_lo_ = 0, scale_hi_ = 0;
   double ratio_lo_ = 0, ratio_hi_ = 0, log_ratio_lo_ = 0, log_ratio_hi_ = 0;
-  int max_attempts_ = 10;
+  int max_attempts_ = 0;
   int interp_ = cv::INTER_LINEAR;
 };
-
-Schema random_resized_crop_schema() {
-  return Schema("Crops a random area (fraction ~U(scale) of the image, log-uniform aspect ratio, "
-                "up to max_attempts tries, then a central crop with the ratio clamped) and resizes "
-                "it to `size` (mmselfsup RandomResizedCrop). Resizing always runs on OpenCV: "
-                "backend 'pillow' is accepted for config compatibility and behaves as 'cv2' "
-                "(no PIL antialiasing when shrinking).")
-      .required("size", ArgType::Any, "output size: an int (square) or [h, w]")
-      .optional("scale", ArgType::FloatList, Json::array({0.08, 1.0}),
-                "range [min, max] of the crop area as a fraction of the image area")
-      .optional("ratio", ArgType::FloatList, Json::array({3.0 / 4.0, 4.0 / 3.0}),
-                "range [min, max] of the crop aspect ratio w/h (sampled log-uniformly)")
-      .optional("max_attempts", ArgType::Int, 10,
-                "random tries before falling back to a central crop")
-      .optional("interpolation", ArgType::String, "bilinear",
-                "'nearest', 'bilinear', 'bicubic', 'area' or 'lanczos'")
-      .optional("backend", ArgType::String, "cv2",
-                "'cv2' or 'pillow'; both run on OpenCV (see above)");
-}
 
 // ---------------------------------------------------------------------------------------
 // RandomFlip
@@ -167,11 +183,27 @@ void flip_vertical(Image& img) {
                      img.data.data() + b * stride);
 }
 
+struct RandomFlipOptions {
+  double prob = 0; // required
+  std::string direction = "horizontal";
+
+  static OptionTable<RandomFlipOptions> table() {
+    using O = RandomFlipOptions;
+    using namespace selfsup::check;
+    return OptionTable<O>("Flips the image with probability `prob` (mmcv RandomFlip).", O())
+        .required("prob", &O::prob, "probability of flipping", in(0, 1))
+        .optional("direction", &O::direction, "'diagonal' flips both ways",
+                  one_of({"horizontal", "vertical", "diagonal"}));
+  }
+};
+
 class RandomFlip final : public Transform {
 public:
-  explicit RandomFlip(const Config& cfg)
-      : prob_(get_prob(cfg, "prob")),
-        direction_(get_choice(cfg, "direction", {"horizontal", "vertical", "diagonal"})) {}
+  explicit RandomFlip(const Config& cfg) {
+    const auto o = RandomFlipOptions::table().parse(cfg);
+    prob_ = o.prob;
+    direction_ = o.direction;
+  }
 
   void apply(Sample& s, Rng& rng) const override {
     require_image(s.img, "RandomFlip");
@@ -181,22 +213,16 @@ public:
   }
 
 private:
-  double prob_;
+  double prob_ = 0;
   std::string direction_;
 };
-
-Schema random_flip_schema() {
-  return Schema("Flips the image with probability `prob` (mmcv RandomFlip).")
-      .required("prob", ArgType::Float, "probability of flipping, in [0, 1]")
-      .optional("direction", ArgType::String, "horizontal",
-                "'horizontal', 'vertical' or 'diagonal' (both)");
-}
 
 } // namespace
 
 void register_geometric(Registrar& r) {
-  r.add<Transform>("RandomResizedCrop", &make<RandomResizedCrop>, random_resized_crop_schema());
-  r.add<Transform>("RandomFlip", &make<RandomFlip>, random_flip_schema());
+  r.add<Transform>("RandomResizedCrop", &make<RandomResizedCrop>,
+                   RandomResizedCropOptions::table().schema());
+  r.add<Transform>("RandomFlip", &make<RandomFlip>, RandomFlipOptions::table().schema());
 }
 
 } // namespace selfsup::core::transforms

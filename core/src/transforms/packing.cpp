@@ -8,7 +8,7 @@
 
 #include <selfsup/config.h>
 #include <selfsup/errors.h>
-#include <selfsup/schema.h>
+#include <selfsup/options.h>
 
 #include "common.h"
 
@@ -25,19 +25,56 @@ struct PackKey {
   std::string path;
 };
 
-std::vector<PackKey> read_keys(const Config& cfg, const char* list_key) {
+// An empty or repeated name in a key list is an error at its element.
+void check_keys(const Config& cfg, const char* list_key) {
   const Config list = cfg[list_key];
-  std::vector<PackKey> keys;
   for (size_t i = 0; i < list.size(); ++i) {
     const Config element = list.at(i);
     const auto name = element.as<std::string>();
     if (name.empty()) element.fail("expected a key name, got an empty string");
-    for (const auto& k : keys)
-      if (k.name == name) element.fail("key '" + name + "' is listed twice");
-    keys.push_back({name, element.path()});
+    for (size_t j = 0; j < i; ++j)
+      if (list.at(j).as<std::string>() == name) element.fail("key '" + name + "' is listed twice");
   }
+}
+
+// The keys of a list, each with the JSON path of its element (`list_path[i]`).
+std::vector<PackKey> keys_of(const std::vector<std::string>& names, const std::string& list_path) {
+  std::vector<PackKey> keys;
+  for (size_t i = 0; i < names.size(); ++i)
+    keys.push_back({names[i], list_path + "[" + std::to_string(i) + "]"});
   return keys;
 }
+
+struct PackSelfSupInputsOptions {
+  std::string key = "img";
+  std::vector<std::string> algorithm_keys, pseudo_label_keys, meta_keys;
+
+  static OptionTable<PackSelfSupInputsOptions> table() {
+    using O = PackSelfSupInputsOptions;
+    return OptionTable<O>(
+               "Packs the sample for the model (mmselfsup PackSelfSupInputs): a single image "
+               "becomes the only view; the named values the key lists name go where an "
+               "algorithm reads them by name (DataSamples data / pseudo_label / meta), each "
+               "stacked along a new dim 0 per batch; the values no list names are dropped. "
+               "Batches always carry gt_label and sample_idx. A listed key the sample lacks is "
+               "an error naming the list element.",
+               O())
+        .optional("key", &O::key, "the image key; only 'img'", check::one_of({"img"}))
+        .optional("algorithm_keys", &O::algorithm_keys,
+                  "tensors set on the data sample itself (DataSamples::data), e.g. 'mask'; "
+                  "'gt_label' and 'sample_idx' are always there")
+        .optional("pseudo_label_keys", &O::pseudo_label_keys,
+                  "tensors set on the data sample's pseudo_label (DataSamples::pseudo_label), "
+                  "e.g. 'rot_label', 'patch_label'")
+        .optional("meta_keys", &O::meta_keys,
+                  "strings set as the data sample's metainfo (DataSamples::meta), e.g. "
+                  "'img_path'; 'gt_label', 'sample_idx' as decimal text")
+        .rule([](const O&, const Config& cfg) {
+          for (const char* list : {"algorithm_keys", "pseudo_label_keys", "meta_keys"})
+            check_keys(cfg, list);
+        });
+  }
+};
 
 std::string names_of(const Sample& s) {
   std::string out;
@@ -81,11 +118,11 @@ std::string text_of(const Sample& s, const PackKey& k) {
 
 class PackSelfSupInputs final : public Transform {
 public:
-  explicit PackSelfSupInputs(const Config& cfg)
-      : algorithm_keys_(read_keys(cfg, "algorithm_keys")),
-        pseudo_label_keys_(read_keys(cfg, "pseudo_label_keys")),
-        meta_keys_(read_keys(cfg, "meta_keys")) {
-    get_choice(cfg, "key", {"img"});
+  explicit PackSelfSupInputs(const Config& cfg) {
+    const auto o = PackSelfSupInputsOptions::table().parse(cfg);
+    algorithm_keys_ = keys_of(o.algorithm_keys, cfg.path_of("algorithm_keys"));
+    pseudo_label_keys_ = keys_of(o.pseudo_label_keys, cfg.path_of("pseudo_label_keys"));
+    meta_keys_ = keys_of(o.meta_keys, cfg.path_of("meta_keys"));
   }
 
   void apply(Sample& s, Rng&) const override {
@@ -109,29 +146,11 @@ private:
   std::vector<PackKey> algorithm_keys_, pseudo_label_keys_, meta_keys_;
 };
 
-Schema pack_schema() {
-  return Schema("Packs the sample for the model (mmselfsup PackSelfSupInputs): a single image "
-                "becomes the only view; the named values the key lists name go where an "
-                "algorithm reads them by name (DataSamples data / pseudo_label / meta), each "
-                "stacked along a new dim 0 per batch; the values no list names are dropped. "
-                "Batches always carry gt_label and sample_idx. A listed key the sample lacks is "
-                "an error naming the list element.")
-      .optional("key", ArgType::String, "img", "the image key; only 'img'")
-      .optional("algorithm_keys", ArgType::StringList, Json::array(),
-                "tensors set on the data sample itself (DataSamples::data), e.g. 'mask'; "
-                "'gt_label' and 'sample_idx' are always there")
-      .optional("pseudo_label_keys", ArgType::StringList, Json::array(),
-                "tensors set on the data sample's pseudo_label (DataSamples::pseudo_label), "
-                "e.g. 'rot_label', 'patch_label'")
-      .optional("meta_keys", ArgType::StringList, Json::array(),
-                "strings set as the data sample's metainfo (DataSamples::meta), e.g. "
-                "'img_path'; 'gt_label', 'sample_idx' as decimal text");
-}
-
 } // namespace
 
 void register_packing(Registrar& r) {
-  r.add<Transform>("PackSelfSupInputs", &make<PackSelfSupInputs>, pack_schema());
+  r.add<Transform>("PackSelfSupInputs", &make<PackSelfSupInputs>,
+                   PackSelfSupInputsOptions::table().schema());
 }
 
 } // namespace selfsup::core::transforms

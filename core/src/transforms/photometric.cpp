@@ -14,7 +14,7 @@
 
 #include <selfsup/config.h>
 #include <selfsup/errors.h>
-#include <selfsup/schema.h>
+#include <selfsup/options.h>
 
 #include "common.h"
 
@@ -73,15 +73,61 @@ void adjust_hue(Image& img, double factor) {
   cv::cvtColor(hsv, m, cv::COLOR_HSV2BGR_FULL);
 }
 
+// mmselfsup ColorJitter._check_input: an amount v >= 0 (at most `max_amount`), or a factor
+// range [min, max] inside [lo, hi].
+Constraint jitter(double max_amount, double lo, double hi, std::string text) {
+  Constraint c{std::move(text), [=](const Json& v) {
+                 if (v.is_number()) return v.as_number() >= 0.0 && v.as_number() <= max_amount;
+                 return v.is_array() && v.size() == 2 && v.at(0).is_number() &&
+                        v.at(1).is_number() && v.at(0).as_number() >= lo &&
+                        v.at(0).as_number() <= v.at(1).as_number() && v.at(1).as_number() <= hi;
+               }};
+  c.names_type = false;
+  return c;
+}
+
+Constraint factor_jitter() {
+  return jitter(HUGE_VAL, 0.0, HUGE_VAL, "a number >= 0 or a list [min, max] with 0 <= min <= max");
+}
+
+struct ColorJitterOptions {
+  Json brightness = 0.0;
+  Json contrast = 0.0;
+  Json saturation = 0.0;
+  Json hue = 0.0;
+  std::string backend = "pillow";
+
+  static OptionTable<ColorJitterOptions> table() {
+    using O = ColorJitterOptions;
+    return OptionTable<O>(
+               "Randomly changes brightness, contrast, saturation and hue, in a random order "
+               "(mmselfsup ColorJitter). A value v gives factors ~U[max(0, 1-v), 1+v] (hue: "
+               "U[-v, v], v <= 0.5); a list gives [min, max]. PIL ImageEnhance semantics on BGR "
+               "uint8: brightness scales, contrast blends with the mean grey level, saturation "
+               "blends with the grey image, hue rotates H in HSV. Saturation and hue leave "
+               "1-channel images unchanged. Both backends run the same code on OpenCV.",
+               O())
+        .optional("brightness", &O::brightness, "jitter amount, or [min, max] factor",
+                  factor_jitter())
+        .optional("contrast", &O::contrast, "jitter amount, or [min, max] factor", factor_jitter())
+        .optional("saturation", &O::saturation, "jitter amount, or [min, max] factor",
+                  factor_jitter())
+        .optional("hue", &O::hue, "jitter amount, or [min, max] shift",
+                  jitter(0.5, -0.5, 0.5,
+                         "a number in [0, 0.5] or a list [min, max] with -0.5 <= min <= max <= "
+                         "0.5"))
+        .optional("backend", &O::backend, "'pillow' or 'cv2' (same behaviour)",
+                  check::one_of({"pillow", "cv2"}));
+  }
+};
+
 class ColorJitter final : public Transform {
 public:
-  explicit ColorJitter(const Config& cfg)
-      : brightness_(factor_range(cfg, "brightness", 1.0, 0.0, HUGE_VAL, true)),
-        contrast_(factor_range(cfg, "contrast", 1.0, 0.0, HUGE_VAL, true)),
-        saturation_(factor_range(cfg, "saturation", 1.0, 0.0, HUGE_VAL, true)),
-        hue_(factor_range(cfg, "hue", 0.0, -0.5, 0.5, false)) {
-    get_choice(cfg, "backend", {"pillow", "cv2"});
-  }
+  explicit ColorJitter(const ColorJitterOptions& o)
+      : brightness_(factor_range(o.brightness, 1.0, true)),
+        contrast_(factor_range(o.contrast, 1.0, true)),
+        saturation_(factor_range(o.saturation, 1.0, true)), hue_(factor_range(o.hue, 0.0, false)) {}
+  explicit ColorJitter(const Config& cfg) : ColorJitter(ColorJitterOptions::table().parse(cfg)) {}
 
   void apply(Sample& s, Rng& rng) const override {
     require_image(s.img, "ColorJitter");
@@ -102,30 +148,18 @@ public:
 
 private:
   using Range = std::optional<std::pair<double, double>>;
-
-  // mmselfsup ColorJitter._check_input: v -> [center - v, center + v] (the low end clipped at
-  // 0 for brightness/contrast/saturation), or an explicit [min, max] inside the bounds; an
-  // identity range turns the op off.
-  static Range factor_range(const Config& cfg, const char* key, double center, double lo_bound,
-                            double hi_bound, bool clip_at_zero) {
-    const Config c = cfg[key];
+  // v -> [center - v, center + v] (the low end clipped at 0 for brightness, contrast and
+  // saturation), or [min, max] as given (checked by the table); an identity range turns the
+  // op off.
+  static Range factor_range(const Json& v, double center, bool clip_at_zero) {
     double lo = 0, hi = 0;
-    if (c.json().is_number()) {
-      const double v = c.json().as_number();
-      if (!(v >= 0.0)) c.fail("expected a number >= 0, got " + describe_value(c.json()));
-      lo = center - v;
-      hi = center + v;
+    if (v.is_number()) {
+      lo = center - v.as_number();
+      hi = center + v.as_number();
       if (clip_at_zero) lo = std::max(lo, 0.0);
-      if (!clip_at_zero && !(lo >= lo_bound && hi <= hi_bound))
-        c.fail("expected a number in [0, 0.5], got " + describe_value(c.json()));
-    } else if (c.is_array()) {
-      std::tie(lo, hi) = get_range(cfg, key);
-      if (!(lo >= lo_bound && hi <= hi_bound))
-        c.fail(std::string("expected ") +
-               (clip_at_zero ? "0 <= min <= max" : "-0.5 <= min <= max <= 0.5") + ", got " +
-               describe_value(c.json()));
     } else {
-      c.fail("expected a number or a list [min, max], got " + describe_value(c.json()));
+      lo = v.at(0).as_number();
+      hi = v.at(1).as_number();
     }
     if (lo == center && hi == center) return std::nullopt;
     return std::make_pair(lo, hi);
@@ -134,37 +168,49 @@ private:
   Range brightness_, contrast_, saturation_, hue_;
 };
 
-Schema color_jitter_schema() {
-  return Schema("Randomly changes brightness, contrast, saturation and hue, in a random order "
-                "(mmselfsup ColorJitter). A value v gives factors ~U[max(0, 1-v), 1+v] (hue: "
-                "U[-v, v], v <= 0.5); a list gives [min, max]. PIL ImageEnhance semantics on BGR "
-                "uint8: brightness scales, contrast blends with the mean grey level, saturation "
-                "blends with the grey image, hue rotates H in HSV. Saturation and hue leave "
-                "1-channel images unchanged. Both backends run the same code on OpenCV.")
-      .optional("brightness", ArgType::Any, 0.0, "jitter amount, or [min, max] factor")
-      .optional("contrast", ArgType::Any, 0.0, "jitter amount, or [min, max] factor")
-      .optional("saturation", ArgType::Any, 0.0, "jitter amount, or [min, max] factor")
-      .optional("hue", ArgType::Any, 0.0, "jitter amount in [0, 0.5], or [min, max] in [-0.5, 0.5]")
-      .optional("backend", ArgType::String, "pillow", "'pillow' or 'cv2' (same behaviour)");
-}
-
 // ---------------------------------------------------------------------------------------
 // RandomGrayscale
 
+struct RandomGrayscaleOptions {
+  double prob = 0.1;
+  bool keep_channels = false;
+  std::vector<double> channel_weights = {1.0, 1.0, 1.0};
+  std::string color_format = "bgr";
+
+  static OptionTable<RandomGrayscaleOptions> table() {
+    using O = RandomGrayscaleOptions;
+    using namespace selfsup::check;
+    return OptionTable<O>("Converts the image to grey with probability `prob`: sum_c w_c x_c / "
+                          "sum_c w_c (mmcv RandomGrayscale). MMSelfSup configs use "
+                          "channel_weights [0.114, 0.587, 0.2989], the luma weights in BGR "
+                          "order. 1-channel images are left unchanged.",
+                          O())
+        .optional("prob", &O::prob, "probability of converting", in(0, 1))
+        .optional("keep_channels", &O::keep_channels,
+                  "true: keep 3 channels (grey replicated); false: output 1 channel")
+        .optional("channel_weights", &O::channel_weights,
+                  "per-channel weights, in the image's channel order (BGR)", size(3))
+        .optional("color_format", &O::color_format,
+                  "'hsv' images are converted to BGR first, always", one_of({"bgr", "rgb", "hsv"}))
+        .rule([](const O& o, const Config& cfg) {
+          const auto& w = o.channel_weights;
+          if (!(w[0] + w[1] + w[2] > 0.0))
+            cfg.fail_key("channel_weights", "expected weights with a positive sum, got " +
+                                                describe_value(cfg["channel_weights"].json()));
+        });
+  }
+};
+
 class RandomGrayscale final : public Transform {
 public:
-  explicit RandomGrayscale(const Config& cfg)
-      : prob_(get_prob(cfg, "prob")), keep_channels_(cfg.get<bool>("keep_channels")),
-        hsv_(get_choice(cfg, "color_format", {"bgr", "rgb", "hsv"}) == "hsv") {
-    const Config w = cfg["channel_weights"];
-    const auto weights = w.as<std::vector<double>>();
-    if (weights.size() != 3)
-      w.fail("expected 3 weights (one per channel), got " + describe_value(w.json()));
-    double sum = 0;
-    for (double x : weights) sum += x;
-    if (!(sum > 0.0))
-      w.fail("expected weights with a positive sum, got " + describe_value(w.json()));
-    for (size_t i = 0; i < 3; ++i) weights_[i] = float(weights[i] / sum);
+  explicit RandomGrayscale(const Config& cfg) {
+    const auto o = RandomGrayscaleOptions::table().parse(cfg);
+    prob_ = o.prob;
+    keep_channels_ = o.keep_channels;
+    hsv_ = o.color_format == "hsv";
+    const auto& w = o.channel_weights;
+    const double sum = w[0] + w[1] + w[2];
+    for (size_t i = 0; i < 3; ++i) weights_[i] = float(w[i] / sum);
   }
 
   void apply(Sample& s, Rng& rng) const override {
@@ -198,40 +244,47 @@ public:
   }
 
 private:
-  double prob_;
-  bool keep_channels_;
-  bool hsv_;
+  double prob_ = 0;
+  bool keep_channels_ = false;
+  bool hsv_ = false;
   std::array<float, 3> weights_{};
 };
-
-Schema random_grayscale_schema() {
-  return Schema("Converts the image to grey with probability `prob`: sum_c w_c x_c / sum_c w_c "
-                "(mmcv RandomGrayscale). MMSelfSup configs use channel_weights [0.114, 0.587, "
-                "0.2989], the luma weights in BGR order. 1-channel images are left unchanged.")
-      .optional("prob", ArgType::Float, 0.1, "probability of converting, in [0, 1]")
-      .optional("keep_channels", ArgType::Bool, false,
-                "true: keep 3 channels (grey replicated); false: output 1 channel")
-      .optional("channel_weights", ArgType::FloatList, Json::array({1.0, 1.0, 1.0}),
-                "per-channel weights, in the image's channel order (BGR)")
-      .optional("color_format", ArgType::String, "bgr",
-                "'bgr', 'rgb' or 'hsv' ('hsv' images are converted to BGR first, always)");
-}
 
 // ---------------------------------------------------------------------------------------
 // RandomGaussianBlur
 
+struct RandomGaussianBlurOptions {
+  double sigma_min = 0, sigma_max = 0; // required
+  double prob = 0.5;
+
+  static OptionTable<RandomGaussianBlurOptions> table() {
+    using O = RandomGaussianBlurOptions;
+    using namespace selfsup::check;
+    return OptionTable<O>("Gaussian blur with probability `prob`, sigma ~U[sigma_min, "
+                          "sigma_max] (mmselfsup RandomGaussianBlur; PIL's "
+                          "GaussianBlur(radius=sigma), i.e. radius = standard deviation). Runs "
+                          "cv::GaussianBlur with a (2*ceil(3 sigma)+1)^2 kernel and replicated "
+                          "borders.",
+                          O())
+        .required("sigma_min", &O::sigma_min, "smallest standard deviation", ge(0))
+        .required("sigma_max", &O::sigma_max, "largest standard deviation, >= sigma_min")
+        .optional("prob", &O::prob, "probability of blurring", in(0, 1))
+        .rule([](const O& o, const Config& cfg) {
+          if (!(o.sigma_max >= o.sigma_min))
+            cfg.fail_key("sigma_max", "expected sigma_max >= sigma_min (" +
+                                          describe_value(cfg["sigma_min"].json()) + "), got " +
+                                          describe_value(cfg["sigma_max"].json()));
+        });
+  }
+};
+
 class RandomGaussianBlur final : public Transform {
 public:
-  explicit RandomGaussianBlur(const Config& cfg)
-      : sigma_min_(cfg.get<double>("sigma_min")), sigma_max_(cfg.get<double>("sigma_max")),
-        prob_(get_prob(cfg, "prob")) {
-    if (!(sigma_min_ >= 0.0))
-      cfg.fail_key("sigma_min",
-                   "expected a number >= 0, got " + describe_value(cfg["sigma_min"].json()));
-    if (!(sigma_max_ >= sigma_min_))
-      cfg.fail_key("sigma_max", "expected sigma_max >= sigma_min (" +
-                                    describe_value(cfg["sigma_min"].json()) + "), got " +
-                                    describe_value(cfg["sigma_max"].json()));
+  explicit RandomGaussianBlur(const Config& cfg) {
+    const auto o = RandomGaussianBlurOptions::table().parse(cfg);
+    sigma_min_ = o.sigma_min;
+    sigma_max_ = o.sigma_max;
+    prob_ = o.prob;
   }
 
   void apply(Sample& s, Rng& rng) const override {
@@ -256,26 +309,32 @@ public:
   }
 
 private:
-  double sigma_min_, sigma_max_, prob_;
+  double sigma_min_ = 0, sigma_max_ = 0, prob_ = 0;
 };
-
-Schema random_gaussian_blur_schema() {
-  return Schema("Gaussian blur with probability `prob`, sigma ~U[sigma_min, sigma_max] (mmselfsup "
-                "RandomGaussianBlur; PIL's GaussianBlur(radius=sigma), i.e. radius = standard "
-                "deviation). Runs cv::GaussianBlur with a (2*ceil(3 sigma)+1)^2 kernel and "
-                "replicated borders.")
-      .required("sigma_min", ArgType::Float, "smallest standard deviation, >= 0")
-      .required("sigma_max", ArgType::Float, "largest standard deviation, >= sigma_min")
-      .optional("prob", ArgType::Float, 0.5, "probability of blurring, in [0, 1]");
-}
 
 // ---------------------------------------------------------------------------------------
 // RandomSolarize
 
+struct RandomSolarizeOptions {
+  double threshold = 128;
+  double prob = 0.5;
+
+  static OptionTable<RandomSolarizeOptions> table() {
+    using O = RandomSolarizeOptions;
+    return OptionTable<O>("Solarizes with probability `prob`: x < threshold ? x : 255 - x "
+                          "(mmselfsup RandomSolarize, BYOL).",
+                          O())
+        .optional("threshold", &O::threshold, "pixels at or above it are inverted")
+        .optional("prob", &O::prob, "probability of solarizing", check::in(0, 1));
+  }
+};
+
 class RandomSolarize final : public Transform {
 public:
-  explicit RandomSolarize(const Config& cfg) : prob_(get_prob(cfg, "prob")) {
-    const double thr = cfg.get<double>("threshold");
+  explicit RandomSolarize(const Config& cfg) {
+    const auto o = RandomSolarizeOptions::table().parse(cfg);
+    prob_ = o.prob;
+    const double thr = o.threshold;
     for (int v = 0; v < 256; ++v) lut_[size_t(v)] = v < thr ? uint8_t(v) : uint8_t(255 - v);
   }
 
@@ -285,26 +344,29 @@ public:
   }
 
 private:
-  double prob_;
+  double prob_ = 0;
   Lut lut_{};
 };
-
-Schema random_solarize_schema() {
-  return Schema("Solarizes with probability `prob`: x < threshold ? x : 255 - x (mmselfsup "
-                "RandomSolarize, BYOL).")
-      .optional("threshold", ArgType::Float, 128, "pixels at or above it are inverted")
-      .optional("prob", ArgType::Float, 0.5, "probability of solarizing, in [0, 1]");
-}
 
 // ---------------------------------------------------------------------------------------
 // ColorConvert
 
+struct ColorConvertOptions {
+  int channels = 0; // required
+
+  static OptionTable<ColorConvertOptions> table() {
+    using O = ColorConvertOptions;
+    return OptionTable<O>("Sets the number of channels: 1 -> 3 replicates grey into B, G and R; "
+                          "3 -> 1 takes the luma (0.299 R + 0.587 G + 0.114 B) of the BGR image.",
+                          O())
+        .required("channels", &O::channels, "1 or 3", check::one_of({1, 3}));
+  }
+};
+
 class ColorConvert final : public Transform {
 public:
-  explicit ColorConvert(const Config& cfg) : channels_(cfg.get<int>("channels")) {
-    if (channels_ != 1 && channels_ != 3)
-      cfg.fail_key("channels", "expected 1 or 3, got " + std::to_string(channels_));
-  }
+  explicit ColorConvert(const Config& cfg)
+      : channels_(ColorConvertOptions::table().parse(cfg).channels) {}
 
   void apply(Sample& s, Rng&) const override {
     require_image(s.img, "ColorConvert");
@@ -331,20 +393,17 @@ private:
   int channels_;
 };
 
-Schema color_convert_schema() {
-  return Schema("Sets the number of channels: 1 -> 3 replicates grey into B, G and R; 3 -> 1 "
-                "takes the luma (0.299 R + 0.587 G + 0.114 B) of the BGR image.")
-      .required("channels", ArgType::Int, "1 or 3");
-}
-
 } // namespace
 
 void register_photometric(Registrar& r) {
-  r.add<Transform>("ColorJitter", &make<ColorJitter>, color_jitter_schema());
-  r.add<Transform>("RandomGrayscale", &make<RandomGrayscale>, random_grayscale_schema());
-  r.add<Transform>("RandomGaussianBlur", &make<RandomGaussianBlur>, random_gaussian_blur_schema());
-  r.add<Transform>("RandomSolarize", &make<RandomSolarize>, random_solarize_schema());
-  r.add<Transform>("ColorConvert", &make<ColorConvert>, color_convert_schema());
+  r.add<Transform>("ColorJitter", &make<ColorJitter>, ColorJitterOptions::table().schema());
+  r.add<Transform>("RandomGrayscale", &make<RandomGrayscale>,
+                   RandomGrayscaleOptions::table().schema());
+  r.add<Transform>("RandomGaussianBlur", &make<RandomGaussianBlur>,
+                   RandomGaussianBlurOptions::table().schema());
+  r.add<Transform>("RandomSolarize", &make<RandomSolarize>,
+                   RandomSolarizeOptions::table().schema());
+  r.add<Transform>("ColorConvert", &make<ColorConvert>, ColorConvertOptions::table().schema());
 }
 
 } // namespace selfsup::core::transforms

@@ -136,6 +136,14 @@ public:
     return row(std::move(name), member, false, std::move(doc),
                {Constraint(std::forward<C>(constraints))...});
   }
+  /// Sets the schema type of the last row where its member type does not say it, e.g. a
+  /// Config member that holds a list of transform dicts: `.as(ArgType::List)`.
+  OptionTable& as(ArgType type) {
+    ArgSpec last = own_.args().back();
+    last.type = type;
+    own_.add(std::move(last));
+    return *this;
+  }
   /// Keys read by someone else (a base class such as BaseModel or ParamScheduler): they
   /// join the schema, before this table's own keys, and parse() accepts them.
   OptionTable& inherit(const Schema& base) {
