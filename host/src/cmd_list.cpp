@@ -103,6 +103,7 @@ int cmd_list(int argc, char** argv) {
         } else if (!a.default_value.is_null()) {
           std::cout << " = " << a.default_value.dump();
         }
+        if (!a.constraints.empty()) std::cout << "  [" << a.describe() << "]";
         std::cout << "  " << a.doc << "\n";
       }
     }

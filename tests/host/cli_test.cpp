@@ -91,7 +91,7 @@ TEST(CliTest, ListJsonGroupsTypesByKind) {
   EXPECT_TRUE(has("transform", "RandomResizedCrop"));
   EXPECT_TRUE(has("optimizer", "LARS"));
   Result v = run("list --verbose");
-  EXPECT_NE(v.output.find("temperature: float = 0.1"), std::string::npos);
+  EXPECT_NE(v.output.find("temperature: float = 0.1  [float > 0]"), std::string::npos);
 }
 
 TEST(CliTest, ConfigPrintsMergedConfigWithOverrides) {
