@@ -150,6 +150,9 @@ int64_t Runner::iters_per_epoch() const {
 torch::optim::Optimizer& Runner::optimizer() {
   return optim_wrapper_->optimizer();
 }
+const std::string& Runner::param_group_name(size_t group) const {
+  return optim_wrapper_->group_name(group);
+}
 const Dataset& Runner::train_dataset() const {
   return loader_->dataset().raw();
 }

@@ -301,6 +301,7 @@ TEST_F(RunnerTest, PluginHookReadsTheWholeRunContext) {
     EXPECT_EQ(r.find("world_size")->as_int(), 1);
     EXPECT_EQ(r.find("seed")->as_int(), 7);
     EXPECT_GT(r.find("lr")->as_number(), 0.0);
+    EXPECT_EQ(r.find("group0")->as_string(), "backbone.conv1.weight");
     if (r.find("event")->as_string() == "after_optimizer_step")
       step_iters.push_back(r.find("iter")->as_int());
   }

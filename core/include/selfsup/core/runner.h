@@ -66,6 +66,7 @@ public:
   int64_t iters_per_epoch() const override;
   Algorithm& model() override { return *model_; }
   torch::optim::Optimizer& optimizer() override;
+  const std::string& param_group_name(size_t group) const override;
   const Dataset& train_dataset() const override;
   Sampler& train_sampler() override;
   int64_t train_batch_size() const override;

@@ -75,6 +75,9 @@ public:
   [[nodiscard]] virtual Algorithm& model() = 0;
   /// The optimizer (LibTorch's); its param groups carry the current lr.
   [[nodiscard]] virtual torch::optim::Optimizer& optimizer() = 0;
+  /// The dotted name of the parameter of the optimizer's param group `group` (one group per
+  /// parameter, as MMEngine's paramwise constructor), e.g. "head.predictor.0.weight".
+  [[nodiscard]] virtual const std::string& param_group_name(size_t group) const = 0;
   /// The training dataset (before its pipeline) and the sampler that orders it.
   [[nodiscard]] virtual const Dataset& train_dataset() const = 0;
   [[nodiscard]] virtual Sampler& train_sampler() = 0;
