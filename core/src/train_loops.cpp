@@ -15,21 +15,26 @@ namespace {
 
 using namespace selfsup::check;
 
+// MMEngine's validation keys, accepted at their defaults only: selfsup has no validation
+// loop (KNNEvalHook evaluates).
+template <class O> OptionTable<O> with_val_keys(OptionTable<O> table) {
+  const O d;
+  const char* doc = "accepted for MMEngine configs at its default (no validation loop; use "
+                    "KNNEvalHook)";
+  return table.optional("val_begin", &O::val_begin, doc, one_of({Json(d.val_begin)}))
+      .optional("val_interval", &O::val_interval, doc, one_of({Json(d.val_interval)}));
+}
+
 struct EpochBasedOptions {
   int64_t max_epochs = 0;
   int64_t val_begin = 1;
   int64_t val_interval = 1;
   static OptionTable<EpochBasedOptions> table() {
     using O = EpochBasedOptions;
-    return OptionTable<O>("Trains for max_epochs passes over the data (MMEngine's "
-                          "EpochBasedTrainLoop).",
-                          O())
-        .required("max_epochs", &O::max_epochs, "epochs to train", gt(0))
-        .optional("val_begin", &O::val_begin,
-                  "accepted for MMEngine configs (selfsup has no validation loop; use "
-                  "KNNEvalHook)",
-                  one_of({1}))
-        .optional("val_interval", &O::val_interval, "accepted for MMEngine configs", one_of({1}));
+    return with_val_keys(OptionTable<O>("Trains for max_epochs passes over the data (MMEngine's "
+                                        "EpochBasedTrainLoop).",
+                                        O())
+                             .required("max_epochs", &O::max_epochs, "epochs to train", gt(0)));
   }
 };
 
@@ -39,16 +44,11 @@ struct IterBasedOptions {
   int64_t val_interval = 1000;
   static OptionTable<IterBasedOptions> table() {
     using O = IterBasedOptions;
-    return OptionTable<O>("Trains for max_iters iterations, cycling over the data (MMEngine's "
-                          "IterBasedTrainLoop); epochs still order the data and run epoch hooks.",
-                          O())
-        .required("max_iters", &O::max_iters, "iterations to train", gt(0))
-        .optional("val_begin", &O::val_begin,
-                  "accepted for MMEngine configs (selfsup has no validation loop; use "
-                  "KNNEvalHook)",
-                  one_of({1}))
-        .optional("val_interval", &O::val_interval, "accepted for MMEngine configs",
-                  one_of({1000}));
+    return with_val_keys(
+        OptionTable<O>("Trains for max_iters iterations, cycling over the data (MMEngine's "
+                       "IterBasedTrainLoop); epochs still order the data and run epoch hooks.",
+                       O())
+            .required("max_iters", &O::max_iters, "iterations to train", gt(0)));
   }
 };
 
