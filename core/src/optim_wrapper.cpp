@@ -129,8 +129,9 @@ std::vector<CustomKey> read_custom_keys(const Config& keys, const Schema& group_
   if (!keys.is_object()) keys.fail("expected a dict of name substring -> options");
   Schema schema =
       Schema("a custom key's options")
-          .optional("lr_mult", ArgType::Float, 1.0, "lr multiplier", {check::ge(0)})
-          .optional("decay_mult", ArgType::Float, 1.0, "weight decay multiplier", {check::ge(0)})
+          .optional("lr_mult", ArgType::Float, CustomKey{}.lr_mult, "lr multiplier", {check::ge(0)})
+          .optional("decay_mult", ArgType::Float, CustomKey{}.decay_mult, "weight decay multiplier",
+                    {check::ge(0)})
           .extend(group_schema);
   std::vector<CustomKey> out;
   for (const auto& key : keys.keys()) {

@@ -249,7 +249,9 @@ struct LarsArgs {
     s.optional("lars_exclude", ArgType::Bool, Json(prototype().lars_exclude),
                "skip the trust ratio (local lr 1) for this group");
   }
-  void read_group_keys(const Config& c) { lars_exclude = c.get<bool>("lars_exclude", false); }
+  void read_group_keys(const Config& c) {
+    lars_exclude = c.get<bool>("lars_exclude", prototype().lars_exclude);
+  }
   [[nodiscard]] Options options() const {
     return Options(lr)
         .momentum(momentum)
