@@ -113,7 +113,8 @@ OptionTable<RunnerKeys> RunnerKeys::table() {
 const std::vector<std::string>& runner_config_keys() {
   static const std::vector<std::string> keys = [] {
     std::vector<std::string> k;
-    for (const auto& a : RunnerKeys::table().schema().args()) k.push_back(a.name);
+    const Schema schema = RunnerKeys::table().schema(); // kept alive while iterating
+    for (const auto& a : schema.args()) k.push_back(a.name);
     return k;
   }();
   return keys;
