@@ -12,6 +12,7 @@ PACKAGES=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev  # not libopencv-dev: cmake/FindOpenCV.cmake
   libgtest-dev libgmock-dev clang-format
   dataset-fashion-mnist   # /usr/share/datasets/fashion-mnist
+  python3-torch           # test-time oracle: Python reads our checkpoints (/usr/bin/python3)
 )
 
 missing=()
