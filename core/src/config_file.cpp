@@ -1,6 +1,7 @@
 #include <selfsup/core/config_file.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -120,7 +121,12 @@ Json parse_scalar(const std::string& t) {
     long long i = std::strtoll(t.c_str(), &end, 10);
     if (end && *end == 0 && errno == 0) return Json(int64_t(i));
     double d = std::strtod(t.c_str(), &end);
-    if (end && *end == 0) return Json(d);
+    if (end && *end == 0) {
+      if (!std::isfinite(d))
+        throw ConfigError("--cfg-options value '" + t +
+                          "': not a finite number (JSON has no infinity or NaN)");
+      return Json(d);
+    }
   }
   if (!t.empty() && (t.front() == '{')) return Json::parse(t, "--cfg-options value");
   return Json(t);
@@ -193,7 +199,8 @@ void apply_override(Json& cfg, const std::string& assignment) {
     std::string here = path.empty() ? part : path + "." + part;
     if (node->is_array()) {
       bool numeric = std::all_of(part.begin(), part.end(), ::isdigit);
-      size_t idx = numeric ? std::stoul(part) : node->size();
+      // More digits than any list could need is simply out of range (no stoul overflow).
+      size_t idx = numeric && part.size() <= 9 ? size_t(std::stoul(part)) : node->size();
       if (!numeric || idx >= node->size())
         throw ConfigError(here + ": --cfg-options index '" + part +
                           "' is not valid for a list of " + std::to_string(node->size()));

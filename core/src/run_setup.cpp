@@ -162,8 +162,11 @@ Environment setup_environment(const RunnerKeys& keys, const TrainOptions& option
   } else if (options.device != "cpu") {
     throw ConfigError("--device: expected cpu or cuda, got '" + options.device + "'");
   }
-  env.threads =
-      std::max(1, options.threads > 0 ? options.threads : int(std::thread::hardware_concurrency()));
+  const int cores = std::max(1, int(std::thread::hardware_concurrency()));
+  if (options.threads > cores)
+    throw ConfigError("--threads: expected at most " + std::to_string(cores) +
+                      " (the cores of this machine), got " + std::to_string(options.threads));
+  env.threads = options.threads > 0 ? options.threads : cores;
   torch::set_num_threads(env.threads);
   return env;
 }

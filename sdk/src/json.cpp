@@ -1,5 +1,7 @@
 #include <selfsup/json.h>
 
+#include <cmath>
+
 #include <algorithm>
 
 #include <rapidjson/document.h>
@@ -112,7 +114,13 @@ bool operator==(const Json& a, const Json& b) {
 
 namespace {
 
-Json from_rapid(const rapidjson::Value& v) {
+// Deeper documents are refused: they are never a real config, and every walk over a Json
+// (merge, dump, destruction) recurses once per level.
+constexpr int kMaxDepth = 512;
+
+Json from_rapid(const rapidjson::Value& v, const std::string& source, int depth = 0) {
+  if (depth > kMaxDepth)
+    throw ConfigError(source + ": nested more than " + std::to_string(kMaxDepth) + " levels deep");
   if (v.IsNull()) return Json();
   if (v.IsBool()) return Json(v.GetBool());
   if (v.IsInt64()) return Json(int64_t(v.GetInt64()));
@@ -121,12 +129,13 @@ Json from_rapid(const rapidjson::Value& v) {
   if (v.IsArray()) {
     std::vector<Json> items;
     items.reserve(v.Size());
-    for (const auto& e : v.GetArray()) items.push_back(from_rapid(e));
+    for (const auto& e : v.GetArray()) items.push_back(from_rapid(e, source, depth + 1));
     return Json::array(std::move(items));
   }
   Json obj = Json::object();
   for (const auto& m : v.GetObject())
-    obj.set(std::string(m.name.GetString(), m.name.GetStringLength()), from_rapid(m.value));
+    obj.set(std::string(m.name.GetString(), m.name.GetStringLength()),
+            from_rapid(m.value, source, depth + 1));
   return obj;
 }
 
@@ -142,7 +151,12 @@ template <class Writer> void write(const Json& j, Writer& w) {
     w.Int64(j.as_int());
     break;
   case Json::Type::Float:
-    w.Double(j.as_number());
+    // JSON has no NaN or infinity: they are written as null, so the output stays valid.
+    if (std::isfinite(j.as_number())) {
+      w.Double(j.as_number());
+    } else {
+      w.Null();
+    }
     break;
   case Json::Type::String:
     w.String(j.as_string().c_str(), rapidjson::SizeType(j.as_string().size()));
@@ -167,8 +181,10 @@ template <class Writer> void write(const Json& j, Writer& w) {
 
 Json Json::parse(std::string_view text, const std::string& source) {
   rapidjson::Document doc;
+  // Iterative parsing: a deeply nested document cannot overflow the stack. NaN and
+  // infinity are not accepted (nor is a number too large for a double).
   constexpr unsigned kFlags = rapidjson::kParseCommentsFlag | rapidjson::kParseTrailingCommasFlag |
-                              rapidjson::kParseNanAndInfFlag;
+                              rapidjson::kParseIterativeFlag;
   doc.Parse<kFlags>(text.data(), text.size());
   if (doc.HasParseError()) {
     size_t off = doc.GetErrorOffset(), line = 1, col = 1;
@@ -183,7 +199,7 @@ Json Json::parse(std::string_view text, const std::string& source) {
     throw ConfigError(source + ":" + std::to_string(line) + ":" + std::to_string(col) +
                       ": invalid JSON: " + rapidjson::GetParseError_En(doc.GetParseError()));
   }
-  return from_rapid(doc);
+  return from_rapid(doc, source);
 }
 
 std::string Json::dump(int indent) const {

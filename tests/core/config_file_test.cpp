@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <selfsup/core/config_file.h>
 #include <selfsup/errors.h>
 
@@ -93,4 +95,35 @@ TEST(ConfigFileTest, OverridesAreTyped) {
   EXPECT_NE(msg.find("param_scheduler.5"), std::string::npos) << msg;
   EXPECT_THROW(core::apply_override(cfg, "novalue"), ConfigError);
   EXPECT_THROW(core::apply_override(cfg, "a..b=1"), ConfigError);
+}
+
+TEST(ConfigFileTest, HostileValuesFailClearlyInsteadOfCrashing) {
+  // Non-finite numbers: JSON has none, so a config may not hold one.
+  EXPECT_TRUE(test::has_substr(
+      test::message_of<ConfigError>([] { (void)core::parse_override_value("1e400"); }),
+      "'1e400': not a finite number"));
+  for (const char* text : {R"({"lr": 1e400})", R"({"lr": NaN})", R"({"lr": Infinity})"})
+    EXPECT_TRUE(test::has_substr(
+        test::message_of<ConfigError>([&] { (void)Json::parse(text, "cfg.json"); }), "cfg.json:1:"))
+        << text;
+  // What is computed non-finite (a diverged loss) is written as null: the output stays JSON.
+  Json rec = Json::object({{"loss", std::nan("")}, {"lr", HUGE_VAL}});
+  EXPECT_EQ(rec.dump(), R"({"loss":null,"lr":null})");
+
+  // 50,000 levels: a clear error, not a stack overflow.
+  const std::string deep = std::string(50000, '[') + std::string(50000, ']');
+  EXPECT_TRUE(
+      test::has_substr(test::message_of<ConfigError>([&] { (void)Json::parse(deep, "deep.json"); }),
+                       "deep.json: nested more than 512 levels deep"));
+  EXPECT_TRUE(test::has_substr(test::message_of<ConfigError>([&] {
+                                 (void)core::parse_override_value("{\"a\": " + deep + "}");
+                               }),
+                               "nested more than 512 levels deep"));
+  // An index no list can have: a clear message naming the key, not a bare stoul.
+  Json cfg = Json::parse(R"({"param_scheduler": [{"end": 10}]})", "t");
+  EXPECT_TRUE(test::has_substr(test::message_of<ConfigError>([&] {
+                                 core::apply_override(cfg,
+                                                      "param_scheduler.99999999999999999999.end=1");
+                               }),
+                               "param_scheduler.99999999999999999999"));
 }

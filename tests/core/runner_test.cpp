@@ -457,3 +457,11 @@ TEST_F(RunnerTest, KnnFeaturesComeFromExtractFeat) {
   auto f0 = torch::stack({x[0].mean(), x[0].max()});
   EXPECT_TRUE(torch::allclose(feats[0], f0 / f0.norm(), 1e-5, 1e-6));
 }
+
+TEST_F(RunnerTest, ThreadsAreBoundedByTheMachine) {
+  core::TrainOptions o = options();
+  o.threads = 100000;
+  EXPECT_TRUE(test::has_substr(
+      test::message_of<ConfigError>([&] { core::Runner r(tiny_config(data(), 1), o); }),
+      "--threads: expected at most "));
+}
