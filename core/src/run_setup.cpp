@@ -162,10 +162,14 @@ Environment setup_environment(const RunnerKeys& keys, const TrainOptions& option
   } else if (options.device != "cpu") {
     throw ConfigError("--device: expected cpu or cuda, got '" + options.device + "'");
   }
+  // Bounded by the machine (some oversubscription allowed): a typo such as 100000 would
+  // otherwise spend minutes creating threads.
   const int cores = std::max(1, int(std::thread::hardware_concurrency()));
-  if (options.threads > cores)
-    throw ConfigError("--threads: expected at most " + std::to_string(cores) +
-                      " (the cores of this machine), got " + std::to_string(options.threads));
+  const int most = 4 * cores;
+  if (options.threads > most)
+    throw ConfigError("--threads: expected at most " + std::to_string(most) + " (4 per core; " +
+                      std::to_string(cores) + " cores here), got " +
+                      std::to_string(options.threads));
   env.threads = options.threads > 0 ? options.threads : cores;
   torch::set_num_threads(env.threads);
   return env;
