@@ -291,6 +291,9 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
+  std::error_code ec;
+  if (fs::exists(path, ec) && !fs::is_regular_file(path, ec))
+    throw ValueError(path + ": not a checkpoint file (a folder or a special file)");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ValueError(path + ": cannot open checkpoint");
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

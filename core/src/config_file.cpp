@@ -16,7 +16,21 @@ namespace selfsup::core {
 
 namespace {
 
+// A config is a small text file: anything else (a folder, a device such as /dev/zero, a
+// FIFO, a file of gigabytes) is refused before reading, so it can neither hang nor eat memory.
+constexpr std::uintmax_t kMaxConfigBytes = 16u << 20;
+
 std::string read_text(const fs::path& p, const std::string& referrer) {
+  const std::string who = referrer.empty() ? p.string() : referrer + ": base config " + p.string();
+  std::error_code ec;
+  const fs::file_status st = fs::status(p, ec);
+  if (fs::exists(st) && !fs::is_regular_file(st)) throw ConfigError(who + ": not a regular file");
+  if (fs::is_regular_file(st)) {
+    const std::uintmax_t size = fs::file_size(p, ec);
+    if (!ec && size > kMaxConfigBytes)
+      throw ConfigError(who + ": " + std::to_string(size) + " bytes; a config may have at most " +
+                        std::to_string(kMaxConfigBytes));
+  }
   std::ifstream in(p, std::ios::binary);
   if (!in) {
     throw ConfigError(referrer.empty() ? p.string() + ": cannot open config file"

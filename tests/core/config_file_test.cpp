@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 
+#include <selfsup/core/checkpoint.h>
 #include <selfsup/core/config_file.h>
 #include <selfsup/errors.h>
 
@@ -126,4 +128,30 @@ TEST(ConfigFileTest, HostileValuesFailClearlyInsteadOfCrashing) {
                                                       "param_scheduler.99999999999999999999.end=1");
                                }),
                                "param_scheduler.99999999999999999999"));
+}
+
+TEST(ConfigFileTest, ReadsOnlyRegularFilesOfSaneSize) {
+  test::TempDir d;
+  // A base that never ends (/dev/zero) or is a folder: refused before reading, naming both.
+  test::write_file(d.path() / "zero.json", R"({"_base_": "/dev/zero"})");
+  EXPECT_TRUE(test::has_substr(test::message_of<ConfigError>([&] {
+                                 (void)core::load_config_file((d.path() / "zero.json").string());
+                               }),
+                               "base config /dev/zero: not a regular file"));
+  EXPECT_TRUE(test::has_substr(
+      test::message_of<ConfigError>([&] { (void)core::load_config_file(d.str()); }),
+      d.str() + ": not a regular file"));
+  // A file far larger than any config.
+  {
+    std::ofstream big(d.path() / "big.json", std::ios::binary);
+    big << "{\"a\": \"" << std::string(17u << 20, 'x') << "\"}";
+  }
+  EXPECT_TRUE(test::has_substr(test::message_of<ConfigError>([&] {
+                                 (void)core::load_config_file((d.path() / "big.json").string());
+                               }),
+                               "a config may have at most"));
+  // A folder given as a checkpoint names the path.
+  EXPECT_TRUE(
+      test::has_substr(test::message_of<ValueError>([&] { (void)core::load_checkpoint(d.str()); }),
+                       d.str() + ": not a checkpoint file"));
 }
