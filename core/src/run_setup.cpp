@@ -133,7 +133,7 @@ std::string latest_checkpoint_in(const std::string& work_dir) {
   return "";
 }
 
-std::string resolve_resume(const RunnerKeys& keys, const Config&, const TrainOptions& options,
+std::string resolve_resume(const RunnerKeys& keys, const TrainOptions& options,
                            const std::string& work_dir, std::string* note) {
   std::string resume = options.resume;
   if (resume.empty() && keys.resume)

@@ -76,7 +76,7 @@ std::string resolve_work_dir(const RunnerKeys& keys, const TrainOptions& options
 
 /// The checkpoint to resume from ("" for a fresh run): --resume, else cfg.resume (true means
 /// "auto"); "auto" is the work dir's last_checkpoint, if any. `note` gets messages.
-std::string resolve_resume(const RunnerKeys& keys, const Config& cfg, const TrainOptions& options,
+std::string resolve_resume(const RunnerKeys& keys, const TrainOptions& options,
                            const std::string& work_dir, std::string* note);
 
 /// The work dir's most recent checkpoint (its last_checkpoint file), or "".
@@ -94,8 +94,8 @@ struct Environment {
 Environment setup_environment(const RunnerKeys& keys, const TrainOptions& options);
 
 struct HookSet {
-  std::vector<std::shared_ptr<Hook>> hooks; // sorted by priority (stable)
-  int64_t log_interval = 50;
+  std::vector<std::shared_ptr<Hook>> hooks;            // sorted by priority (stable)
+  int64_t log_interval = LoggerHookOptions().interval; // without a logger entry
 };
 /// default_hooks (checkpoint built) and custom_hooks, sorted by priority.
 HookSet build_hooks(const RunnerKeys& keys);

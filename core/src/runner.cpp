@@ -56,7 +56,7 @@ Runner::Runner(Json cfg_json, TrainOptions options)
 
   work_dir_ = resolve_work_dir(keys, options_);
   std::string note;
-  resume_path_ = resolve_resume(keys, raw, options_, work_dir_, &note);
+  resume_path_ = resolve_resume(keys, options_, work_dir_, &note);
   if (!note.empty()) log(note);
   std::optional<Checkpoint> resume_ckpt;
   if (!resume_path_.empty()) resume_ckpt = load_checkpoint(resume_path_);
@@ -109,7 +109,6 @@ Runner::Runner(Json cfg_json, TrainOptions options)
   }
   HookSet hooks = build_hooks(keys);
   hooks_ = std::move(hooks.hooks);
-  log_interval_ = hooks.log_interval;
 
   if (keys.load_from) {
     const std::string& from = *keys.load_from;
@@ -118,7 +117,7 @@ Runner::Runner(Json cfg_json, TrainOptions options)
   }
 
   fs::create_directories(work_dir_);
-  logger_ = std::make_unique<ProgressLogger>(isatty(STDERR_FILENO) != 0, log_interval_,
+  logger_ = std::make_unique<ProgressLogger>(isatty(STDERR_FILENO) != 0, hooks.log_interval,
                                              (fs::path(work_dir_) / "scalars.jsonl").string());
   if (resume_ckpt) {
     load_module_state(*model_, resume_ckpt->state_dict, "checkpoint " + resume_path_);

@@ -108,7 +108,6 @@ private:
   std::vector<std::shared_ptr<Hook>> hooks_;
   std::shared_ptr<TrainLoop> loop_;
   std::unique_ptr<ProgressLogger> logger_;
-  int64_t log_interval_ = 50;
   int64_t max_epochs_ = 1;
   int64_t max_iters_ = 1;
   int64_t epoch_ = 0;
