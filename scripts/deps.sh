@@ -9,8 +9,10 @@ PACKAGES=(
   libopenblas0-openmp     # makes libblas.so.3 an optimised BLAS instead of the reference one
   libboost-dev libboost-program-options-dev
   rapidjson-dev zlib1g-dev
+  libjpeg62-turbo-dev libpng-dev  # ImageFolder decodes JPEG (libjpeg-turbo) and PNG (libpng)
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev  # not libopencv-dev: cmake/FindOpenCV.cmake
   libgtest-dev libgmock-dev clang-format
+  clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: clang with its libFuzzer and ASan runtimes
   dataset-fashion-mnist   # /usr/share/datasets/fashion-mnist
   python3-torch           # test-time oracle: Python reads our checkpoints (/usr/bin/python3)
 )

@@ -32,6 +32,35 @@ struct IdxArray {
 /// or an unsupported element type.
 SELFSUP_CORE_API IdxArray read_idx(const std::string& path);
 
+/// The largest image decode_image accepts by default (2^28 pixels, 768 MiB as RGB): anything
+/// bigger is refused from its header, before any pixel buffer is allocated.
+constexpr int64_t kDefaultMaxImagePixels = int64_t(1) << 28;
+
+/// Decodes a JPEG or PNG image (by magic bytes) to a uint8 HWC tensor (C = 1 or 3).
+/// Throws ValueError naming `name` on anything it cannot decode.
+/// Channels are in RGB order (C = 3) or grey (C = 1): 16-bit PNGs are reduced to 8 bits,
+/// palettes expanded, alpha dropped, CMYK JPEGs converted to RGB; a truncated JPEG is an error.
+SELFSUP_CORE_API torch::Tensor decode_image(const uint8_t* data, size_t size,
+                                            const std::string& name);
+/// The same, refusing images of more than `max_pixels` pixels (width * height).
+SELFSUP_CORE_API torch::Tensor decode_image(const uint8_t* data, size_t size,
+                                            const std::string& name, int64_t max_pixels);
+
+/// CIFAR binary records: images [N,32,32,3] uint8 (RGB, HWC), labels [N] int64.
+struct CifarRecords {
+  torch::Tensor images; /* [N,32,32,3] uint8 */
+  torch::Tensor labels; /* [N] int64 */
+  /// CIFAR-100 (label_bytes = 2) only: the coarse (super-class) labels [N] int64, in [0, 20).
+  torch::Tensor coarse_labels;
+};
+/// Parses CIFAR binary records (label_bytes = 1 for CIFAR-10, 2 for CIFAR-100), each
+/// label_bytes + 3072 bytes: the label byte(s) (CIFAR-100: coarse, then fine), then the
+/// 1024-byte R, G and B planes of a 32x32 image. `labels` is the last label byte, checked to
+/// be < num_classes. Throws ValueError naming `name` (and the record index) for an empty
+/// input, a size that is not a whole number of records, or a label out of range.
+SELFSUP_CORE_API CifarRecords parse_cifar(const uint8_t* data, size_t size, int label_bytes,
+                                          int num_classes, const std::string& name);
+
 /// A list of transforms applied in order (a config list of transform dicts).
 class SELFSUP_CORE_API Pipeline {
 public:
