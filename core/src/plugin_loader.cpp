@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -12,12 +13,13 @@
 #include <memory>
 #include <mutex>
 
-#include <boost/dll/library_info.hpp>
 #include <boost/dll/runtime_symbol_info.hpp>
-#include <boost/dll/shared_library.hpp>
 
+#include <selfsup/errors.h>
 #include <selfsup/plugin.h>
 #include <selfsup/version.h>
+
+#include "plugin_scan.h"
 
 namespace fs = std::filesystem;
 
@@ -25,54 +27,105 @@ namespace selfsup::core {
 
 namespace {
 
-// Plugins are never unloaded: every library this process loads stays mapped until it ends
-// (never dlclose'd, whatever becomes of the loader or the registry), because objects a plugin
-// made (modules, factories, exception and type info) may be alive anywhere and its code must
-// outlive them. The handles are deliberately leaked so no static destructor releases them.
-std::vector<std::shared_ptr<boost::dll::shared_library>>& pinned_libraries() {
-  static auto* libs = new std::vector<std::shared_ptr<boost::dll::shared_library>>();
-  return *libs;
-}
-
 std::mutex& loader_mutex() {
   static std::mutex m;
   return m;
 }
 
-// "torch=2.1 (host: torch=1.13), cxx11abi=0 (host: cxx11abi=1)": the fields that differ.
-std::string fingerprint_difference(const std::string& theirs, const std::string& ours) {
-  auto split = [](const std::string& s) {
-    std::vector<std::pair<std::string, std::string>> out;
-    size_t start = 0;
-    while (start < s.size()) {
-      size_t end = s.find(';', start);
-      if (end == std::string::npos) end = s.size();
-      std::string kv = s.substr(start, end - start);
-      size_t eq = kv.find('=');
-      out.emplace_back(kv.substr(0, eq), eq == std::string::npos ? "" : kv.substr(eq + 1));
-      start = end + 1;
-    }
-    return out;
-  };
-  auto mine = split(ours);
-  std::string diff;
-  for (const auto& [k, v] : split(theirs)) {
-    for (const auto& [k2, v2] : mine)
-      if (k == k2 && v != v2)
-        diff += (diff.empty() ? "" : ", ") + k + "=" + v + " (host: " + k + "=" + v2 + ")";
-  }
-  return diff.empty() ? std::string("another build fingerprint") : diff;
+constexpr double kDefaultScanTimeout = 10.0;
+
+std::string mode_text(mode_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", unsigned(mode & 07777));
+  return buf;
+}
+
+// What a path is, when it is not a plugin file.
+std::string kind_of(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+  return "not a regular file";
 }
 
 } // namespace
 
+// The outermost public load call ends the scanning session: the scanner stops and the cache
+// is written once.
+class PluginLoader::CallGuard {
+public:
+  explicit CallGuard(PluginLoader& l) : l_(l) { ++l_.depth_; }
+  ~CallGuard() {
+    if (--l_.depth_ == 0) l_.end_session();
+  }
+  CallGuard(const CallGuard&) = delete;
+  CallGuard& operator=(const CallGuard&) = delete;
+
+private:
+  PluginLoader& l_;
+};
+
 PluginLoader::PluginLoader(Registry& registry) : registry_(registry) {
   on_refusal = [](const std::string& line) { std::cerr << line << "\n"; };
+  on_warning = [](const std::string& line) { std::cerr << line << "\n"; };
+}
+
+PluginLoader::~PluginLoader() {
+  if (depth_ > 0) return; // cannot happen: a guard lives inside a call
+  scanner_.reset();
 }
 
 std::string PluginLoader::builtin_plugin_dir() {
   fs::path lib = boost::dll::this_line_location().parent_path().string();
   return (lib / "selfsup" / "plugins").string();
+}
+
+std::string PluginLoader::scanner_path() {
+  fs::path lib = boost::dll::this_line_location().parent_path().string();
+  return (lib / "selfsup" / "selfsup-plugin-scanner").string();
+}
+
+std::string PluginLoader::default_cache_path() {
+  if (const char* env = std::getenv("SELFSUP_PLUGIN_CACHE")) {
+    const std::string v = env;
+    return v == "off" ? std::string() : v;
+  }
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  if (xdg && *xdg == '/') return std::string(xdg) + "/selfsup/plugin-registry.json";
+  const char* home = std::getenv("HOME");
+  if (home && *home == '/') return std::string(home) + "/.cache/selfsup/plugin-registry.json";
+  return "";
+}
+
+void PluginLoader::set_scan_timeout(double seconds) {
+  if (!(seconds > 0) || seconds > 86400)
+    throw ValueError("plugin scan timeout: expected seconds in (0, 86400], got " +
+                     std::to_string(seconds));
+  scan_timeout_ = seconds;
+  scanner_.reset(); // a running scanner keeps the timeout it was made with
+}
+
+double PluginLoader::scan_timeout() {
+  if (scan_timeout_ > 0) return scan_timeout_;
+  scan_timeout_ = kDefaultScanTimeout;
+  if (const char* env = std::getenv("SELFSUP_PLUGIN_SCAN_TIMEOUT")) {
+    char* end = nullptr;
+    errno = 0;
+    const double v = std::strtod(env, &end);
+    if (!*env || *end || errno || !(v > 0) || v > 86400)
+      throw ConfigError(std::string("SELFSUP_PLUGIN_SCAN_TIMEOUT: expected a number of seconds "
+                                    "in (0, 86400], got '") +
+                        env + "'");
+    scan_timeout_ = v;
+  }
+  return scan_timeout_;
+}
+
+void PluginLoader::set_cache_path(const std::string& path) {
+  cache_path_ = path;
+  cache_path_set_ = true;
+  cache_.reset();
 }
 
 void PluginLoader::refuse(const std::string& file, const std::string& reason) {
@@ -81,44 +134,114 @@ void PluginLoader::refuse(const std::string& file, const std::string& reason) {
   if (on_refusal) on_refusal("selfsup: skipping plugin " + file + ": " + reason);
 }
 
-std::string PluginLoader::insecure_reason(const std::string& path) const {
+std::string PluginLoader::insecure_reason(const std::string& canonical, bool is_folder) {
   if (allow_insecure_) return "";
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return "";
-  if (st.st_mode & S_IWOTH)
-    return "it is world-writable (use --allow-insecure-plugins to load it anyway)";
-  if (st.st_uid != ::geteuid() && st.st_uid != 0)
-    return "it is owned by another user (uid " + std::to_string(st.st_uid) +
-           "; use --allow-insecure-plugins to load it anyway)";
-  if ((st.st_mode & S_IWGRP) && st.st_gid != ::getegid())
-    return "it is writable by another group (gid " + std::to_string(st.st_gid) +
-           "; use --allow-insecure-plugins to load it anyway)";
+  static const std::string hint = " (use --allow-insecure-plugins to load it anyway)";
+  // `what` is the node's role in the message; `ancestor`: a folder above the plugin folder,
+  // which may be writable by others if sticky (others cannot rename or delete our entries).
+  auto check = [&](const fs::path& node, const std::string& what, bool ancestor) -> std::string {
+    struct stat st {};
+    if (::lstat(node.c_str(), &st) != 0)
+      return "cannot check " + what + " " + node.string() + ": " + std::strerror(errno);
+    const std::string mode = ", mode " + mode_text(st.st_mode);
+    if (st.st_uid != ::geteuid() && st.st_uid != 0)
+      return what + " " + node.string() + " is owned by another user (uid " +
+             std::to_string(st.st_uid) + "), not by us or root" + hint;
+    const bool sticky_ok = ancestor && S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX);
+    if ((st.st_mode & S_IWOTH) && !sticky_ok)
+      return what + " " + node.string() + " is world-writable (" + mode.substr(2) + ")" + hint;
+    if ((st.st_mode & S_IWGRP) && !sticky_ok)
+      return what + " " + node.string() + " is group-writable (gid " + std::to_string(st.st_gid) +
+             mode + ")" + hint;
+    return "";
+  };
+  const fs::path path(canonical);
+  std::string why = check(path, is_folder ? "the plugin folder" : "the plugin file", false);
+  if (!why.empty()) return why;
+  fs::path dir = path.parent_path();
+  if (!is_folder) { // its own folder: as strict as a plugin folder
+    auto [it, fresh] = folder_verdicts_.try_emplace("=" + dir.string());
+    if (fresh) it->second = check(dir, "its folder", false);
+    if (!it->second.empty()) return it->second;
+    if (dir == dir.root_path()) return "";
+    dir = dir.parent_path();
+  }
+  for (;; dir = dir.parent_path()) {
+    auto [it, fresh] = folder_verdicts_.try_emplace(dir.string());
+    if (fresh) it->second = check(dir, "the parent folder", true);
+    if (!it->second.empty()) return it->second;
+    if (dir == dir.root_path() || dir.empty()) break;
+  }
   return "";
 }
 
-void PluginLoader::load_directory(const std::string& dir) {
+void PluginLoader::end_session() {
+  scanner_.reset();
+  try {
+    if (cache_) cache_->save();
+  } catch (const std::exception& e) { // a cache is an optimisation: say so, go on
+    if (on_warning) on_warning(std::string("selfsup: cannot write the plugin cache: ") + e.what());
+  }
+}
+
+bool PluginLoader::prescan(const std::string& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) {
+    refuse(file, std::string("cannot read it: ") + std::strerror(errno));
+    return false;
+  }
+  const double timeout = scan_timeout();
+  if (!cache_)
+    cache_ = std::make_unique<detail::PluginCache>(
+        cache_path_set_ ? cache_path_ : default_cache_path(), [this](const std::string& line) {
+          if (on_warning) on_warning(line);
+        });
+  if (const Json* hit = cache_->lookup(file, st, timeout)) {
+    ++stats_.cached;
+    if (hit->find("ok")->as_bool()) return true;
+    refuse(file, hit->find("reason")->as_string());
+    return false;
+  }
+  ++stats_.scanned;
+  if (!scanner_) scanner_ = std::make_unique<detail::ScannerProcess>(scanner_path(), timeout);
+  const detail::ScanOutcome out = scanner_->scan(file);
+  if (out.cacheable) cache_->store(file, st, out);
+  if (!out.ok) {
+    refuse(file, out.reason);
+    return false;
+  }
+  return true;
+}
+
+void PluginLoader::load_directory(const std::string& dir_in) {
+  CallGuard guard(*this);
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) {
-    refuse(dir, "not a directory");
+  if (!fs::is_directory(dir_in, ec)) {
+    refuse(dir_in, "not a directory");
     return;
   }
-  if (std::string why = insecure_reason(dir); !why.empty()) {
-    refuse(dir, "plugin folder refused: " + why);
+  const fs::path dir = fs::canonical(dir_in, ec);
+  if (ec) {
+    refuse(dir_in, "cannot resolve the folder: " + ec.message());
     return;
   }
-  dirs_.push_back(dir);
+  if (std::string why = insecure_reason(dir.string(), true); !why.empty()) {
+    refuse(dir_in, "plugin folder refused: " + why);
+    return;
+  }
+  dirs_.push_back(dir_in);
+  // Every `*.so` entry counts: one that is not a loadable file (a folder, a dangling link, a
+  // link loop, a FIFO) is refused with its reason, never silently passed over.
   std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const auto& p = entry.path();
-    if (p.extension() != ".so") continue;
-    if (!entry.is_regular_file(ec)) continue; // only regular files (or links to them)
-    files.push_back(p);
-  }
+  for (const auto& entry : fs::directory_iterator(dir_in, ec))
+    if (entry.path().extension() == ".so") files.push_back(entry.path());
+  if (ec) refuse(dir_in, "cannot list the folder: " + ec.message());
   std::sort(files.begin(), files.end());
   for (const auto& f : files) load_file(f.string());
 }
 
 void PluginLoader::load_default_locations(const std::vector<std::string>& extra_dirs) {
+  CallGuard guard(*this);
   std::string own = builtin_plugin_dir();
   std::error_code ec;
   if (fs::is_directory(own, ec)) load_directory(own);
@@ -136,6 +259,7 @@ void PluginLoader::load_default_locations(const std::vector<std::string>& extra_
 }
 
 void PluginLoader::load_spec(const std::string& spec, const std::string& json_path) {
+  CallGuard guard(*this);
   std::error_code ec;
   if (spec.find('/') != std::string::npos || fs::exists(spec, ec)) {
     if (fs::is_directory(spec, ec)) {
@@ -169,84 +293,46 @@ void PluginLoader::load_spec(const std::string& spec, const std::string& json_pa
 }
 
 bool PluginLoader::load_file(const std::string& file_in) {
+  CallGuard guard(*this);
   std::error_code ec;
   fs::path canonical = fs::canonical(file_in, ec);
   if (ec) {
-    refuse(file_in, "cannot resolve path: " + ec.message());
+    std::string why = ec.message();
+    struct stat st {};
+    if (ec.value() == ELOOP)
+      why = "a symbolic link loop (" + why + ")";
+    else if (::lstat(file_in.c_str(), &st) == 0 && S_ISLNK(st.st_mode))
+      why = "a dangling symbolic link (" + why + ")";
+    refuse(file_in, "cannot resolve path: " + why);
     return false;
   }
   const std::string file = canonical.string();
   if (!seen_files_.insert(file).second) return true; // the same file reached twice: once
-  if (!fs::is_regular_file(canonical, ec)) {
-    refuse(file, "not a regular file");
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) {
+    refuse(file, std::string("cannot read it: ") + std::strerror(errno));
     return false;
   }
-  if (std::string why = insecure_reason(file); !why.empty()) {
+  if (!S_ISREG(st.st_mode)) {
+    refuse(file, kind_of(st.st_mode) + ", not a plugin file");
+    return false;
+  }
+  if (std::string why = insecure_reason(file, false); !why.empty()) {
     refuse(file, why);
     return false;
   }
+  // 1. New or changed files are first opened by the scanner, out of this process.
+  if (!prescan(file)) return false;
 
-  // 1. Inspect without running any of its code.
-  std::vector<std::string> symbols;
-  try {
-    boost::dll::library_info info(canonical.string(), true);
-    try {
-      symbols = info.symbols("boostdll");
-    } catch (const std::exception&) {
-      symbols.clear(); // no such section
-    }
-  } catch (const std::exception& e) {
-    refuse(file, "not a shared library (" + std::string(e.what()) + ")");
-    return false;
-  }
-  if (std::find(symbols.begin(), symbols.end(), "selfsup_plugin_info") == symbols.end()) {
-    refuse(file, "no selfsup entry point (alias 'selfsup_plugin_info' not exported; "
-                 "was SELFSUP_PLUGIN used?)");
-    return false;
-  }
-
-  // 2. Load it.
+  // 2. Open it here (the same checks again, then its code runs in this process).
   std::lock_guard<std::mutex> lock(loader_mutex());
-  auto lib = std::make_shared<boost::dll::shared_library>();
-  dlerror();
-  lib->load(canonical.string(), boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local,
-            ec);
-  if (ec) {
-    const char* why = dlerror();
-    refuse(file, std::string("cannot load: ") + (why ? why : ec.message()));
+  detail::OpenedPlugin opened;
+  std::string why;
+  if (!detail::open_plugin(file, opened, why)) {
+    refuse(file, why);
     return false;
   }
-  pinned_libraries().push_back(lib); // never unloaded, even if refused below
-
-  // 3. Handshake.
-  const PluginInfo* info = nullptr;
-  try {
-    auto& get_info = lib->get_alias<const PluginInfo*()>("selfsup_plugin_info");
-    info = get_info();
-  } catch (const std::exception& e) {
-    refuse(file, std::string("cannot read the plugin info: ") + e.what());
-    return false;
-  }
-  if (!info) {
-    refuse(file, "plugin info is null");
-    return false;
-  }
-  if (info->abi_version != uint32_t(SELFSUP_ABI_VERSION)) {
-    refuse(file, "plugin ABI version " + std::to_string(info->abi_version) +
-                     ", this selfsup expects " + std::to_string(SELFSUP_ABI_VERSION));
-    return false;
-  }
-  const std::string host_fp = SELFSUP_BUILD_FINGERPRINT;
-  if (!info->fingerprint || host_fp != info->fingerprint) {
-    const std::string theirs = info->fingerprint ? info->fingerprint : "";
-    refuse(file, "built with " + fingerprint_difference(theirs, host_fp) + " [" + theirs +
-                     "], this selfsup is [" + host_fp + "]");
-    return false;
-  }
-  if (!info->name || !*info->name || !info->version || !info->register_types) {
-    refuse(file, "plugin info has an empty name, version or register function");
-    return false;
-  }
+  const PluginInfo* info = opened.info;
   for (const auto& p : plugins_) {
     if (p.name == info->name) {
       refuse(file,
@@ -264,7 +350,7 @@ bool PluginLoader::load_file(const std::string& file_in) {
     }
   }
 
-  // 4. Register, all or nothing. A type name another plugin also provides is fine: configs
+  // 3. Register, all or nothing. A type name another plugin also provides is fine: configs
   // choose with "plugin.Type", and a bare name they share is an error when it is built.
   Registrar registrar(info->name, file);
   char err[1024] = {0};

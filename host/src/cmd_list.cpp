@@ -15,8 +15,8 @@ int cmd_list(int argc, char** argv) {
   std::vector<std::string> plugin_dirs;
   opts.add_options()("help,h", "show this help")("verbose,v", "also print each type's arguments")(
       "json", "machine-readable output: {plugins, types: {kind: [{name, plugin, file, doc, "
-              "shared_with}]}, refused}")("plugin-dir", po::value(&plugin_dirs),
-                                          "also load plugins from this folder (repeatable)")(
+              "shared_with}]}, refused, scan: {scanned, cached}}")(
+      "plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)")(
       "allow-insecure-plugins", "load plugins from folders or files others can write to");
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
@@ -70,7 +70,12 @@ int cmd_list(int argc, char** argv) {
     Json refused = Json::array();
     for (const auto& r : loader.refusals())
       refused.push_back(Json::object({{"file", r.file}, {"reason", r.reason}}));
-    Json out = Json::object({{"plugins", plugins}, {"types", types}, {"refused", refused}});
+    // How many plugin files the helper process scanned, and how many verdicts came from the
+    // registry cache (unchanged files).
+    Json scan = Json::object({{"scanned", int64_t(loader.scan_stats().scanned)},
+                              {"cached", int64_t(loader.scan_stats().cached)}});
+    Json out = Json::object(
+        {{"plugins", plugins}, {"types", types}, {"refused", refused}, {"scan", scan}});
     std::cout << out.dump(2) << "\n";
     return kOk;
   }

@@ -175,19 +175,22 @@ TEST(PluginLoaderTest, RefusesPluginThatRegistersNothing) {
 
 TEST(PluginLoaderTest, FolderWithBrokenFilesStillLoadsGoodOnes) {
   test::TempDir dir;
+  fs::permissions(dir.path(), fs::perms::owner_all, fs::perm_options::replace);
   for (const auto& entry : fs::directory_iterator(SELFSUP_TEST_FIXTURE_DIR))
     if (entry.path().extension() == ".so")
       fs::copy_file(entry.path(), dir.path() / entry.path().filename());
   test::write_file(dir.path() / "README.txt", "not a plugin, not considered");
-  fs::create_directory(dir.path() / "libdir.so"); // not a regular file, not considered
+  fs::create_directory(dir.path() / "libdir.so"); // not a plugin file: refused, saying so
   Loaded l;
   l.loader.load_directory(dir.str());
   std::vector<std::string> names;
   for (const auto& p : l.loader.plugins()) names.push_back(p.name);
   EXPECT_EQ(names,
             (std::vector<std::string>{"fixture_good", "fixture_good_twin", "fixture_shared_type"}));
-  EXPECT_EQ(l.loader.refusals().size(), 8u);
-  EXPECT_EQ(l.lines.size(), 8u);
+  EXPECT_EQ(l.loader.refusals().size(), 9u);
+  EXPECT_EQ(l.lines.size(), 9u);
+  EXPECT_EQ(l.loader.refusals()[0].file, (dir.path() / "libdir.so").string());
+  EXPECT_EQ(l.loader.refusals()[0].reason, "a directory, not a plugin file");
   EXPECT_TRUE(l.has("FixtureInvert"));
   EXPECT_TRUE(l.has("FixtureTwinInvert"));
   EXPECT_TRUE(l.has("FixtureSharedFresh"));
@@ -231,6 +234,7 @@ TEST(PluginLoaderTest, FingerprintCarriesTheSdkHeadersHash) {
 
 TEST(PluginLoaderTest, RefusesWritableByOthersUnlessAllowed) {
   test::TempDir dir;
+  fs::permissions(dir.path(), fs::perms::owner_all, fs::perm_options::replace);
   fs::copy_file(fixture("good"), dir.path() / "libfixture_good.so");
   fs::permissions(dir.path(), fs::perms::others_write, fs::perm_options::add);
   {
@@ -270,6 +274,7 @@ TEST(PluginLoaderTest, RefusesWritableByOthersUnlessAllowed) {
 
 TEST(PluginLoaderTest, SymlinkedSameFileLoadsOnceAndOnlySoFilesCount) {
   test::TempDir dir;
+  fs::permissions(dir.path(), fs::perms::owner_all, fs::perm_options::replace);
   fs::copy_file(fixture("good"), dir.path() / "libfixture_good.so");
   fs::create_symlink(dir.path() / "libfixture_good.so", dir.path() / "liblink.so");
   fs::copy_file(fixture("good_twin"), dir.path() / "libfixture_good_twin.so.bak");
