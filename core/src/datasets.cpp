@@ -17,6 +17,7 @@
 #include <selfsup/registry.h>
 
 #include "builtins.h"
+#include "datasets/common.h"
 
 namespace selfsup::core {
 
@@ -321,6 +322,8 @@ void register_datasets(Registrar& r) {
         return std::make_shared<FashionMnist>(cfg);
       },
       FashionMnistOptions::table().schema());
+  register_cifar(r);
+  register_image_folder(r);
 }
 
 } // namespace selfsup::core
