@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 "./scripts/deps.sh"
+. scripts/ccache_env.sh # ccache caches the precompiled-header compiles, across clones too
 
 is_set() { case "${1:-}" in "" | 0 | [Oo][Ff][Ff] | [Ff][Aa][Ll][Ss][Ee] | [Nn][Oo]) return 1 ;; esac; }
 werror=OFF

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds sdk, core, the host, the plugins and every test with AddressSanitizer and
+# UndefinedBehaviorSanitizer into ./build-asan (cmake/Sanitizers.cmake), then runs every test
+# there. Any sanitizer report fails the test that caused it (undefined behaviour is fatal;
+# leaks are reported when a process exits). .ci/run calls it after the normal test run.
+#   usage: scripts/sanitize.sh [ctest arguments...]   e.g. -R Config
+# Suppressions (.ci/lsan.supp, .ci/ubsan.supp) name third-party frames only, never ours.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+. scripts/ccache_env.sh
+
+if [ ! -f build-asan/build.ninja ]; then
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DSELFSUP_SANITIZE=address,undefined -DSELFSUP_WERROR=OFF
+fi
+cmake --build build-asan -j "$(nproc)"
+
+# Every process a test starts (the selfsup host, the plugin scanner; Python's torch, used as
+# an oracle, is not instrumented) inherits these. Reports go to files, one per process, so a
+# report in a child process whose exit status a test does not look at still fails the run;
+# a sanitizer's exit status (99) is one no selfsup command uses. handle_segv=0 leaves a
+# segmentation fault to the kernel, as in the normal build: the plugin scanner reports a
+# plugin that crashes by its signal, and tests check that (a crash of ours still fails).
+logs="$PWD/build-asan/sanitizer-logs"
+rm -rf "$logs" && mkdir -p "$logs"
+common="halt_on_error=1:exitcode=99"
+export ASAN_OPTIONS="$common:detect_leaks=1:check_initialization_order=1:handle_segv=0:handle_sigbus=0:handle_sigfpe=0:log_path=$logs/asan"
+export LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="$common:print_stacktrace=1:suppressions=$PWD/.ci/ubsan.supp:log_path=$logs/ubsan"
+status=0
+ctest --test-dir build-asan --output-on-failure -j 2 --timeout 1800 "$@" || status=$?
+if compgen -G "$logs/*" > /dev/null; then
+  echo "sanitize: sanitizer reports (from build-asan/sanitizer-logs):"
+  for f in "$logs"/*; do
+    echo "---- $f"
+    head -60 "$f"
+  done
+  status=1
+fi
+exit $status
