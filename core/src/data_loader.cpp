@@ -253,8 +253,20 @@ struct DataLoaderConfig {
         .optional("pin_memory", &O::pin_memory, "accepted; no effect on CPU")
         .optional("sampler", &O::sampler,
                   "a registered sampler, e.g. {type: 'DefaultSampler', shuffle, seed, round_up}")
+        .component("sampler")
         .optional("collate_fn", &O::collate_fn, "{type: 'default_collate'}")
-        .required("dataset", &O::dataset, "the dataset dict (type, pipeline, indices, ...)");
+        .required("dataset", &O::dataset, "the dataset dict (type, pipeline, indices, ...)")
+        .component("dataset")
+        .nested(dataset_keys());
+  }
+
+  // The keys PipelinedDataset reads beside the dataset's own.
+  static Schema dataset_keys() {
+    return Schema("MMEngine's generic dataset keys")
+        .optional("pipeline", ArgType::List, Json(), "the transforms, a list of transform dicts")
+        .component("pipeline", "transform")
+        .optional("indices", ArgType::Any, Json(),
+                  "an int N (the first N samples) or a list of sample indices");
   }
 };
 
@@ -277,7 +289,26 @@ std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t 
   opt.world_size = world_size;
   auto sampler = build<Sampler>(c.sampler);
   auto dataset = std::make_shared<PipelinedDataset>(c.dataset);
-  return std::make_unique<DataLoader>(std::move(dataset), opt, std::move(sampler));
+  auto loader = std::make_unique<DataLoader>(std::move(dataset), opt, std::move(sampler));
+  if (loader->num_batches() == 0) {
+    // An epoch without a batch would end at once, forever: say why instead.
+    const int64_t n = loader->dataset().size();
+    const int64_t share = loader->sampler().size();
+    std::string what = "no batch in an epoch: the dataset has " + std::to_string(n) +
+                       (n == 1 ? " sample" : " samples");
+    if (world_size > 1)
+      what += " (" + std::to_string(share) + " for this process, rank " + std::to_string(rank) +
+              " of " + std::to_string(world_size) + ")";
+    if (share == 0) {
+      what += "; give the dataset samples (check its files and `indices`)";
+    } else {
+      what += ", fewer than batch_size " + std::to_string(opt.batch_size) +
+              ", and drop_last is true, so the only, incomplete batch is dropped; lower "
+              "batch_size or set drop_last to false";
+    }
+    cfg.fail(what);
+  }
+  return loader;
 }
 
 int64_t DataLoader::num_batches() const {

@@ -234,7 +234,8 @@ struct FashionMnistOptions {
                           O())
         .optional("data_root", &O::data_root,
                   "folder holding {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (Debian "
-                  "package dataset-fashion-mnist)")
+                  "package dataset-fashion-mnist)",
+                  check::existing_dir())
         .optional("split", &O::split, "\"train\" (60000 images) or \"test\" (10000 images)",
                   check::one_of({"train", "test"}));
   }

@@ -97,8 +97,10 @@ struct KNNEvalHookOptions {
                           O())
         .required("bank_dataloader", &O::bank_dataloader,
                   "dataloader of the labelled bank (train split)")
+        .nested(DataLoader::schema())
         .required("query_dataloader", &O::query_dataloader,
                   "dataloader of the queries (test split)")
+        .nested(DataLoader::schema())
         .optional("interval", &O::interval, "epochs between evaluations (0: only at the end)",
                   ge(0))
         .optional("k", &O::k, "neighbours", gt(0))

@@ -91,6 +91,7 @@ OptionTable<OptimWrapperOptions> OptimWrapperOptions::table() {
       .optional("type", &O::type, "OptimWrapper, or AmpOptimWrapper (bf16 autocast)",
                 one_of({"OptimWrapper", "AmpOptimWrapper"}))
       .required("optimizer", &O::optimizer, "the optimizer: a registered type and its options")
+      .component("optimizer")
       .optional("paramwise_cfg", &O::paramwise_cfg, "per-parameter lr and weight decay rules")
       .optional("clip_grad", &O::clip_grad, "gradient clipping before each step")
       .optional("accumulative_counts", &O::accumulative_counts,

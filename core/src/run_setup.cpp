@@ -8,6 +8,8 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include <selfsup/core/data.h>
+#include <selfsup/core/optim_wrapper.h>
 #include <selfsup/errors.h>
 #include <selfsup/registry.h>
 
@@ -62,6 +64,7 @@ OptionTable<DefaultHooksOptions> DefaultHooksOptions::table() {
   return OptionTable<O>("MMEngine's default hooks", O())
       .optional("logger", &O::logger, "{type: LoggerHook, interval}")
       .optional("checkpoint", &O::checkpoint, "a CheckpointHook dict (built)")
+      .component("hook")
       .optional("runtime_info", &O::runtime_info, "{type: RuntimeInfoHook} (always on)")
       .optional("timer", &O::timer, "{type: IterTimerHook} (always on)")
       .optional("param_scheduler", &O::param_scheduler, "{type: ParamSchedulerHook} (always on)")
@@ -81,23 +84,30 @@ OptionTable<RunnerKeys> RunnerKeys::table() {
   return OptionTable<O>("The top-level keys of a training config (MMEngine's Runner arguments).",
                         O())
       .required("model", &O::model, "the algorithm (a registered algorithm type)")
+      .component("algorithm")
       .required("train_dataloader", &O::train_dataloader, "the training dataloader")
+      .nested(DataLoader::schema())
       .required("train_cfg", &O::train_cfg,
                 "the train loop: {type: EpochBasedTrainLoop, max_epochs} or "
                 "{type: IterBasedTrainLoop, max_iters}")
+      .component("train_loop")
       .required("optim_wrapper", &O::optim_wrapper, "the optimizer wrapper and its optimizer")
+      .nested(OptimWrapperOptions::table().schema())
       .optional("param_scheduler", &O::param_scheduler, "a scheduler dict or a list of them")
+      .component("param_scheduler")
       .optional("default_hooks", &O::default_hooks,
                 "logger and checkpoint (built); runtime_info, timer, param_scheduler, "
                 "sampler_seed, visualization (always on: type-checked)")
       .optional("custom_hooks", &O::custom_hooks, "further hooks, a list of hook dicts")
       .as(ArgType::List)
+      .component("hook")
       .optional("randomness", &O::randomness, "{seed, deterministic, diff_rank_seed}")
       .optional("work_dir", &O::work_dir,
                 "where logs and checkpoints go (default work_dirs/<config name>)")
       .optional("resume", &O::resume,
-                "true or 'auto' for the work dir's last checkpoint, or a checkpoint path")
-      .optional("load_from", &O::load_from, "initial weights (a checkpoint path)")
+                "true or 'auto' for the work dir's last checkpoint, or a checkpoint path",
+                existing_file({"auto"}))
+      .optional("load_from", &O::load_from, "initial weights (a checkpoint path)", existing_file())
       .optional("plugins", &O::plugins, "plugin names or .so paths the config needs")
       .optional("env_cfg", &O::env_cfg, "{channels_last}")
       .rule([](const O& o, const Config& cfg) {

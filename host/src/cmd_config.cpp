@@ -1,6 +1,9 @@
+#include <chrono>
 #include <iostream>
 
 #include <boost/program_options.hpp>
+
+#include <selfsup/core/preflight.h>
 
 #include "cli.h"
 
@@ -9,21 +12,39 @@ namespace po = boost::program_options;
 namespace selfsup::host {
 
 int cmd_config(int argc, char** argv) {
-  po::options_description opts("selfsup config CONFIG [--cfg-options K=V ...]");
-  std::vector<std::string> overrides;
+  po::options_description opts("selfsup config CONFIG [--check] [--cfg-options K=V ...]");
+  std::vector<std::string> overrides, plugin_dirs;
   opts.add_options()("help,h", "show this help")("cfg-options", po::value(&overrides)->multitoken(),
-                                                 "override config keys: a.b=value ...");
+                                                 "override config keys: a.b=value ...")(
+      "check",
+      "check the whole config as `train` does before it starts (types, keys, values, files), "
+      "listing every problem; exit 2 if any")("plugin-dir", po::value(&plugin_dirs),
+                                              "with --check: also load plugins from this folder")(
+      "allow-insecure-plugins", "with --check: load plugins others can write to");
   std::string config;
   po::variables_map vm = parse_with_config(argc, argv, opts, config);
   if (vm.count("help")) {
-    std::cout << "Prints the config after _base_ inheritance and overrides.\n" << opts << "\n";
+    std::cout << "Prints the config after _base_ inheritance and overrides, or checks it.\n"
+              << opts << "\n";
     return kOk;
   }
   if (config.empty()) {
     std::cerr << "selfsup config: a CONFIG file is required\n\n" << opts << "\n";
     return kUsage;
   }
-  std::cout << load_config(config, overrides, nullptr).dump(4) << "\n";
+  if (!vm.count("check")) {
+    std::cout << load_config(config, overrides, nullptr).dump(4) << "\n";
+    return kOk;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  core::PluginLoader loader;
+  load_plugins(loader, plugin_dirs, vm.count("allow-insecure-plugins") > 0);
+  const Json cfg = load_config(config, overrides, &loader);
+  core::check_before_training(cfg, core::TrainOptions{}, config); // throws: exit 2
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
+  std::cout << "config OK: " << config << " (checked in " << ms << " ms)\n";
   return kOk;
 }
 

@@ -4,6 +4,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <selfsup/core/preflight.h>
 #include <selfsup/core/runner.h>
 
 #include "cli.h"
@@ -70,6 +71,9 @@ int cmd_train(int argc, char** argv) {
   options.device = device;
   options.resume = resume;
   options.config_name = std::filesystem::path(config).stem().string();
+  options.config_path = config; // never overwritten by the merged config
+  // The whole config, before any data is read or anything is written: every problem at once.
+  core::check_before_training(cfg, options, config);
   core::Runner runner(std::move(cfg), options);
   install_signal_handlers();
   runner.train();

@@ -20,6 +20,7 @@ OptionTable<ContrastiveHeadOptions> ContrastiveHeadOptions::table() {
                         "MMSelfSup's ContrastiveHead (SimCLR, MoCo, NPID)",
                         O())
       .optional("loss", &O::loss_, "loss config (built by type name)")
+      .component("loss")
       .optional("temperature", &O::temperature_, "softmax temperature", check::gt(0));
 }
 
@@ -54,6 +55,7 @@ OptionTable<ClsHeadOptions> ClsHeadOptions::table() {
   using namespace selfsup::check;
   return OptionTable<O>("[avgpool] -> fc_cls classifier, as MMSelfSup's ClsHead", O())
       .optional("loss", &O::loss_, "loss config (built by type name)")
+      .component("loss")
       .optional("with_avg_pool", &O::with_avg_pool_,
                 "global average pooling of a [N, C, H, W] input first")
       .optional("in_channels", &O::in_channels_, "input features", gt(0))
@@ -118,8 +120,10 @@ OptionTable<LatentPredictHeadOptions> LatentPredictHeadOptions::table() {
                         "LatentPredictHead (BYOL, SimSiam)",
                         O())
       .required("loss", &O::loss_, "loss config, e.g. {type: 'CosineSimilarityLoss'}")
+      .component("loss")
       .required("predictor", &O::predictor_,
-                "predictor neck config, e.g. {type: 'NonLinearNeck', ...}");
+                "predictor neck config, e.g. {type: 'NonLinearNeck', ...}")
+      .component("neck");
 }
 
 LatentPredictHead::LatentPredictHead(std::shared_ptr<selfsup::Neck> predictor,

@@ -183,7 +183,11 @@ Schema BaseModel::base_schema(std::string doc) {
       .optional("neck", ArgType::Dict, Json(), "the neck config")
       .optional("head", ArgType::Dict, Json(), "the head config (its loss inside)")
       .optional("data_preprocessor", ArgType::Dict, Json::object(),
-                "the data preprocessor (default type SelfSupDataPreprocessor)");
+                "the data preprocessor (default type SelfSupDataPreprocessor)")
+      .component("backbone", "backbone")
+      .component("neck", "neck")
+      .component("head", "head")
+      .component("data_preprocessor", "data_preprocessor", "SelfSupDataPreprocessor");
 }
 
 BaseModel::BaseModel(const Config& cfg) {

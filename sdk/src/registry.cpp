@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <functional>
 #include <set>
+
+#include "nearest.h"
 
 namespace selfsup {
 
@@ -77,23 +80,6 @@ std::pair<std::string, std::string> split_scope(const std::string& name) {
   if (dot == std::string::npos) return {"", name};
   std::string scope = name.substr(0, dot);
   return {is_openmmlab_scope(scope) ? "" : scope, name.substr(dot + 1)};
-}
-
-// Edit distance, for "did you mean".
-size_t distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t prev = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t cur = row[j];
-      bool same = std::tolower(a[i - 1]) == std::tolower(b[j - 1]);
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, prev + (same ? 0 : 1)});
-      prev = cur;
-    }
-  }
-  return row[b.size()];
 }
 
 // "neck type 'MLP' is provided by 2 plugins: plugin 'a' (liba.so) and plugin 'b' (libb.so);
@@ -197,30 +183,7 @@ std::shared_ptr<void> Registry::build_checked(const std::string& kind, const std
   const std::string name = cfg["type"].as<std::string>();
   const auto found = providers(kind, name);
   if (found.size() > 1) cfg.fail_key("type", ambiguity(kind, name, found));
-  if (found.empty()) {
-    std::set<std::string> known;
-    std::string best;
-    size_t best_d = 4;
-    const std::string bare = split_scope(name).second;
-    for (const auto* e : entries(kind)) {
-      known.insert(e->name);
-      size_t d = distance(bare, e->name);
-      if (d < best_d) best_d = d, best = e->name;
-    }
-    std::string msg = "unknown " + kind + " type '" + name + "'";
-    if (bare != name && known.count(bare)) {
-      msg += "; '" + bare + "' is provided by";
-      for (const auto* e : providers(kind, bare)) msg += " plugin '" + e->plugin + "'";
-    } else if (!best.empty()) {
-      msg += "; did you mean '" + best + "'?";
-    }
-    std::string list;
-    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-    msg += " (registered: " + (list.empty() ? std::string("none") : list) + ")";
-    for (const auto& [file, reason] : refused())
-      msg += "\n  note: plugin file " + file + " was refused: " + reason;
-    cfg.fail_key("type", msg);
-  }
+  if (found.empty()) cfg.fail_key("type", unknown_type(kind, name));
   const RegistryEntry& entry = *found[0];
   if (entry.interface != std::type_index(type))
     cfg.fail_key("type", kind + " type '" + name + "' from " + entry.provider() +
@@ -241,6 +204,179 @@ std::shared_ptr<void> Registry::build_checked(const std::string& kind, const std
     throw RegistryError(cfg.where() + ": factory of " + kind + " '" + entry.name + "' from " +
                         entry.provider() + " returned nothing");
   return product;
+}
+
+std::string Registry::unknown_type(const std::string& kind, const std::string& name) const {
+  std::set<std::string> known;
+  std::string best;
+  size_t best_d = 4;
+  const std::string bare = split_scope(name).second;
+  for (const auto* e : entries(kind)) {
+    known.insert(e->name);
+    size_t d = detail::edit_distance(bare, e->name);
+    if (d < best_d) best_d = d, best = e->name;
+  }
+  std::string msg = "unknown " + kind + " type '" + name + "'";
+  if (bare != name && known.count(bare)) {
+    msg += "; '" + bare + "' is provided by";
+    for (const auto* e : providers(kind, bare)) msg += " plugin '" + e->plugin + "'";
+  } else if (!best.empty()) {
+    msg += "; did you mean '" + best + "'?";
+  }
+  std::string list;
+  for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+  msg += " (registered: " + (list.empty() ? std::string("none") : list) + ")";
+  for (const auto& [file, reason] : refused())
+    msg += "\n  note: plugin file " + file + " was refused: " + reason;
+  return msg;
+}
+
+// ---- pre-flight -----------------------------------------------------------------------
+
+namespace {
+
+// Walks a config along its schemas, collecting every problem.
+class Walker {
+public:
+  using Unknown = std::function<std::string(const std::string& kind, const std::string& name)>;
+  Walker(const Registry& registry, Unknown unknown, std::vector<std::string>& out)
+      : registry_(registry), unknown_(std::move(unknown)), out_(out) {}
+
+  // A dict checked against `schema`, then the components and nested dicts it declares; its
+  // validator runs when nothing below was wrong. `wrapper_keys`: keys that are not the
+  // validator's (read by someone else) and are dropped before it runs.
+  void node(const Config& cfg, const Schema& schema,
+            const std::vector<std::string>& wrapper_keys = {},
+            const std::function<void(const Config&)>* validator = nullptr) {
+    const size_t before = out_.size();
+    schema.collect(cfg, out_);
+    if (!cfg.is_object()) return;
+    children(cfg, schema);
+    const auto& check = validator ? *validator : schema.validator();
+    if (out_.size() != before || !check) return;
+    Json own = cfg.json();
+    for (const auto& k : wrapper_keys) own.erase(k);
+    guard(cfg, [&] { check(cfg.derive(std::move(own), cfg.path())); });
+  }
+
+  // One component of `kind`: its type, then its schema (plus the wrapper's keys).
+  void component(const std::string& kind, const Config& cfg, const std::string& default_type,
+                 const Schema* wrapper) {
+    if (!cfg.is_object()) {
+      add(cfg.where() + ": expected a dict with a 'type' key (a " + kind + "), got " +
+          describe_value(cfg.json()));
+      return;
+    }
+    std::string name = default_type;
+    if (cfg.has("type")) {
+      const Config t = cfg["type"];
+      if (!t.json().is_string()) {
+        add(t.where() + ": expected a string (the " + kind + " type name), got " +
+            describe_value(t.json()));
+        if (wrapper) children(cfg, *wrapper);
+        return;
+      }
+      name = t.json().as_string();
+    } else if (name.empty()) {
+      add(cfg.path_of("type") + ": required key is missing (the " + kind + " type name)");
+      if (wrapper) children(cfg, *wrapper);
+      return;
+    }
+    const RegistryEntry* entry = nullptr;
+    if (!guard(cfg, [&] {
+          const auto found = registry_.providers(kind, name);
+          if (found.size() > 1) {
+            try {
+              (void)registry_.find(kind, name); // throws the ambiguity
+            } catch (const RegistryError& e) {
+              throw ConfigError(cfg.path_of("type") + ": " + e.what());
+            }
+          }
+          if (found.empty()) throw ConfigError(cfg.path_of("type") + ": " + unknown_(kind, name));
+          entry = found[0];
+        })) {
+      if (wrapper) children(cfg, *wrapper); // the wrapper's keys are still worth a look
+      return;
+    }
+    if (!wrapper) {
+      node(cfg, entry->schema);
+      return;
+    }
+    Schema with_wrapper = entry->schema; // the wrapper's keys join (its validator goes)
+    with_wrapper.extend(*wrapper);
+    std::vector<std::string> wrapper_keys;
+    for (const auto& a : wrapper->args())
+      if (!entry->schema.find(a.name)) wrapper_keys.push_back(a.name);
+    node(cfg, with_wrapper, wrapper_keys, &entry->schema.validator());
+  }
+
+private:
+  // The components and nested dicts `schema` declares in `cfg` (a dict).
+  void children(const Config& cfg, const Schema& schema) {
+    for (const auto& spec : schema.args()) {
+      if (!cfg.has(spec.name)) continue;
+      const Config value = cfg[spec.name];
+      if (!spec.component.empty()) {
+        components(value, spec);
+      } else if (spec.fields && value.is_object()) {
+        node(value, *spec.fields);
+      }
+    }
+  }
+
+  // A component value: a dict, or a list whose elements are components (lists nest).
+  void components(const Config& value, const ArgSpec& spec) {
+    if (value.is_array()) {
+      for (size_t i = 0; i < value.size(); ++i) components(value.at(i), spec);
+      return;
+    }
+    component(spec.component, value, spec.default_type, spec.fields.get());
+  }
+
+  // Runs `f`, collecting what it throws; returns whether it did not throw.
+  template <class F> bool guard(const Config& cfg, F&& f) {
+    try {
+      f();
+      return true;
+    } catch (const ConfigError& e) {
+      add(e.what());
+    } catch (const RegistryError& e) {
+      add(cfg.where() + ": " + e.what());
+    } catch (const std::exception& e) {
+      add(cfg.where() + ": " + e.what());
+    }
+    return false;
+  }
+
+  void add(std::string problem) {
+    if (std::find(out_.begin(), out_.end(), problem) == out_.end())
+      out_.push_back(std::move(problem));
+  }
+
+  const Registry& registry_;
+  Unknown unknown_;
+  std::vector<std::string>& out_;
+};
+
+} // namespace
+
+std::vector<std::string> Registry::validate(const Config& cfg, const Schema& schema) const {
+  std::vector<std::string> out;
+  Walker walker(
+      *this, [this](const std::string& k, const std::string& n) { return unknown_type(k, n); },
+      out);
+  walker.node(cfg.with_registry(*this), schema);
+  return out;
+}
+
+std::vector<std::string> Registry::validate_component(const std::string& kind,
+                                                      const Config& cfg) const {
+  std::vector<std::string> out;
+  Walker walker(
+      *this, [this](const std::string& k, const std::string& n) { return unknown_type(k, n); },
+      out);
+  walker.component(kind, cfg.with_registry(*this), "", nullptr);
+  return out;
 }
 
 void Registry::note_refused(const std::string& file, const std::string& reason) {

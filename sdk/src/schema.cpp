@@ -1,9 +1,14 @@
 #include <selfsup/schema.h>
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <sstream>
+#include <stdexcept>
 
 #include <selfsup/errors.h>
+
+#include "nearest.h"
 
 namespace selfsup {
 
@@ -106,6 +111,47 @@ Constraint each(const Constraint& c) {
                     }};
 }
 
+namespace {
+
+// A constraint on strings naming a path that `exists` (with `what`: "file"); `also` passes.
+Constraint path_check(const char* what, bool (*exists)(const std::filesystem::path&),
+                      std::vector<std::string> also) {
+  std::string text = std::string("an existing ") + what;
+  for (const auto& a : also) text += " or " + Json(a).dump();
+  Constraint c{std::move(text), [exists, also = std::move(also)](const Json& v) {
+                 if (!v.is_string()) return true;
+                 const std::string& s = v.as_string();
+                 if (std::find(also.begin(), also.end(), s) != also.end()) return true;
+                 try {
+                   return !s.empty() && exists(std::filesystem::path(s));
+                 } catch (const std::filesystem::filesystem_error&) {
+                   return false;
+                 }
+               }};
+  c.names_type = false;
+  return c;
+}
+
+} // namespace
+
+Constraint existing_path(std::vector<std::string> also) {
+  return path_check(
+      "path", [](const std::filesystem::path& p) { return std::filesystem::exists(p); },
+      std::move(also));
+}
+
+Constraint existing_file(std::vector<std::string> also) {
+  return path_check(
+      "file", [](const std::filesystem::path& p) { return std::filesystem::is_regular_file(p); },
+      std::move(also));
+}
+
+Constraint existing_dir(std::vector<std::string> also) {
+  return path_check(
+      "folder", [](const std::filesystem::path& p) { return std::filesystem::is_directory(p); },
+      std::move(also));
+}
+
 } // namespace check
 
 std::string ArgSpec::describe() const {
@@ -122,25 +168,42 @@ std::string ArgSpec::describe() const {
   return out;
 }
 
-void ArgSpec::check(const Config& cfg, const Json& value) const {
+std::string ArgSpec::violation(const Json& value) const {
   for (const auto& c : constraints) {
     if (!c.holds || c.holds(value)) continue;
     const std::string expected = c.names_type ? describe() : c.text;
-    cfg.fail_key(name, "expected " + expected + ", got " + describe_value(value));
+    return "expected " + expected + ", got " + describe_value(value);
   }
+  return "";
+}
+
+void ArgSpec::check(const Config& cfg, const Json& value) const {
+  const std::string what = violation(value);
+  if (!what.empty()) cfg.fail_key(name, what);
 }
 
 // ---- Schema ---------------------------------------------------------------------------
 
 Schema& Schema::required(std::string name, ArgType type, std::string doc,
                          std::vector<Constraint> constraints) {
-  return add(ArgSpec{std::move(name), type, true, Json(), std::move(doc), std::move(constraints)});
+  ArgSpec spec;
+  spec.name = std::move(name);
+  spec.type = type;
+  spec.required = true;
+  spec.doc = std::move(doc);
+  spec.constraints = std::move(constraints);
+  return add(std::move(spec));
 }
 
 Schema& Schema::optional(std::string name, ArgType type, Json default_value, std::string doc,
                          std::vector<Constraint> constraints) {
-  return add(ArgSpec{std::move(name), type, false, std::move(default_value), std::move(doc),
-                     std::move(constraints)});
+  ArgSpec spec;
+  spec.name = std::move(name);
+  spec.type = type;
+  spec.default_value = std::move(default_value);
+  spec.doc = std::move(doc);
+  spec.constraints = std::move(constraints);
+  return add(std::move(spec));
 }
 
 Schema& Schema::add(ArgSpec spec) {
@@ -150,13 +213,41 @@ Schema& Schema::add(ArgSpec spec) {
       return *this;
     }
   args_.push_back(std::move(spec));
+  validator_ = nullptr; // it would refuse the new key
   return *this;
 }
 
 Schema& Schema::extend(const Schema& base) {
   for (const auto& a : base.args_)
-    if (!find(a.name)) args_.push_back(a);
+    if (!find(a.name)) {
+      args_.push_back(a);
+      validator_ = nullptr;
+    }
   if (doc_.empty()) doc_ = base.doc_;
+  return *this;
+}
+
+ArgSpec& Schema::arg(const std::string& name, const char* what) {
+  for (auto& a : args_)
+    if (a.name == name) return a;
+  throw std::invalid_argument(std::string("Schema::") + what + ": no argument '" + name +
+                              "' is declared");
+}
+
+Schema& Schema::component(const std::string& name, std::string kind, std::string default_type) {
+  ArgSpec& a = arg(name, "component");
+  a.component = std::move(kind);
+  a.default_type = std::move(default_type);
+  return *this;
+}
+
+Schema& Schema::nested(const std::string& name, const Schema& fields) {
+  arg(name, "nested").fields = std::make_shared<const Schema>(fields);
+  return *this;
+}
+
+Schema& Schema::validator(std::function<void(const Config&)> check) {
+  validator_ = std::move(check);
   return *this;
 }
 
@@ -202,37 +293,85 @@ bool matches(const Json& v, ArgType t) {
 
 } // namespace
 
-Json Schema::apply(const Config& cfg) const {
-  if (!cfg.is_object()) cfg.fail(std::string("expected a dict, got ") + describe_value(cfg.json()));
-  Json out = Json::object();
-  if (const Json* t = cfg.json().find("type")) out.set("type", *t);
+namespace {
+
+// Where apply() throws, collect() appends.
+struct Report {
+  std::vector<std::string>* problems; // null: throw the first
+
+  void at(const Config& cfg, std::string_view key, const std::string& what) const {
+    if (!problems) cfg.fail_key(key, what);
+    problems->push_back(cfg.path_of(key) + ": " + what);
+  }
+};
+
+// Checks `cfg` against `schema` (keys, types, constraints, required keys); fills `out` with
+// the given values and the defaults when it is not null.
+void check_node(const Schema& schema, const Config& cfg, Json* out, const Report& report) {
+  if (!cfg.is_object()) {
+    const std::string what = std::string("expected a dict, got ") + describe_value(cfg.json());
+    if (!report.problems) cfg.fail(what);
+    report.problems->push_back(cfg.where() + ": " + what);
+    return;
+  }
+  if (out)
+    if (const Json* t = cfg.json().find("type")) out->set("type", *t);
   for (const auto& key : cfg.keys()) {
-    if (key == "type" && !find(key)) continue; // the registry's type name
-    const ArgSpec* spec = find(key);
+    if (key == "type" && !schema.find(key)) continue; // the registry's type name
+    const ArgSpec* spec = schema.find(key);
     if (!spec) {
       std::string known;
-      for (const auto& a : args_) known += (known.empty() ? "" : ", ") + a.name;
-      cfg.fail_key(key, "unknown key (accepted: " + (known.empty() ? "none" : known) + ")");
+      std::vector<std::string> names;
+      for (const auto& a : schema.args()) {
+        known += (known.empty() ? "" : ", ") + a.name;
+        names.push_back(a.name);
+      }
+      std::string what = "unknown key (accepted: " + (known.empty() ? "none" : known) + ")";
+      const std::string near = detail::nearest(key, names);
+      if (!near.empty()) what += "; did you mean '" + near + "'?";
+      report.at(cfg, key, what);
+      continue;
     }
     const Json& v = *cfg.json().find(key);
     if (v.is_null() && !spec->required) continue; // explicit null = use the default / absent
-    if (!matches(v, spec->type))
-      cfg.fail_key(key, std::string("expected ") + arg_type_name(spec->type) + ", got " +
-                            describe_value(v));
-    spec->check(cfg, v);
+    if (v.is_null() && report.problems) continue; // "required key is missing", below
+    if (!matches(v, spec->type)) {
+      report.at(cfg, key,
+                std::string("expected ") + arg_type_name(spec->type) + ", got " +
+                    describe_value(v));
+      continue;
+    }
+    const std::string broken = spec->violation(v);
+    if (!broken.empty()) report.at(cfg, key, broken);
   }
-  for (const auto& a : args_) {
+  for (const auto& a : schema.args()) {
     const Json* v = cfg.json().find(a.name);
     if (v && !v->is_null()) {
-      out.set(a.name, *v);
+      if (out) out->set(a.name, *v);
     } else if (a.required) {
-      cfg.fail_key(a.name, std::string("required key is missing (") + arg_type_name(a.type) + ": " +
-                               a.doc + ")");
+      report.at(cfg, a.name,
+                std::string("required key is missing (") + arg_type_name(a.type) + ": " + a.doc +
+                    ")");
     } else if (!a.default_value.is_null()) {
-      out.set(a.name, a.default_value);
+      if (out) out->set(a.name, a.default_value);
+      if (report.problems) { // a default may name a folder this machine lacks
+        const std::string broken = a.violation(a.default_value);
+        if (!broken.empty()) report.at(cfg, a.name, broken + " (the default)");
+      }
     }
   }
+}
+
+} // namespace
+
+Json Schema::apply(const Config& cfg) const {
+  Json out = Json::object();
+  check_node(*this, cfg, &out, Report{nullptr});
   return out;
+}
+
+void Schema::collect(const Config& cfg, std::vector<std::string>& problems) const {
+  check_node(*this, cfg, nullptr, Report{&problems});
 }
 
 Json Schema::to_json() const {

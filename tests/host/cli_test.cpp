@@ -324,3 +324,103 @@ TEST(CliTest, TerminalGetsAProgressBarPipesGetPlainLines) {
   EXPECT_NE(plain.output.find("Epoch(train) [1][4/4] lr: "), std::string::npos) << plain.output;
   EXPECT_EQ(plain.output.find("it/s"), std::string::npos) << plain.output;
 }
+
+// ---- pre-flight (issue 7, point 3) and the loader's refusals (point 8) ----------------------
+
+namespace {
+
+// `dir` does not exist, or holds nothing but log files (`*.log`).
+::testing::AssertionResult holds_at_most_a_log(const fs::path& dir) {
+  if (!fs::exists(dir)) return ::testing::AssertionSuccess();
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (!e.is_regular_file() || e.path().extension() != ".log")
+      return ::testing::AssertionFailure() << dir << " holds " << e.path();
+  return ::testing::AssertionSuccess();
+}
+
+// Six different mistakes at once.
+std::string six_mistakes(const fs::path& missing_root) {
+  return " --cfg-options model.backbone.type=ResNett model.neck.hid_channel=3"
+         " model.head.temperature=hot train_dataloader.batch_size=0"
+         " train_dataloader.dataset.data_root=" +
+         missing_root.string() + " train_cfg.max_epochs=null custom_hooks=[]";
+}
+
+void expect_six_mistakes(const std::string& output) {
+  for (const char* want :
+       {"6 problems (found before anything was built, read or written):",
+        "\n  model.backbone.type: unknown backbone type 'ResNett'; did you mean 'ResNet'?",
+        "\n  model.neck.hid_channel: unknown key (accepted: in_channels, hid_channels,",
+        "; did you mean 'hid_channels'?", "\n  model.head.temperature: expected float, got \"hot\"",
+        "\n  train_dataloader.batch_size: expected int > 0, got 0",
+        "\n  train_dataloader.dataset.data_root: expected an existing folder, got \"",
+        "\n  train_cfg.max_epochs: required key is missing (int: epochs to train)"})
+    EXPECT_NE(output.find(want), std::string::npos) << want << "\n in: " << output;
+}
+
+} // namespace
+
+TEST(CliTest, ConfigCheckListsEveryProblemAndExitsTwo) {
+  test::TempDir tmp;
+  Result r = run("config " + config_dir() + "/simclr/simclr_resnet18_fmnist.json --check" +
+                 six_mistakes(tmp.path() / "no_data"));
+  EXPECT_EQ(r.code, 2) << r.output;
+  expect_six_mistakes(r.output);
+  EXPECT_EQ(r.output.find("config OK"), std::string::npos) << r.output;
+}
+
+TEST(CliTest, ConfigCheckPassesTheShippedConfigsQuickly) {
+  if (!fs::is_directory("/usr/share/datasets/fashion-mnist"))
+    GTEST_SKIP() << "the shipped configs read /usr/share/datasets/fashion-mnist";
+  for (const char* name : {"simclr_resnet18_fmnist.json", "simclr_resnet18_fmnist_demo.json"}) {
+    Result r = run("config " + config_dir() + "/simclr/" + name + " --check");
+    ASSERT_EQ(r.code, 0) << name << ": " << r.output;
+    const auto at = r.output.find("config OK: ");
+    ASSERT_NE(at, std::string::npos) << r.output;
+    // "(checked in N ms)": plugins loaded, config merged and walked; no model, no data.
+    const auto ms_at = r.output.find("(checked in ", at);
+    ASSERT_NE(ms_at, std::string::npos) << r.output;
+    EXPECT_LT(std::stol(r.output.substr(ms_at + 12)), 1000) << r.output;
+  }
+}
+
+TEST(CliTest, TrainChecksTheWholeConfigBeforeTouchingTheWorkDir) {
+  test::TempDir tmp;
+  const fs::path work = tmp.path() / "work";
+  Result r = run("train " + config_dir() + "/simclr/simclr_resnet18_fmnist.json --work-dir " +
+                 work.string() + six_mistakes(tmp.path() / "no_data"));
+  EXPECT_EQ(r.code, 2) << r.output;
+  expect_six_mistakes(r.output);
+  EXPECT_FALSE(fs::exists(work)) << r.output;
+  // A --resume checkpoint that is not there is found before anything is written, too.
+  r = run("train " + config_dir() + "/simclr/simclr_resnet18_fmnist.json --work-dir " +
+          work.string() + " --resume " + (tmp.path() / "gone.pth").string());
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("--resume: expected an existing checkpoint file or \"auto\", got \"" +
+                          (tmp.path() / "gone.pth").string() + "\""),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(work)) << r.output;
+}
+
+TEST(CliTest, BatchSizeZeroOrNoBatchPerEpochExitsTwoWritingNothingButALog) {
+  test::TempDir tmp;
+  test::make_fake_fmnist(tmp.path() / "data", 10, 4);
+  const std::string cfg = config_dir() + "/simclr/simclr_resnet18_fmnist.json";
+  const fs::path work = tmp.path() / "work";
+  Result r = run("train " + cfg + " --work-dir " + work.string() +
+                 tiny_overrides(tmp.path() / "data") + " train_dataloader.batch_size=0");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("train_dataloader.batch_size: expected int > 0, got 0"),
+            std::string::npos)
+      << r.output;
+  EXPECT_TRUE(holds_at_most_a_log(work));
+  // 10 samples, batch_size 16 and drop_last (the shipped config's): no iteration at all.
+  r = run("train " + cfg + " --work-dir " + work.string() + tiny_overrides(tmp.path() / "data"));
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("train_dataloader: no batch in an epoch: the dataset has 10 samples, "
+                          "fewer than batch_size 16, and drop_last is true"),
+            std::string::npos)
+      << r.output;
+  EXPECT_TRUE(holds_at_most_a_log(work));
+}

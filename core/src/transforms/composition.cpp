@@ -29,6 +29,7 @@ struct RandomApplyOptions {
                           O())
         .required("transforms", &O::transforms, "the transforms (a list of transform dicts)")
         .as(ArgType::List)
+        .component("transform")
         .optional("prob", &O::prob, "probability of applying them", check::in(0, 1));
   }
 };
@@ -65,6 +66,7 @@ struct MultiViewOptions {
         .required("transforms", &O::transforms,
                   "a list of pipelines, each a list of transform dicts")
         .as(ArgType::List)
+        .component("transform")
         .required("num_views", &O::num_views,
                   "views per pipeline: a list of ints (same length as transforms), or one int")
         .rule([](const O& o, const Config& cfg) {

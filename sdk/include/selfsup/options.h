@@ -34,7 +34,14 @@
 // sub-config such as a loss, built later by type name, keeping its JSON path), selfsup::Json
 // (any value), and any struct with its own `static OptionTable<S> table()` (a nested dict,
 // e.g. bricks::NormCfg). Other types specialise selfsup::OptionCodec.
+//
+// For the pre-flight check of a whole config (Registry::validate), a row that holds a
+// registered component says so with `.component(kind)` (a head's `loss`, a list of transform
+// dicts), a Config row that is a dict of known keys with `.nested(schema)`, and a string that
+// names a file or folder with a constraint (check::existing_file, existing_dir). A nested
+// struct with its own table is described as a nested dict by itself; the rules run there too.
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -118,6 +125,19 @@ template <class T> struct OptionCodec<T, std::void_t<decltype(T::table())>> {
   static T read(const Config& c) { return T::table().parse(c); }
 };
 
+namespace detail {
+/// The schema of a member's keys when it is a struct with its own table (or an optional one).
+template <class T, class = void> struct NestedFields {
+  static std::shared_ptr<const Schema> get() { return nullptr; }
+};
+template <class T> struct NestedFields<T, std::void_t<decltype(T::table())>> {
+  static std::shared_ptr<const Schema> get() {
+    return std::make_shared<const Schema>(T::table().schema());
+  }
+};
+template <class T> struct NestedFields<std::optional<T>> : NestedFields<T> {};
+} // namespace detail
+
 template <class O> class OptionTable {
 public:
   /// `prototype` holds the defaults (its required members are not read).
@@ -144,6 +164,19 @@ public:
     own_.add(std::move(last));
     return *this;
   }
+  /// The last row holds a registered component of `kind`: a dict with a `type` or a list of
+  /// them (lists nest). `default_type` is used when the dict has no `type`. The pre-flight
+  /// check (Registry::validate) checks its type and that type's schema, to any depth.
+  OptionTable& component(std::string kind, std::string default_type = "") {
+    own_.component(own_.args().back().name, std::move(kind), std::move(default_type));
+    return *this;
+  }
+  /// The last row is a dict whose keys follow `fields` (e.g. a dataloader dict); for a
+  /// component row, the keys read beside the component's own (a dataset's `pipeline`).
+  OptionTable& nested(const Schema& fields) {
+    own_.nested(own_.args().back().name, fields);
+    return *this;
+  }
   /// Keys read by someone else (a base class such as BaseModel or ParamScheduler): they
   /// join the schema, before this table's own keys, and parse() accepts them.
   OptionTable& inherit(const Schema& base) {
@@ -157,12 +190,14 @@ public:
     return *this;
   }
 
-  /// The schema: inherited keys, then this table's, with defaults and constraints.
+  /// The schema: inherited keys, then this table's, with defaults and constraints; its
+  /// validator runs parse() (the rules, the member conversions) for the pre-flight check.
   [[nodiscard]] Schema schema() const {
     Schema out(own_.doc());
     for (const auto& a : base_.args())
       if (!own_.find(a.name)) out.add(a);
     for (const auto& a : own_.args()) out.add(a);
+    out.validator([table = *this](const Config& cfg) { (void)table.parse(cfg); });
     return out;
   }
 
@@ -206,9 +241,15 @@ private:
   OptionTable& row(std::string name, T O::*member, bool required, std::string doc,
                    std::vector<Constraint> constraints) {
     using Codec = OptionCodec<T>;
-    Json default_value = required ? Json() : Codec::to_json(prototype_.*member);
-    own_.add(ArgSpec{name, Codec::kType, required, std::move(default_value), std::move(doc),
-                     std::move(constraints)});
+    ArgSpec spec;
+    spec.name = name;
+    spec.type = Codec::kType;
+    spec.required = required;
+    if (!required) spec.default_value = Codec::to_json(prototype_.*member);
+    spec.doc = std::move(doc);
+    spec.constraints = std::move(constraints);
+    spec.fields = detail::NestedFields<T>::get();
+    own_.add(std::move(spec));
     fields_.push_back(Field{std::move(name),
                             [member](O& o, const Config& c) { o.*member = Codec::read(c); },
                             [member](const O& o) { return Codec::to_json(o.*member); }});

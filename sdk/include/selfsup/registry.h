@@ -84,6 +84,17 @@ public:
     return std::static_pointer_cast<T>(build_checked(T::kKind, typeid(T), cfg));
   }
 
+  /// Pre-flight: checks `cfg` against `schema` and every component below it, to any depth,
+  /// without building anything: the keys each schema marks as components (their `type`,
+  /// looked up here, with the nearest registered names when unknown, then that type's schema),
+  /// nested dicts, constraints (files and folders that must exist) and, where a node's keys
+  /// pass, its validator (an OptionTable's rules). Returns every problem, each
+  /// "<json path>: <what>" as build() would say it; empty when all is well.
+  [[nodiscard]] std::vector<std::string> validate(const Config& cfg, const Schema& schema) const;
+  /// The same for one component of `kind` (a dict with a `type`).
+  [[nodiscard]] std::vector<std::string> validate_component(const std::string& kind,
+                                                            const Config& cfg) const;
+
   /// Records that a plugin file was refused, so an unknown type can say why.
   void note_refused(const std::string& file, const std::string& reason);
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> refused() const;
@@ -101,6 +112,8 @@ private:
   build_checked(const std::string& kind, const std::type_info& type, const Config& cfg) const;
   [[nodiscard]] std::vector<const RegistryEntry*> providers_locked(const std::string& kind,
                                                                    const std::string& name) const;
+  /// "unknown <kind> type '<name>'; did you mean ...? (registered: ...)" and refusal notes.
+  [[nodiscard]] std::string unknown_type(const std::string& kind, const std::string& name) const;
 
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<RegistryEntry>> entries_;
