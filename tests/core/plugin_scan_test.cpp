@@ -78,8 +78,9 @@ std::vector<std::string> expected_words(const std::string& way) {
     return {"crashed with SIGABRT (signal 6", "while being opened (in a static initializer)"};
   if (way == "throw") return {"crashed with SIGABRT", "fixture static initializer throws"};
   if (way == "exit")
-    return {"exited with status 0 while being opened (in a static initializer), without "
-            "answering"};
+    // (status 0 as the fixture says; a leak checker at exit may change the status)
+    return {"exited with status ",
+            "while being opened (in a static initializer), without answering"};
   return {"hangs while being opened (in a static initializer): no answer within 1.5 s, killed"};
 }
 
