@@ -1,10 +1,14 @@
 #include <selfsup/core/checkpoint.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -26,25 +30,55 @@ namespace selfsup::core {
 
 namespace {
 
+// A test seam's value: the environment variable as a non-negative integer, or -1 when unset.
+int64_t seam(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return -1;
+  char* end = nullptr;
+  const long long n = std::strtoll(v, &end, 10);
+  return (end && *end == 0 && n >= 0) ? int64_t(n) : -1;
+}
+
 void write_bytes_atomic(const std::string& path, const char* data, size_t size) {
+  refuse_symlink(path);
   const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // Exclusive and never through a link: a leftover temp file (a killed write) or a link
+  // planted under its name is removed (unlink removes the name, not a link's target).
+  const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+  int fd = ::open(tmp.c_str(), flags, 0644);
+  if (fd < 0 && errno == EEXIST && ::unlink(tmp.c_str()) == 0)
+    fd = ::open(tmp.c_str(), flags, 0644);
   if (fd < 0) throw ValueError(tmp + ": cannot create: " + std::strerror(errno));
+  auto fail = [&](const std::string& what, int err) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw ValueError(path + ": " + what + ": " + std::strerror(err) +
+                     "; nothing was replaced (the previous " + fs::path(path).filename().string() +
+                     ", if any, is kept)");
+  };
+  const int64_t fail_after = seam("SELFSUP_TEST_FAIL_WRITE_AFTER");
+  const int64_t slow_us = seam("SELFSUP_TEST_SLOW_WRITE_US");
+  const size_t piece = slow_us > 0 ? size_t(16) << 10 : size_t(64) << 20;
   size_t done = 0;
   while (done < size) {
-    ssize_t n = ::write(fd, data + done, size - done);
+    size_t want = std::min(piece, size - done);
+    if (fail_after >= 0 && done + want > size_t(fail_after)) {
+      want = size_t(fail_after) > done ? size_t(fail_after) - done : 0;
+      if (want == 0) fail("cannot write", ENOSPC); // the simulated full disk
+    }
+    ssize_t n = ::write(fd, data + done, want);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw ValueError(tmp + ": write failed: " + std::strerror(err));
+      fail("cannot write", errno);
     }
     done += size_t(n);
+    if (slow_us > 0) ::usleep(useconds_t(slow_us));
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+  if (::fsync(fd) != 0) fail("cannot flush", errno);
+  if (::close(fd) != 0) {
+    const int err = errno;
     ::unlink(tmp.c_str());
-    throw ValueError(tmp + ": cannot flush: " + std::strerror(errno));
+    throw ValueError(path + ": cannot flush: " + std::strerror(err));
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
@@ -57,6 +91,66 @@ void write_bytes_atomic(const std::string& path, const char* data, size_t size) 
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+// ---- The checksum: a CRC-32 in the zip container's end-of-archive comment ---------------
+//
+// The end-of-central-directory record is 22 bytes ("PK\5\6", ..., comment length) followed
+// by the comment. The CRC covers every byte before the comment length.
+
+constexpr size_t kEocdSize = 22;
+constexpr const char* kCrcTag = "selfsup-crc32:";
+
+uint32_t crc32_of(const char* data, size_t size) {
+  uLong crc = ::crc32(0L, Z_NULL, 0);
+  while (size > 0) {
+    const uInt n = uInt(std::min<size_t>(size, size_t(1) << 30));
+    crc = ::crc32(crc, reinterpret_cast<const Bytef*>(data), n);
+    data += n;
+    size -= n;
+  }
+  return uint32_t(crc);
+}
+
+std::string crc_comment(uint32_t crc) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%s%08x", kCrcTag, crc);
+  return buf;
+}
+
+// Appends the checksum comment to the bytes torch::pickle_save wrote (a zip, no comment).
+void add_checksum(std::vector<char>& bytes) {
+  const size_t n = bytes.size();
+  if (n < kEocdSize || std::memcmp(bytes.data() + n - kEocdSize, "PK\x05\x06", 4) != 0 ||
+      bytes[n - 2] != 0 || bytes[n - 1] != 0)
+    throw ValueError("checkpoint: torch::pickle_save wrote no zip archive to sign (LibTorch "
+                     "changed its format?)");
+  const std::string comment = crc_comment(crc32_of(bytes.data(), n - 2));
+  bytes[n - 2] = char(comment.size() & 0xff);
+  bytes[n - 1] = char(comment.size() >> 8);
+  bytes.insert(bytes.end(), comment.begin(), comment.end());
+}
+
+// Checks the checksum comment: true when present and right, false when absent; throws
+// naming `path` when it is wrong.
+bool check_checksum(const std::vector<char>& bytes, const std::string& path) {
+  const size_t comment_size = crc_comment(0).size();
+  const size_t n = bytes.size();
+  if (n < kEocdSize + comment_size) return false;
+  const char* eocd = bytes.data() + n - comment_size - kEocdSize;
+  const char* comment = eocd + kEocdSize;
+  if (std::memcmp(eocd, "PK\x05\x06", 4) != 0 ||
+      std::memcmp(comment, kCrcTag, std::strlen(kCrcTag)) != 0 ||
+      size_t(uint8_t(eocd[20])) + (size_t(uint8_t(eocd[21])) << 8) != comment_size)
+    return false;
+  const std::string stored(comment, comment_size);
+  const std::string computed =
+      crc_comment(crc32_of(bytes.data(), size_t(eocd + 20 - bytes.data())));
+  if (stored != computed)
+    throw ValueError(path + ": corrupt checkpoint: the checksum does not match (stored " +
+                     stored.substr(std::strlen(kCrcTag)) + ", computed " +
+                     computed.substr(std::strlen(kCrcTag)) + ")");
+  return true;
 }
 
 c10::Dict<std::string, at::Tensor> to_dict(const TensorMap& m) {
@@ -275,18 +369,35 @@ void load_optimizer_state_dict(torch::optim::Optimizer& optimizer, const c10::IV
   }
 }
 
+void refuse_symlink(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode))
+    throw ValueError(path + ": is a symbolic link; refusing to write through it (remove the "
+                            "link, or choose another work dir)");
+}
+
 void write_file_atomic(const std::string& path, const std::string& text) {
   write_bytes_atomic(path, text.data(), text.size());
 }
 
+std::string first_nonfinite(const TensorMap& state) {
+  for (const auto& [name, t] : state)
+    if (t.defined() && t.is_floating_point() && !torch::isfinite(t).all().item<bool>()) return name;
+  return "";
+}
+
 void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
+  if (const std::string bad = first_nonfinite(ckpt.state_dict); !bad.empty())
+    throw ValueError(path + ": refusing to write a checkpoint whose weights are not finite (" +
+                     bad + " holds NaN or Inf: the run diverged)");
   c10::impl::GenericDict top(c10::StringType::get(), c10::AnyType::get());
-  top.insert("format", std::string("selfsup-checkpoint-2"));
+  top.insert("format", std::string(kCheckpointFormat));
   top.insert("meta", ckpt.meta.dump());
   top.insert("state_dict", to_dict(ckpt.state_dict));
   top.insert("optimizer", ckpt.optimizer);
   top.insert("rng", to_dict(ckpt.rng));
   std::vector<char> bytes = torch::pickle_save(c10::IValue(top));
+  add_checksum(bytes);
   write_bytes_atomic(path, bytes.data(), bytes.size());
 }
 
@@ -297,6 +408,8 @@ Checkpoint load_checkpoint(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ValueError(path + ": cannot open checkpoint");
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw ValueError(path + ": cannot read checkpoint");
+  const bool checked = check_checksum(bytes, path);
   c10::IValue v;
   try {
     v = torch::pickle_load(bytes);
@@ -310,6 +423,11 @@ Checkpoint load_checkpoint(const std::string& path) {
       throw ValueError(path + ": not a selfsup checkpoint (no '" + key + "')");
     return top.at(key);
   };
+  if (top.contains("format") && top.at("format").isString() &&
+      top.at("format").toStringRef() == kCheckpointFormat && !checked)
+    throw ValueError(path + ": corrupt checkpoint: " + kCheckpointFormat +
+                     " without its checksum (truncated or rewritten)");
+  if (!get("meta").isString()) throw ValueError(path + ": not a selfsup checkpoint (meta)");
   Checkpoint c;
   c.meta = Json::parse(get("meta").toStringRef(), path + ":meta");
   c.state_dict = from_ivalue(get("state_dict"), path + ": state_dict");

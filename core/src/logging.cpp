@@ -1,7 +1,13 @@
 #include "logging.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <sstream>
 
@@ -18,14 +24,41 @@ std::string format_duration(double s) {
   return buf;
 }
 
-ProgressLogger::ProgressLogger(bool tty, int64_t interval, const std::string& jsonl_path)
-    : tty_(tty), interval_(std::max<int64_t>(1, interval)) {
-  jsonl_.open(jsonl_path, std::ios::app);
-  if (!jsonl_) throw ValueError(jsonl_path + ": cannot open the scalar log");
-}
+ProgressLogger::ProgressLogger(bool tty, int64_t interval)
+    : tty_(tty), interval_(std::max<int64_t>(1, interval)) {}
 
 ProgressLogger::~ProgressLogger() {
   if (bar_open_) std::cerr << "\n";
+  if (jsonl_ >= 0) ::close(jsonl_);
+}
+
+void ProgressLogger::open_scalars(const std::string& jsonl_path) {
+  const int fd =
+      ::open(jsonl_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    throw ValueError(jsonl_path + ": cannot open the scalar log: " +
+                     (err == ELOOP ? std::string("it is a symbolic link; refusing to write "
+                                                 "through it (remove the link)")
+                                   : std::string(std::strerror(err))));
+  }
+  if (jsonl_ >= 0) ::close(jsonl_);
+  jsonl_ = fd;
+  jsonl_path_ = jsonl_path;
+}
+
+void ProgressLogger::append(const std::string& line) {
+  if (jsonl_ < 0) return;
+  const std::string text = line + "\n";
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(jsonl_, text.data() + done, text.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw ValueError(jsonl_path_ + ": cannot write the scalar log: " + std::strerror(errno));
+    }
+    done += size_t(n);
+  }
 }
 
 void ProgressLogger::begin_epoch(int64_t epoch, int64_t max_epochs, int64_t num_iters,
@@ -51,8 +84,7 @@ void ProgressLogger::after_iter(int64_t done, int64_t global_iter, int64_t remai
   rec.set("lr", lr);
   for (const auto& [k, v] : scalars) rec.set(k, v);
   rec.set("time", dt);
-  jsonl_ << rec.dump() << "\n";
-  jsonl_.flush();
+  append(rec.dump());
 
   std::ostringstream loss;
   for (const auto& [k, v] : scalars) {
@@ -89,8 +121,7 @@ void ProgressLogger::end_epoch() {
 }
 
 void ProgressLogger::record(const std::string& json_line) {
-  jsonl_ << json_line << "\n";
-  jsonl_.flush();
+  append(json_line);
 }
 
 void ProgressLogger::message(const std::string& text) {

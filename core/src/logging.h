@@ -3,7 +3,6 @@
 // and scalars.jsonl (one JSON object per iteration) in the work dir.
 #include <chrono>
 #include <cstdint>
-#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,8 +11,14 @@ namespace selfsup::core {
 
 class ProgressLogger {
 public:
-  ProgressLogger(bool tty, int64_t interval, const std::string& jsonl_path);
+  ProgressLogger(bool tty, int64_t interval);
   ~ProgressLogger();
+  ProgressLogger(const ProgressLogger&) = delete;
+  ProgressLogger& operator=(const ProgressLogger&) = delete;
+
+  /// Appends the records to `jsonl_path` from now on (never through a symbolic link: one in
+  /// its place is refused, naming the file). Without it, no records are written.
+  void open_scalars(const std::string& jsonl_path);
 
   void begin_epoch(int64_t epoch, int64_t max_epochs, int64_t num_iters, int64_t first_iter);
   /// After an iteration: `done` iterations of this epoch are finished.
@@ -28,7 +33,10 @@ public:
 private:
   bool tty_;
   int64_t interval_;
-  std::ofstream jsonl_;
+  void append(const std::string& line);
+
+  int jsonl_ = -1; // the scalar log's file descriptor
+  std::string jsonl_path_;
   int64_t epoch_ = 0, max_epochs_ = 0, num_iters_ = 0, first_iter_ = 0;
   bool bar_open_ = false;
   std::chrono::steady_clock::time_point epoch_start_, last_;

@@ -96,6 +96,10 @@ OptionTable<OptimWrapperOptions> OptimWrapperOptions::table() {
       .optional("clip_grad", &O::clip_grad, "gradient clipping before each step")
       .optional("accumulative_counts", &O::accumulative_counts,
                 "iterations whose gradients add up before each step", ge(1))
+      .optional("skip_nonfinite", &O::skip_nonfinite,
+                "a NaN or Inf loss skips its step (no backward, no update, the gradients "
+                "gathered so far dropped) and is counted (logged, 'nonfinite_skipped' in "
+                "scalars.jsonl) instead of stopping the run")
       .optional("dtype", &O::dtype, "AmpOptimWrapper's autocast dtype (default bfloat16)")
       .rule([](const O& o, const Config& c) {
         if (!o.dtype) return;

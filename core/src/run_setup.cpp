@@ -1,8 +1,11 @@
 #include "run_setup.h"
 
 #include <algorithm>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <regex>
 #include <thread>
 
 #include <torch/cuda.h>
@@ -136,25 +139,176 @@ std::string resolve_work_dir(const RunnerKeys& keys, const TrainOptions& options
   return "work_dirs/" + options.config_name;
 }
 
-std::string latest_checkpoint_in(const std::string& work_dir) {
+namespace {
+
+// The checkpoint last_checkpoint names, resolved in the work dir ("" if it names none).
+std::string named_checkpoint(const std::string& work_dir) {
   std::ifstream in(fs::path(work_dir) / "last_checkpoint");
-  std::string path;
-  if (in && std::getline(in, path) && fs::is_regular_file(path)) return path;
-  return "";
+  std::string line;
+  if (!in || !std::getline(in, line) || line.empty()) return "";
+  fs::path p(line);
+  // Checkpoints live in the work dir: an absolute path (older runs wrote those) counts by its
+  // file name, so a moved or copied work dir resumes from itself, not from the old folder.
+  if (p.is_absolute()) p = p.filename();
+  return (fs::path(work_dir) / p).string();
 }
 
-std::string resolve_resume(const RunnerKeys& keys, const TrainOptions& options,
-                           const std::string& work_dir, std::string* note) {
+bool is_run_checkpoint(const std::string& name) {
+  static const std::regex re(R"((epoch|iter)_\d+\.pth)");
+  return std::regex_match(name, re);
+}
+
+// Why a checkpoint cannot be resumed from, or "" when it can.
+std::string unusable(const std::string& path, std::optional<Checkpoint>& out) {
+  try {
+    Checkpoint c = load_checkpoint(path);
+    for (const char* key : {"epoch", "iter"})
+      if (!c.meta.find(key) || !c.meta.find(key)->is_int())
+        return std::string("meta has no integer '") + key + "'";
+    if (const std::string bad = first_nonfinite(c.state_dict); !bad.empty())
+      return "weight " + bad + " is not finite";
+    out = std::move(c);
+    return "";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
+} // namespace
+
+std::string latest_checkpoint_in(const std::string& work_dir) {
+  const std::string path = named_checkpoint(work_dir);
+  std::error_code ec;
+  return !path.empty() && fs::is_regular_file(path, ec) ? path : "";
+}
+
+ResumePoint resolve_resume(const RunnerKeys& keys, const TrainOptions& options,
+                           const std::string& work_dir) {
   std::string resume = options.resume;
   if (resume.empty() && keys.resume)
     resume =
         keys.resume->is_bool() ? (keys.resume->as_bool() ? "auto" : "") : keys.resume->as_string();
-  if (resume == "auto") {
-    resume = latest_checkpoint_in(work_dir);
-    if (resume.empty() && note)
-      *note = "resume=auto: no checkpoint in " + work_dir + ", starting afresh";
+  ResumePoint point;
+  if (resume.empty()) return point;
+  if (resume != "auto") {
+    point.path = resume;
+    point.checkpoint = load_checkpoint(resume);
+    return point;
   }
-  return resume;
+  // Candidates, most recent first: the one last_checkpoint names, then the others by time.
+  std::vector<std::string> candidates;
+  if (const std::string named = latest_checkpoint_in(work_dir); !named.empty())
+    candidates.push_back(named);
+  std::vector<std::pair<fs::file_time_type, std::string>> others;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(work_dir, ec)) {
+    if (!e.is_regular_file(ec) || e.is_symlink(ec) ||
+        !is_run_checkpoint(e.path().filename().string()))
+      continue;
+    const std::string path = e.path().string();
+    if (!candidates.empty() && fs::equivalent(path, candidates.front(), ec)) continue;
+    others.emplace_back(e.last_write_time(ec), path);
+  }
+  std::sort(others.begin(), others.end(), std::greater<>());
+  for (auto& o : others) candidates.push_back(o.second);
+
+  std::vector<std::string> passed;
+  for (const auto& path : candidates) {
+    const std::string why = unusable(path, point.checkpoint);
+    if (why.empty()) {
+      point.path = path;
+      if (!passed.empty())
+        point.notes.push_back("resume=auto: falling back to " + path +
+                              ", the most recent usable "
+                              "checkpoint (" +
+                              std::to_string(passed.size()) + " newer one(s) passed over)");
+      return point;
+    }
+    point.notes.push_back("resume=auto: cannot resume from " + path + ": " + why);
+    passed.push_back(path);
+  }
+  point.notes.push_back("resume=auto: no usable checkpoint in " + work_dir + ", starting afresh");
+  return point;
+}
+
+std::string merged_config_name(const std::string& work_dir, const TrainOptions& options) {
+  const std::string name = options.config_name + ".json";
+  std::error_code ec;
+  if (!options.config_path.empty() &&
+      fs::equivalent(fs::path(work_dir) / name, options.config_path, ec))
+    return options.config_name + ".merged.json";
+  return name;
+}
+
+std::vector<std::string> prepare_work_dir(const std::string& work_dir,
+                                          std::optional<int64_t> resumed_iter,
+                                          const std::string& merged_config) {
+  std::vector<std::string> notes;
+  fs::create_directories(work_dir);
+  const fs::path dir(work_dir);
+  static const std::regex orphan_re(R"((.+\.pth|.+\.json|scalars\.jsonl|last_checkpoint)\.tmp)");
+  std::vector<fs::path> previous; // a previous run's files
+  std::error_code ec;
+  size_t orphans = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (std::regex_match(name, orphan_re)) {
+      if (fs::remove(e.path(), ec)) ++orphans; // a link is removed, never followed
+    } else if (name == "scalars.jsonl" || name == "last_checkpoint" || name == "knn.json" ||
+               name == "knn_random_init.json" || name == merged_config || is_run_checkpoint(name)) {
+      previous.push_back(e.path());
+    }
+  }
+  if (orphans > 0)
+    notes.push_back("Removed " + std::to_string(orphans) +
+                    " temp file(s) an interrupted write left in " + work_dir);
+
+  const fs::path scalars = dir / "scalars.jsonl";
+  refuse_symlink(scalars.string());
+  if (!resumed_iter) {
+    if (previous.empty()) return notes;
+    char stamp[32];
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    std::strftime(stamp, sizeof stamp, "%Y%m%d_%H%M%S", &tm);
+    fs::path aside = dir / (std::string("previous_run_") + stamp);
+    for (int i = 2; fs::exists(fs::symlink_status(aside)); ++i)
+      aside = dir / ("previous_run_" + std::string(stamp) + "_" + std::to_string(i));
+    fs::create_directory(aside);
+    for (const auto& p : previous) fs::rename(p, aside / p.filename());
+    notes.push_back("A fresh run in a used work dir: the previous run's " +
+                    std::to_string(previous.size()) + " file(s) moved to " + aside.string());
+    return notes;
+  }
+  // Resumed: keep the records of the iterations the checkpoint holds, drop the rest (and a
+  // line a kill cut short).
+  if (!fs::exists(fs::symlink_status(scalars))) return notes;
+  std::ifstream in(scalars);
+  std::string kept, line;
+  size_t dropped = 0;
+  while (std::getline(in, line)) {
+    bool keep = false;
+    try {
+      const Json rec = Json::parse(line, scalars.string());
+      const Json* it = rec.find("iter");
+      keep = it && it->is_int() && it->as_int() <= *resumed_iter;
+    } catch (const std::exception&) {
+    }
+    if (keep) {
+      kept += line + "\n";
+    } else {
+      ++dropped;
+    }
+  }
+  in.close();
+  if (dropped > 0) {
+    write_file_atomic(scalars.string(), kept);
+    notes.push_back("scalars.jsonl: dropped " + std::to_string(dropped) +
+                    " record(s) after iteration " + std::to_string(*resumed_iter) +
+                    " (run again from the checkpoint)");
+  }
+  return notes;
 }
 
 uint64_t resolve_seed(const RunnerKeys& keys, const TrainOptions& options) {

@@ -11,6 +11,7 @@
 #include <torch/types.h>
 
 #include <selfsup/config.h>
+#include <selfsup/core/checkpoint.h>
 #include <selfsup/core/runner.h>
 #include <selfsup/interfaces/training.h>
 #include <selfsup/json.h>
@@ -74,13 +75,41 @@ struct RunnerKeys {
 /// --work-dir, else cfg.work_dir, else work_dirs/<config name>.
 std::string resolve_work_dir(const RunnerKeys& keys, const TrainOptions& options);
 
-/// The checkpoint to resume from ("" for a fresh run): --resume, else cfg.resume (true means
-/// "auto"); "auto" is the work dir's last_checkpoint, if any. `note` gets messages.
-std::string resolve_resume(const RunnerKeys& keys, const TrainOptions& options,
-                           const std::string& work_dir, std::string* note);
+/// What a run resumes from.
+struct ResumePoint {
+  std::string path;                     // "" for a fresh run
+  std::optional<Checkpoint> checkpoint; // loaded (and its checksum checked) when resuming
+  std::vector<std::string> notes;       // for the log
+};
 
-/// The work dir's most recent checkpoint (its last_checkpoint file), or "".
+/// The checkpoint to resume from: --resume, else cfg.resume (true means "auto"). A path is
+/// loaded as given (its errors thrown). "auto" takes the work dir's most recent checkpoint
+/// that loads, passes its checksum and holds finite weights: the one last_checkpoint names
+/// (a name relative to the work dir; an absolute path counts by its file name, so a moved
+/// work dir resumes from itself), then epoch_*.pth and iter_*.pth, newest first. Each
+/// checkpoint passed over is named in `notes`; none at all is a fresh run.
+ResumePoint resolve_resume(const RunnerKeys& keys, const TrainOptions& options,
+                           const std::string& work_dir);
+
+/// The work dir's most recent checkpoint (its last_checkpoint file, resolved in the work
+/// dir), or "" if it names no file.
 std::string latest_checkpoint_in(const std::string& work_dir);
+
+/// The file name of the merged config in the work dir: `<config name>.json`, or
+/// `<config name>.merged.json` when that is the source config itself (a work dir equal to
+/// the config's folder), so an input is never overwritten.
+std::string merged_config_name(const std::string& work_dir, const TrainOptions& options);
+
+/// Readies the work dir before anything is written to it (rank 0): creates it; removes the
+/// temp files a killed write left (`*.pth.tmp`, `*.json.tmp`, `last_checkpoint.tmp`); for a
+/// fresh run (`resumed_iter` empty) moves a previous run's files (checkpoints, scalars.jsonl,
+/// last_checkpoint, knn*.json, `merged_config`) into `previous_run_<UTC time>/`, so the new
+/// run neither appends to its log nor mixes with its checkpoints; for a resumed run cuts
+/// scalars.jsonl back to the records of iterations up to `resumed_iter` (the iterations run
+/// again are logged once). Refuses symbolic links in place of scalars.jsonl. Returns notes.
+std::vector<std::string> prepare_work_dir(const std::string& work_dir,
+                                          std::optional<int64_t> resumed_iter,
+                                          const std::string& merged_config);
 
 /// cfg.randomness.seed, overridden by --seed.
 uint64_t resolve_seed(const RunnerKeys& keys, const TrainOptions& options);

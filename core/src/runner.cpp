@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include <torch/torch.h>
@@ -25,6 +27,12 @@ namespace selfsup::core {
 
 namespace {
 std::atomic<bool> g_stop{false};
+
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
 
 int64_t meta_int(const Checkpoint& c, const std::string& path, const char* key) {
   const Json* v = c.meta.find(key);
@@ -55,11 +63,10 @@ Runner::Runner(Json cfg_json, TrainOptions options)
   const RunnerKeys keys = RunnerKeys::table().parse(raw);
 
   work_dir_ = resolve_work_dir(keys, options_);
-  std::string note;
-  resume_path_ = resolve_resume(keys, options_, work_dir_, &note);
-  if (!note.empty()) log(note);
-  std::optional<Checkpoint> resume_ckpt;
-  if (!resume_path_.empty()) resume_ckpt = load_checkpoint(resume_path_);
+  ResumePoint resume = resolve_resume(keys, options_, work_dir_);
+  for (const auto& note : resume.notes) log(note);
+  resume_path_ = resume.path;
+  std::optional<Checkpoint>& resume_ckpt = resume.checkpoint;
 
   // A resumed run keeps its seed.
   seed_ = resolve_seed(keys, options_);
@@ -116,9 +123,8 @@ Runner::Runner(Json cfg_json, TrainOptions options)
     load_module_state(*model_, c.state_dict, "load_from " + from);
   }
 
-  fs::create_directories(work_dir_);
-  logger_ = std::make_unique<ProgressLogger>(isatty(STDERR_FILENO) != 0, hooks.log_interval,
-                                             (fs::path(work_dir_) / "scalars.jsonl").string());
+  // The scalar log is opened by train(), once the work dir is ready.
+  logger_ = std::make_unique<ProgressLogger>(isatty(STDERR_FILENO) != 0, hooks.log_interval);
   if (resume_ckpt) {
     load_module_state(*model_, resume_ckpt->state_dict, "checkpoint " + resume_path_);
     optim_wrapper_->load_state_dict(resume_ckpt->optimizer);
@@ -127,8 +133,11 @@ Runner::Runner(Json cfg_json, TrainOptions options)
       std::lock_guard<std::mutex> lock(gen.mutex());
       gen.set_state(it->second);
     }
+    check_resumable(*resume_ckpt);
     epoch_ = meta_int(*resume_ckpt, resume_path_, "epoch");
     iter_ = meta_int(*resume_ckpt, resume_path_, "iter");
+    if (const Json* n = resume_ckpt->meta.find("nonfinite_skipped"); n && n->is_int())
+      nonfinite_skipped_ = n->as_int();
     skip_batches_ = iter_ - epoch_ * iters_per_epoch();
     if (skip_batches_ < 0 || skip_batches_ > iters_per_epoch() || iter_ > max_iters_)
       throw ValueError(resume_path_ + ": its iteration count does not fit this config's data " +
@@ -172,10 +181,45 @@ std::string Runner::latest_checkpoint() const {
   return latest_checkpoint_in(work_dir_);
 }
 
+std::string Runner::last_good() const {
+  const std::string last = latest_checkpoint();
+  return last.empty() ? "No checkpoint was written before." : "The last good checkpoint is " + last;
+}
+
+std::string Runner::lr_text() const {
+  double lo = optim_wrapper_->lr(0), hi = lo;
+  for (size_t g = 1; g < optim_wrapper_->num_groups(); ++g) {
+    lo = std::min(lo, optim_wrapper_->lr(g));
+    hi = std::max(hi, optim_wrapper_->lr(g));
+  }
+  return lo == hi ? num(lo) : num(lo) + ".." + num(hi) + " over the param groups";
+}
+
+void Runner::check_resumable(const Checkpoint& c) const {
+  // A checkpoint's iteration count means something only with its own number of iterations
+  // per epoch: another batch size would shift every epoch boundary (and could end an epoch
+  // that was never trained).
+  const Json* ipe = c.meta.find("iters_per_epoch");
+  if (!ipe || !ipe->is_int() || ipe->as_int() == iters_per_epoch()) return;
+  const Json* bs = c.meta.find("batch_size");
+  const std::string saved_bs =
+      bs && bs->is_int() ? " (train_dataloader.batch_size " + std::to_string(bs->as_int()) + ")"
+                         : "";
+  throw ConfigError("resume: " + resume_path_ + " was written with " +
+                    std::to_string(ipe->as_int()) + " iterations per epoch" + saved_bs +
+                    "; this config gives " + std::to_string(iters_per_epoch()) +
+                    " (train_dataloader.batch_size " + std::to_string(train_batch_size()) +
+                    "), which would shift every epoch boundary. Resume with the run's own "
+                    "batch size and data, or start a new run from its weights (load_from)");
+}
+
 std::string Runner::save_checkpoint(const std::string& filename) {
   if (rank() != 0) return "";
   Checkpoint c;
   c.meta = Json::object({{"epoch", Json(epoch_)}, {"iter", Json(iter_)}});
+  c.meta.set("iters_per_epoch", Json(iters_per_epoch()));
+  c.meta.set("batch_size", Json(train_batch_size()));
+  c.meta.set("nonfinite_skipped", Json(nonfinite_skipped_));
   c.meta.set("seed", Json(int64_t(seed_)));
   c.meta.set("selfsup_version", SELFSUP_VERSION_STRING);
   c.meta.set("config", cfg_);
@@ -187,8 +231,14 @@ std::string Runner::save_checkpoint(const std::string& filename) {
     c.rng["torch_cpu"] = gen.get_state();
   }
   const std::string path = (fs::path(work_dir_) / filename).string();
+  // Never a diverged model: the last good checkpoint stays the latest.
+  if (const std::string bad = first_nonfinite(c.state_dict); !bad.empty())
+    throw ValueError(path + ": not written: weight " + bad + " is NaN or Inf after iteration " +
+                     std::to_string(iter_) + " (lr " + lr_text() +
+                     "; the run diverged: lower the lr or clip gradients). " + last_good());
   core::save_checkpoint(path, c);
-  write_file_atomic((fs::path(work_dir_) / "last_checkpoint").string(), path + "\n");
+  // Relative to the work dir, so the work dir can be moved.
+  write_file_atomic((fs::path(work_dir_) / "last_checkpoint").string(), filename + "\n");
   return path;
 }
 
@@ -251,11 +301,32 @@ void Runner::train_step(Batch& batch) {
   if (!total.defined())
     throw ValueError("the algorithm returned no loss (no key containing 'loss')");
   const double total_value = total.item<double>();
-  if (!std::isfinite(total_value))
-    throw ValueError("iteration " + std::to_string(iter_ + 1) + ": loss is not finite (" +
-                     std::to_string(total_value) + "); stopping. The last checkpoint is " +
-                     (latest_checkpoint().empty() ? std::string("none") : latest_checkpoint()));
+  // Each term of the algorithm's loss dict, then the total (for a non-finite loss).
+  std::string terms;
+  if (!std::isfinite(total_value)) {
+    for (const auto& [name, v] : scalars)
+      terms += (terms.empty() ? "" : ", ") + name + " " + num(v);
+    if (losses.size() > 1) terms += "; total " + num(total_value);
+  }
   if (losses.size() > 1) scalars.emplace_back("loss", total_value);
+  if (!std::isfinite(total_value)) {
+    const std::string what = "iteration " + std::to_string(iter_ + 1) +
+                             ": the loss is not finite (" + terms + "; lr " + lr_text() + ")";
+    if (!optim_wrapper_->skip_nonfinite())
+      throw ValueError(what + "; stopping (optim_wrapper.skip_nonfinite: true skips such steps). " +
+                       last_good());
+    // Skipped: no backward, no step; the gradients gathered so far are dropped.
+    optim_wrapper_->zero_grad();
+    ++nonfinite_skipped_;
+    log(what + "; step skipped (optim_wrapper.skip_nonfinite; " +
+        std::to_string(nonfinite_skipped_) + " so far)");
+    scalars.emplace_back("nonfinite_skipped", double(nonfinite_skipped_));
+    pending_scalars_ = std::move(scalars);
+    ++iter_;
+    ++inner_iter_;
+    return;
+  }
+  if (nonfinite_skipped_ > 0) scalars.emplace_back("nonfinite_skipped", double(nonfinite_skipped_));
   const bool stepped = optim_wrapper_->update_params(total, iter_, max_iters_, scalars);
   pending_scalars_ = std::move(scalars);
   ++iter_;
@@ -308,9 +379,11 @@ void Runner::end_epoch() {
 
 void Runner::train() {
   if (rank() == 0) {
-    fs::create_directories(work_dir_);
-    write_file_atomic((fs::path(work_dir_) / (options_.config_name + ".json")).string(),
-                      cfg_.dump(4) + "\n");
+    const std::string merged = merged_config_name(work_dir_, options_);
+    const auto resumed = resume_path_.empty() ? std::nullopt : std::optional<int64_t>(iter_);
+    for (const auto& note : prepare_work_dir(work_dir_, resumed, merged)) log(note);
+    logger_->open_scalars((fs::path(work_dir_) / "scalars.jsonl").string());
+    write_file_atomic((fs::path(work_dir_) / merged).string(), cfg_.dump(4) + "\n");
   }
   log("Work dir: " + work_dir_ + "; seed " + std::to_string(seed_) + "; " +
       std::to_string(torch::get_num_threads()) + " threads; " + std::to_string(iters_per_epoch()) +

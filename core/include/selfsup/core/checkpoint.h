@@ -1,8 +1,19 @@
 #pragma once
 // Checkpoints: a pickled dict (readable by Python's torch.load) of
-//   meta (JSON text), state_dict, optimizer (PyTorch's optimizer state_dict layout), rng —
-//   written atomically (temp file, fsync, rename), so a crash or signal never leaves a
-//   half-written checkpoint.
+//   format ("selfsup-checkpoint-3"), meta (JSON text), state_dict, optimizer (PyTorch's
+//   optimizer state_dict layout), rng —
+// in torch.save's zip container, whose end-of-archive comment holds a CRC-32 of every byte
+// before it ("selfsup-crc32:xxxxxxxx"; zip readers, torch.load included, ignore the comment).
+// Written atomically: a temp file `<name>.tmp` created exclusively and never through a
+// symbolic link (O_EXCL|O_NOFOLLOW), fsynced, renamed over the name, the folder fsynced; so
+// a crash or signal never leaves a half-written checkpoint under its name, and a file that
+// was damaged afterwards fails its checksum on load.
+//
+// Test seams of the writer (environment variables, read at each write):
+//   SELFSUP_TEST_FAIL_WRITE_AFTER=N  a write fails with ENOSPC once N bytes of the file are
+//                                    written (a full disk);
+//   SELFSUP_TEST_SLOW_WRITE_US=U     the bytes go out in 16 KiB pieces, U microseconds apart
+//                                    (widens the window a kill test aims at).
 #include <map>
 #include <string>
 
@@ -32,9 +43,20 @@ struct Checkpoint {
   TensorMap rng;
 };
 
+/// The checkpoint format this version writes.
+inline constexpr const char* kCheckpointFormat = "selfsup-checkpoint-3";
+
+/// Writes atomically (see above). Throws ValueError naming the file when a weight in
+/// `state_dict` is NaN or Inf (a diverged model is never written), when `path` is a symbolic
+/// link, or when writing fails (a full disk): the previous file under `path` is then kept.
 SELFSUP_CORE_API void save_checkpoint(const std::string& path, const Checkpoint& ckpt);
-/// Throws ValueError naming the file if it is missing, truncated or not a selfsup checkpoint.
+/// Throws ValueError naming the file if it is missing, truncated, fails its checksum or is
+/// not a selfsup checkpoint. Files without a checksum (selfsup-checkpoint-2, torch.save) load
+/// unchecked.
 SELFSUP_CORE_API Checkpoint load_checkpoint(const std::string& path);
+
+/// The name of the first floating-point tensor of `state` holding a NaN or an Inf, or "".
+SELFSUP_CORE_API std::string first_nonfinite(const TensorMap& state);
 
 /// Parameters and buffers under their dotted names (clones, detached).
 SELFSUP_CORE_API TensorMap module_state(const torch::nn::Module& module);
@@ -60,7 +82,13 @@ SELFSUP_CORE_API void load_optimizer_state_dict(torch::optim::Optimizer& optimiz
                                                 const c10::IValue& state,
                                                 const std::string& source);
 
-/// Writes `text` to `path` atomically.
+/// Writes `text` to `path` atomically, as a checkpoint (temp file created with
+/// O_EXCL|O_NOFOLLOW, fsync, rename, folder fsync). Refuses a `path` that is a symbolic link;
+/// a leftover `<path>.tmp` (a killed write, or a planted link) is removed, never followed.
 SELFSUP_CORE_API void write_file_atomic(const std::string& path, const std::string& text);
+
+/// Throws ValueError naming `path` when it is a symbolic link (work-dir outputs are never
+/// written through one).
+SELFSUP_CORE_API void refuse_symlink(const std::string& path);
 
 } // namespace selfsup::core

@@ -12,6 +12,8 @@
 //                      "flat_decay_mult": 0},
 //    "clip_grad": {"max_norm": 10, "norm_type": 2} | {"type": "value", "clip_value": 1},
 //    "accumulative_counts": 1,
+//    "skip_nonfinite": false,       // true: a NaN/Inf loss skips its step (counted) instead
+//                                   // of stopping the run
 //    "dtype": "bfloat16"}                                       // AmpOptimWrapper only
 #include <cstdint>
 #include <memory>
@@ -78,6 +80,7 @@ struct SELFSUP_CORE_API OptimWrapperOptions {
   std::optional<ParamwiseOptions> paramwise_cfg;
   std::optional<ClipGradOptions> clip_grad;
   int64_t accumulative_counts = 1;
+  bool skip_nonfinite = false;
   std::optional<std::string> dtype;
   static OptionTable<OptimWrapperOptions> table();
 };
@@ -120,6 +123,9 @@ public:
 
   [[nodiscard]] int64_t accumulative_counts() const { return options_.accumulative_counts; }
   [[nodiscard]] bool amp() const { return options_.type == "AmpOptimWrapper"; }
+  /// Whether a step whose loss is NaN or Inf is skipped (and counted) rather than stopping
+  /// the run (`skip_nonfinite`).
+  [[nodiscard]] bool skip_nonfinite() const { return options_.skip_nonfinite; }
 
   /// PyTorch's optimizer state_dict layout, each group with its "initial_lr" (as PyTorch's
   /// schedulers add it); tensors on the CPU.

@@ -20,6 +20,7 @@ class DataLoader;
 class OptimWrapper;
 class ProgressLogger;
 struct Batch;
+struct Checkpoint;
 
 struct TrainOptions {
   std::string work_dir;         // overrides cfg.work_dir
@@ -28,6 +29,7 @@ struct TrainOptions {
   std::string device = "cpu";
   std::string resume;                 // a checkpoint path, "auto", or empty
   std::string config_name = "config"; // for the default work dir and the saved config
+  std::string config_path;            // the source config file, never overwritten ("": none)
   const Registry* registry = nullptr; // builds types from this one; null: Registry::global()
 };
 
@@ -93,6 +95,12 @@ private:
   void resume_from(const std::string& path);
   void apply_schedules();
   void train_step(Batch& batch);
+  /// Throws ConfigError when `c` was written with another number of iterations per epoch.
+  void check_resumable(const Checkpoint& c) const;
+  /// "The last good checkpoint is <path>." or that there is none (for error messages).
+  [[nodiscard]] std::string last_good() const;
+  /// The learning rate now: one value, or the range over the param groups.
+  [[nodiscard]] std::string lr_text() const;
 
   Json cfg_;
   TrainOptions options_;
@@ -113,7 +121,8 @@ private:
   int64_t epoch_ = 0;
   int64_t iter_ = 0;
   int64_t inner_iter_ = 0;
-  int64_t skip_batches_ = 0; // resumed mid-epoch
+  int64_t skip_batches_ = 0;      // resumed mid-epoch
+  int64_t nonfinite_skipped_ = 0; // steps skipped for a non-finite loss (skip_nonfinite)
   std::vector<std::pair<std::string, double>> pending_scalars_;
   bool in_iteration_ = false; // scalars logged now join the iteration's record
 };
