@@ -220,7 +220,7 @@ TEST_F(RunnerTest, ConfigErrorsNameTheirPath) {
   expect_error([](Json& c) { c.find("optim_wrapper")->find("optimizer")->set("type", "Adamm"); },
                "optim_wrapper.optimizer.type: unknown optimizer type 'Adamm'");
   expect_error([](Json& c) { c.find("train_dataloader")->set("batch_size", 1000); },
-               "train_dataloader: the dataset yields no batch");
+               "train_dataloader: no batch in an epoch");
   expect_error([](Json& c) { c.find("param_scheduler")->at(1).set("eta_min", "x"); },
                "param_scheduler[1].eta_min: expected float");
 }
