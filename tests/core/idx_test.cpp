@@ -202,6 +202,39 @@ TEST_F(IdxFashionMnistTest, MismatchedCountsNameFiles) {
       has_substr(message_of<ValueError>([&] { (void)fmnist(); }), "train-labels-idx1-ubyte.gz"));
 }
 
+TEST_F(IdxFashionMnistTest, LabelOutOfRangeNamesFileAndIndex) {
+  test::write_idx(dir_.path() / "train-labels-idx1-ubyte.gz", {5}, {0, 1, 10, 3, 4});
+  const std::string msg = message_of<ValueError>([&] { (void)fmnist(); });
+  EXPECT_TRUE(has_substr(msg, "train-labels-idx1-ubyte.gz: label 10 at index 2 is not in [0, 10)"));
+}
+
+TEST_F(IdxFashionMnistTest, WrongRankNamesFile) {
+  test::write_idx(dir_.path() / "train-images-idx3-ubyte.gz", {5, 784},
+                  std::vector<uint8_t>(5 * 784));
+  EXPECT_TRUE(has_substr(message_of<ValueError>([&] { (void)fmnist(); }),
+                         "train-images-idx3-ubyte.gz: expected a 3-D IDX array [N,H,W], got 2"));
+  test::make_fake_fmnist(dir_.path(), 5, 6);
+  test::write_idx(dir_.path() / "train-labels-idx1-ubyte.gz", {5, 1}, {0, 1, 2, 3, 4});
+  EXPECT_TRUE(has_substr(message_of<ValueError>([&] { (void)fmnist(); }),
+                         "train-labels-idx1-ubyte.gz: expected a 1-D IDX array [N], got 2"));
+}
+
+TEST_F(IdxFashionMnistTest, TruncatedOrWrongMagicSplitFileNamesIt) {
+  const fs::path images = dir_.path() / "t10k-images-idx3-ubyte.gz";
+  write_file(images, idx_bytes(0x08, {6, 28, 28}, iota_bytes(6 * 784)).substr(0, 3000), true);
+  std::string msg = message_of<ValueError>([&] { (void)fmnist("\"split\": \"test\""); });
+  EXPECT_TRUE(has_substr(msg, images.string() + ": truncated IDX payload"));
+  write_file(images, "<html>404 Not Found</html>", true);
+  msg = message_of<ValueError>([&] { (void)fmnist("\"split\": \"test\""); });
+  EXPECT_TRUE(has_substr(msg, images.string() + ": not an IDX file (bad magic"));
+}
+
+TEST_F(IdxFashionMnistTest, EmptySplitNamesFile) {
+  test::make_fake_fmnist(dir_.path(), 0, 6);
+  EXPECT_TRUE(has_substr(message_of<ValueError>([&] { (void)fmnist(); }),
+                         "train-images-idx3-ubyte.gz: holds no images"));
+}
+
 TEST_F(IdxFashionMnistTest, UnknownKeyNamesPath) {
   EXPECT_TRUE(has_substr(message_of<ConfigError>([&] { (void)fmnist("\"spilt\": \"test\""); }),
                          "dataset.spilt"));
