@@ -159,7 +159,8 @@ TEST(CrashKillTest, SigkilledRunsResumeToTheWeightsOfAnUnbrokenRun) {
         EXPECT_NO_THROW((void)core::load_checkpoint(e.path().string())) << e.path();
   }
   ASSERT_EQ(run(args + broken.string() + " --resume auto", env, log), 0) << read_text(log);
-  std::cout << "[ kill test ] unbroken run " << unbroken_s << " s; survived " << kills << " SIGKILLs (" << during_write
+  std::cout << "[ kill test ] unbroken run " << unbroken_s << " s; survived " << kills
+            << " SIGKILLs (" << during_write
             << " during a checkpoint write); the resumed run ends with the unbroken run's "
                "weights\n";
   ::testing::Test::RecordProperty("kills", kills);
