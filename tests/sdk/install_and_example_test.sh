@@ -12,7 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" > "$tmp/install.log"
 for f in bin/selfsup lib/libselfsup_sdk.so lib/libselfsup_core.so \
          lib/selfsup/plugins/libselfsup_backbones.so lib/selfsup/plugins/libselfsup_simclr.so \
-         include/selfsup/sdk.h include/selfsup/plugin.h include/selfsup/export.h include/selfsup/abi.h \
+         lib/selfsup/selfsup-plugin-scanner include/selfsup/sdk.h include/selfsup/plugin.h include/selfsup/export.h include/selfsup/abi.h \
          lib/cmake/SelfSupSDK/SelfSupSDKConfig.cmake lib/cmake/SelfSupSDK/SelfSupSDKConfigVersion.cmake \
          lib/cmake/SelfSupSDK/SelfSupSDKTargets.cmake lib/cmake/SelfSupSDK/SelfSupPluginHelpers.cmake; do
   [ -e "$tmp/prefix/$f" ] || { echo "missing in the install: $f"; exit 1; }
@@ -27,8 +27,10 @@ done
 mv "$tmp/prefix" "$tmp/moved"
 selfsup="$tmp/moved/bin/selfsup"
 
-# The moved install still finds its libraries and its own plugins.
-"$selfsup" list --json > "$tmp/list0.json"
+# The moved install still finds its libraries, its own plugins and its plugin scanner (the
+# cache is off, so every plugin goes through the moved scanner first).
+SELFSUP_PLUGIN_CACHE=off "$selfsup" list --json > "$tmp/list0.json" 2> "$tmp/list0.err"
+if [ -s "$tmp/list0.err" ]; then echo "list of the moved install complained:"; cat "$tmp/list0.err"; exit 1; fi
 grep -q '"SimCLR"' "$tmp/list0.json"
 grep -q "$tmp/moved/lib/selfsup/plugins/libselfsup_simclr.so" "$tmp/list0.json"
 
