@@ -13,7 +13,6 @@ PACKAGES=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev  # not libopencv-dev: cmake/FindOpenCV.cmake
   libgtest-dev libgmock-dev clang-format
   clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: clang with its libFuzzer and ASan runtimes
-  clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: clang with its libFuzzer and ASan runtimes
   dataset-fashion-mnist   # /usr/share/datasets/fashion-mnist
   python3-torch           # test-time oracle: Python reads our checkpoints (/usr/bin/python3)
 )

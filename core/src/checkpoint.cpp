@@ -24,6 +24,8 @@
 #include <selfsup/errors.h>
 #include <selfsup/version.h>
 
+#include "torch_archive.h"
+
 namespace fs = std::filesystem;
 
 namespace selfsup::core {
@@ -165,6 +167,7 @@ TensorMap from_ivalue(const c10::IValue& v, const std::string& what) {
   for (const auto& item : v.toGenericDict()) {
     if (!item.key().isString() || !item.value().isTensor())
       throw ValueError(what + " holds a non-tensor entry");
+    check_tensor_in_storage(item.value().toTensor(), what + "." + item.key().toStringRef());
     m[item.key().toStringRef()] = item.value().toTensor();
   }
   return m;
@@ -410,6 +413,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) throw ValueError(path + ": cannot read checkpoint");
   const bool checked = check_checksum(bytes, path);
+  check_torch_archive(bytes, path); // what LibTorch would allocate is within the file
   c10::IValue v;
   try {
     v = torch::pickle_load(bytes);
