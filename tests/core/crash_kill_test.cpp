@@ -154,9 +154,11 @@ TEST(CrashKillTest, SigkilledRunsResumeToTheWeightsOfAnUnbrokenRun) {
       EXPECT_NO_THROW((void)core::load_checkpoint((broken / name).string()))
           << "after kill " << kills;
     }
-    for (const auto& e : fs::directory_iterator(broken))
-      if (e.path().extension() == ".pth")
+    for (const auto& e : fs::directory_iterator(broken)) {
+      if (e.path().extension() == ".pth") {
         EXPECT_NO_THROW((void)core::load_checkpoint(e.path().string())) << e.path();
+      }
+    }
   }
   ASSERT_EQ(run(args + broken.string() + " --resume auto", env, log), 0) << read_text(log);
   std::cout << "[ kill test ] unbroken run " << unbroken_s << " s; survived " << kills
@@ -222,4 +224,22 @@ TEST(CrashKillTest, AWorkDirEqualToTheConfigFolderKeepsTheConfig) {
                 ->as_int(),
             5);
   EXPECT_TRUE(fs::exists(folder / "epoch_1.pth"));
+}
+
+TEST(CrashKillTest, ResumingWithAnotherBatchSizeExitsTwo) {
+  test::TempDir tmp;
+  test::make_fake_fmnist(tmp.path() / "data", 32, 8);
+  const fs::path cfg = tmp.path() / "tiny.json", work = tmp.path() / "w";
+  const fs::path log = tmp.path() / "out.log";
+  write_config(cfg, tmp.path() / "data", 1);
+  const std::string args = "train " + cfg.string() + " --threads 1 --work-dir " + work.string();
+  ASSERT_EQ(run(args, "", log), 0) << read_text(log);
+  write_config(cfg, tmp.path() / "data", 2);
+  const int code =
+      run(args + " --resume auto --cfg-options train_dataloader.batch_size=32", "", log);
+  const std::string out = read_text(log);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_TRUE(test::has_substr(out, "was written with 2 iterations per epoch "
+                                    "(train_dataloader.batch_size 16); this config gives 1"));
+  EXPECT_FALSE(fs::exists(work / "epoch_2.pth"));
 }
