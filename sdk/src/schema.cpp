@@ -117,7 +117,8 @@ namespace {
 Constraint path_check(const char* what, bool (*exists)(const std::filesystem::path&),
                       std::vector<std::string> also) {
   std::string text = std::string("an existing ") + what;
-  for (const auto& a : also) text += " or " + Json(a).dump();
+  for (const auto& a : also)
+    if (!a.empty()) text += " or " + Json(a).dump(); // "" (none given) goes without saying
   Constraint c{std::move(text), [exists, also = std::move(also)](const Json& v) {
                  if (!v.is_string()) return true;
                  const std::string& s = v.as_string();

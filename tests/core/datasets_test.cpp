@@ -334,11 +334,12 @@ TEST_F(CifarDatasetTest, MissingTruncatedOrBadBatchNamesTheFile) {
   EXPECT_TRUE(has_substr(message_of<ValueError>([&] { (void)make("CIFAR10"); }),
                          (c10_ / "data_batch_4.bin").string() + ": record 1: label 12"));
 
-  EXPECT_TRUE(has_substr(message_of<ValueError>([&] {
-                           (void)build<Dataset>(dataset_cfg(
-                               "{\"type\": \"CIFAR100\", \"data_root\": \"/nonexistent/c100\"}"));
-                         }),
-                         "dataset.data_root: /nonexistent/c100 is not a folder"));
+  EXPECT_TRUE(
+      has_substr(message_of<ConfigError>([&] {
+                   (void)build<Dataset>(dataset_cfg(
+                       "{\"type\": \"CIFAR100\", \"data_root\": \"/nonexistent/c100\"}"));
+                 }),
+                 "dataset.data_root: expected an existing folder, got \"/nonexistent/c100\""));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -421,8 +422,12 @@ TEST_F(ImageFolderTest, EmptyOrMissingFoldersNameThem) {
   fs::remove(dir_.path() / "readme.md");
   EXPECT_TRUE(has_substr(value_error(),
                          (dir_.path() / "b_empty").string() + ": class folder has no images"));
-  msg = message_of<ValueError>([&] { (void)make("", dir_.str() + "/nope"); });
-  EXPECT_TRUE(has_substr(msg, "dataset.data_root: image folder " + dir_.str() + "/nope"));
+  msg = message_of<ConfigError>([&] { (void)make("", dir_.str() + "/nope"); });
+  EXPECT_TRUE(has_substr(msg, "dataset.data_root: expected an existing folder"));
+  EXPECT_TRUE(has_substr(msg, dir_.str() + "/nope"));
+  // A missing data_root/data_prefix is found when the dataset is built.
+  EXPECT_TRUE(has_substr(value_error(R"("data_prefix": "nope")"),
+                         "dataset.data_root: image folder " + dir_.str() + "/nope not found"));
 }
 
 TEST_F(ImageFolderTest, AnnotationListWithPrefix) {

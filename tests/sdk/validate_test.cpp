@@ -229,6 +229,8 @@ TEST(ValidateTest, PathConstraints) {
   EXPECT_TRUE(holds(check::existing_file(), Json(true))); // not a string: the type decides
   EXPECT_TRUE(holds(check::existing_dir(), Json(tmp.str())));
   EXPECT_FALSE(holds(check::existing_dir(), Json(file)));
+  EXPECT_TRUE(holds(check::existing_dir({""}), Json(""))); // "": none given (ImageFolder)
+  EXPECT_EQ(check::existing_dir({""}).text, "an existing folder");
   EXPECT_TRUE(holds(check::existing_path(), Json(file)));
   EXPECT_TRUE(holds(check::existing_path(), Json(tmp.str())));
   EXPECT_FALSE(holds(check::existing_path(), Json(file + "x")));

@@ -69,7 +69,8 @@ struct CifarOptions {
             "bgr_to_rgb for RGB models) with gt_label and sample_idx.",
         O());
     t.required("data_root", &O::data_root,
-               std::string("the extracted ") + v.folder + " folder, or the folder holding it")
+               std::string("the extracted ") + v.folder + " folder, or the folder holding it",
+               check::existing_dir())
         .optional("split", &O::split,
                   "\"train\" or \"test\" (default \"train\", or \"test\" "
                   "with test_mode: true)",

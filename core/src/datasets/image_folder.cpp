@@ -63,7 +63,8 @@ struct ImageFolderOptions {
                O())
         .optional("data_root", &O::data_root,
                   "the root folder: images (or class sub-folders) are under "
-                  "data_root/data_prefix, and a relative ann_file is read from data_root")
+                  "data_root/data_prefix, and a relative ann_file is read from data_root",
+                  check::existing_dir({""}))
         .optional("data_prefix", &O::data_prefix,
                   "a sub-folder of data_root holding the images: a string or {\"img_path\": "
                   "string}")
