@@ -1,9 +1,11 @@
 #include "torch_archive.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include <selfsup/errors.h>
 
@@ -84,13 +86,131 @@ std::optional<std::vector<Entry>> zip_entries(std::string_view b, const std::str
   return entries;
 }
 
+// An opcode's stack effect: the values it takes from above the last mark and leaves there
+// (`to_mark`: it first removes everything above the last mark, and the mark; `mark`: it
+// pushes a mark). LibTorch's unpickler pops without checking, so a pickle that takes more
+// than is there crashes it (found by fuzz/checkpoint: BUILD on an empty stack).
+struct Effect {
+  int takes = 0, leaves = 0;
+  bool to_mark = false, mark = false;
+};
+
+std::optional<Effect> effect(uint8_t op) {
+  switch (op) {
+  case 0x80:
+  case 0x95:
+    return Effect{0, 0}; // PROTO FRAME
+  case '(':
+    return Effect{0, 0, false, true}; // MARK
+  case 't':
+  case 'l':
+  case 'd':
+  case 0x91:
+  case 'i':
+    return Effect{0, 1, true}; // to a mark
+  case 'e':
+  case 'u':
+  case 0x90:
+    return Effect{1, 1, true}; // APPENDS SETITEMS ADDITEMS
+  case '1':
+    return Effect{0, 0, true}; // POP_MARK
+  case '0':
+    return Effect{1, 0}; // POP
+  case '2':
+    return Effect{1, 2}; // DUP
+  case 0x85:
+  case 'Q':
+  case 'q':
+  case 'r':
+  case 'p':
+  case 0x94:
+  case 0x98:
+    return Effect{1, 1};
+  case 0x86:
+  case 'a':
+  case 'R':
+  case 'b':
+  case 0x81:
+  case 0x93:
+    return Effect{2, 1};
+  case 0x87:
+  case 's':
+  case 0x92:
+    return Effect{3, 1};
+  case '.':
+    return Effect{1, 0}; // STOP
+  case 'K':
+  case 'M':
+  case 'J':
+  case 'G':
+  case 0x8a:
+  case 0x8b:
+  case 'U':
+  case 'C':
+  case 0x8c:
+  case 'X':
+  case 'T':
+  case 'B':
+  case 0x8d:
+  case 0x8e:
+  case 0x96:
+  case 'N':
+  case 0x88:
+  case 0x89:
+  case ')':
+  case ']':
+  case '}':
+  case 0x8f:
+  case 'c':
+  case 'h':
+  case 'j':
+  case 'g':
+  case 'I':
+  case 'L':
+  case 'F':
+  case 'S':
+  case 'V':
+  case 'P':
+  case 0x97:
+    return Effect{0, 1};
+  default:
+    return std::nullopt;
+  }
+}
+
 // Walks the opcodes of a pickle (protocols 0-5) and refuses an argument longer than the
 // rest of the pickle; stops at STOP or at an opcode whose argument it cannot size.
 void check_pickle(std::string_view p, const std::string& path) {
   size_t at = 0;
+  size_t depth = 0, memo = 0; // values on the stack, memo entries
+  std::vector<size_t> marks;
   while (at < p.size()) {
     const auto op = uint8_t(p[at++]);
     const size_t left = p.size() - at;
+    if (const auto e = effect(op)) {
+      const auto corrupt = [&](const std::string& why) {
+        return ValueError(path + ": corrupt checkpoint: data.pkl " + why + " at offset " +
+                          std::to_string(at - 1));
+      };
+      if (e->mark) marks.push_back(depth);
+      if (e->to_mark) {
+        if (marks.empty()) throw corrupt("closes a mark it never opened");
+        depth = marks.back();
+        marks.pop_back();
+      }
+      const size_t above = depth - (marks.empty() ? 0 : marks.back());
+      if (above < size_t(e->takes))
+        throw corrupt("takes " + std::to_string(e->takes) + " values where " +
+                      std::to_string(above) + " are");
+      depth = depth - size_t(e->takes) + size_t(e->leaves);
+      if (op == 0x94) ++memo;
+      if ((op == 'h' || op == 'j') && left >= (op == 'h' ? 1u : 4u) &&
+          le(p, at, op == 'h' ? 1 : 4) >= memo)
+        throw corrupt("reads memo entry " + std::to_string(le(p, at, op == 'h' ? 1 : 4)) + " of " +
+                      std::to_string(memo));
+      if ((op == 'q' || op == 'r') && left >= (op == 'q' ? 1u : 4u))
+        memo = std::max<size_t>(memo, size_t(le(p, at, op == 'q' ? 1 : 4)) + 1);
+    }
     uint64_t skip = 0;
     auto prefixed = [&](int bytes) {
       if (left < size_t(bytes)) return uint64_t(~uint64_t(0));
@@ -168,9 +288,34 @@ void check_pickle(std::string_view p, const std::string& path) {
     case 0x98:
       skip = 0;
       break;
-    default: // text opcodes (GLOBAL, ...) and unknown ones: LibTorch reads or refuses them
+    case 'c': // GLOBAL, INST: two lines of text (module, name)
+    case 'i':
+    case 'I': // INT, LONG, FLOAT, STRING, UNICODE, PERSID, GET, PUT: one line
+    case 'L':
+    case 'F':
+    case 'S':
+    case 'V':
+    case 'P':
+    case 'g':
+    case 'p': {
+      size_t end = at;
+      for (int line = (op == 'c' || op == 'i') ? 2 : 1; line > 0; --line) {
+        end = p.find('\n', end);
+        if (end == std::string_view::npos) return; // LibTorch finds it short
+        ++end;
+      }
+      skip = end - at;
+      break;
+    }
+    default: // an opcode LibTorch does not know either: it refuses it
       return;
     }
+    // A memo index is the count of values memoized before (as Python's pickler and
+    // LibTorch's write them); LibTorch grows its memo table to any index it is given.
+    if ((op == 'q' || op == 'r') && skip <= left && le(p, at, int(skip)) > at)
+      throw ValueError(path + ": corrupt checkpoint: data.pkl memoizes at index " +
+                       std::to_string(le(p, at, int(skip))) + " at offset " +
+                       std::to_string(at - 1) + " (out of sequence)");
     if (skip > left)
       throw ValueError(path + ": corrupt checkpoint: data.pkl announces " +
                        std::to_string(skip == ~uint64_t(0) ? left + 1 : skip) +

@@ -101,6 +101,26 @@ TEST(FuzzFindingsTest, CheckpointPickleArgumentLongerThanThePickleIsRefused) {
                                          "bytes at offset 2, where 8 remain"));
 }
 
+// fuzz/checkpoint: LibTorch's unpickler pops without checking (BUILD on an empty stack
+// crashed it) and grows its memo table to any index it is given (LONG_BINPUT 2^30: 16 GiB).
+TEST(FuzzFindingsTest, CheckpointPickleThatUnderflowsOrOverreachesIsRefused) {
+  test::TempDir dir;
+  const fs::path path = dir.path() / "stack.pth";
+  write_archive(path, {{"data.pkl", "\x80\x02"
+                                    "b."}});
+  EXPECT_TRUE(has_substr(message_of<ValueError>([&] { (void)load_checkpoint(path.string()); }),
+                         path.string() + ": corrupt checkpoint: data.pkl takes 2 values where 0 "
+                                         "are at offset 2"));
+  write_archive(path, {{"data.pkl", std::string("\x80\x02N"
+                                                "r\0\0\0\x40.",
+                                                9)}});
+  EXPECT_TRUE(has_substr(message_of<ValueError>([&] { (void)load_checkpoint(path.string()); }),
+                         "data.pkl memoizes at index 1073741824 at offset 3 (out of sequence)"));
+  write_archive(path, {{"data.pkl", "\x80\x02t."}});
+  EXPECT_TRUE(has_substr(message_of<ValueError>([&] { (void)load_checkpoint(path.string()); }),
+                         "data.pkl closes a mark it never opened at offset 2"));
+}
+
 // fuzz/checkpoint: a zip record whose size field announces more than the file holds made
 // LibTorch's reader allocate that size first.
 TEST(FuzzFindingsTest, CheckpointRecordLargerThanTheFileIsRefused) {
