@@ -20,7 +20,7 @@ void usage(std::ostream& os) {
         "Commands:\n"
         "  train CONFIG   train a model from a JSON config\n"
         "  list           list plugins and registered types\n"
-        "  config CONFIG  print the merged config as JSON\n\n"
+        "  config CONFIG  print the merged config as JSON (--check: list every fault)\n\n"
         "Run 'selfsup <command> --help' for the options of a command.\n";
 }
 
