@@ -14,6 +14,7 @@
 
 #include <selfsup/config.h>
 #include <selfsup/core/builtins.h>
+#include <selfsup/core/config_file.h>
 #include <selfsup/core/data.h>
 #include <selfsup/errors.h>
 #include <selfsup/registry.h>
@@ -538,6 +539,23 @@ TEST_F(ImageFolderTest, BadKeysNameTheirPath) {
                            (void)build<Dataset>(dataset_cfg("{\"type\": \"ImageFolder\"}"));
                          }),
                          "give data_root"));
+}
+
+TEST_F(ImageFolderTest, ShippedConfigReadsAGeneratedFolder) {
+  for (int i = 0; i < 4; ++i)
+    put("class" + std::to_string(i % 2) + "/" + std::to_string(i) + ".png",
+        pattern(40, 48, CV_8UC3, i));
+  Json cfg = load_config_file(std::string(SELFSUP_SOURCE_DIR) +
+                              "/configs/simclr/simclr_resnet18_imagefolder.json");
+  apply_overrides(cfg, {"train_dataloader.dataset.data_root=" + dir_.str(),
+                        "train_dataloader.batch_size=2", "train_dataloader.num_workers=1"});
+  auto loader = DataLoader::from_config(Config(cfg)["train_dataloader"], 0);
+  ASSERT_EQ(loader->num_batches(), 2);
+  const std::optional<Batch> batch = loader->next();
+  ASSERT_TRUE(batch.has_value());
+  ASSERT_EQ(batch->views.size(), 2u);
+  EXPECT_EQ(batch->views[1].sizes(), (std::vector<int64_t>{2, 3, 224, 224}));
+  EXPECT_TRUE(has_substr(batch->meta.at("img_path").at(0), dir_.str()));
 }
 
 } // namespace
