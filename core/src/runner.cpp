@@ -112,7 +112,7 @@ Runner::Runner(Json cfg_json, TrainOptions options)
     } else {
       schedulers_.push_back(build<ParamScheduler>(ps));
     }
-    for (auto& s : schedulers_) s->bind(iters_per_epoch(), max_epochs_, max_iters_);
+    schedule_ = ParamScheduleChain(schedulers_, iters_per_epoch(), max_epochs_, max_iters_);
   }
   HookSet hooks = build_hooks(keys);
   hooks_ = std::move(hooks.hooks);
@@ -266,11 +266,10 @@ void Runner::emit(RunEvent event, void (Hook::*method)(RunnerContext&)) {
 }
 
 void Runner::apply_schedules() {
-  for (size_t g = 0; g < optim_wrapper_->num_groups(); ++g) {
-    double v = optim_wrapper_->initial_lr(g);
-    for (const auto& s : schedulers_) v = s->apply(iter_, v);
-    optim_wrapper_->set_lr(g, v);
-  }
+  std::vector<double> bases(optim_wrapper_->num_groups());
+  for (size_t g = 0; g < bases.size(); ++g) bases[g] = optim_wrapper_->initial_lr(g);
+  const std::vector<double> values = schedule_.values(iter_, bases);
+  for (size_t g = 0; g < values.size(); ++g) optim_wrapper_->set_lr(g, values[g]);
 }
 
 void Runner::train_step(Batch& batch) {

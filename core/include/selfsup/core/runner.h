@@ -11,6 +11,7 @@
 #include <torch/types.h>
 
 #include <selfsup/core/export.h>
+#include <selfsup/core/schedulers.h>
 #include <selfsup/interfaces/training.h>
 #include <selfsup/json.h>
 
@@ -113,6 +114,7 @@ private:
   std::unique_ptr<DataLoader> loader_;
   std::unique_ptr<OptimWrapper> optim_wrapper_;
   std::vector<std::shared_ptr<ParamScheduler>> schedulers_;
+  ParamScheduleChain schedule_; // MMEngine's chained stepping of schedulers_
   std::vector<std::shared_ptr<Hook>> hooks_;
   std::shared_ptr<TrainLoop> loop_;
   std::unique_ptr<ProgressLogger> logger_;
