@@ -24,8 +24,8 @@ cmake --build build-asan -j "$(nproc)"
 # plugin that crashes by its signal, and tests check that (a crash of ours still fails).
 logs="$PWD/build-asan/sanitizer-logs"
 rm -rf "$logs" && mkdir -p "$logs"
-common="halt_on_error=1:exitcode=99"
-export ASAN_OPTIONS="$common:detect_leaks=1:check_initialization_order=1:handle_segv=0:handle_sigbus=0:handle_sigfpe=0:log_path=$logs/asan"
+common="halt_on_error=1:exitcode=99:handle_segv=0:handle_sigbus=0:handle_sigfpe=0"
+export ASAN_OPTIONS="$common:detect_leaks=1:check_initialization_order=1:log_path=$logs/asan"
 export LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="$common:print_stacktrace=1:suppressions=$PWD/.ci/ubsan.supp:log_path=$logs/ubsan"
 status=0
