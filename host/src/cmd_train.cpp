@@ -1,11 +1,13 @@
 #include <csignal>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 
 #include <boost/program_options.hpp>
 
 #include <selfsup/core/preflight.h>
 #include <selfsup/core/runner.h>
+#include <selfsup/errors.h>
 
 #include "cli.h"
 
@@ -74,9 +76,18 @@ int cmd_train(int argc, char** argv) {
   options.config_path = config; // never overwritten by the merged config
   // The whole config, before any data is read or anything is written: every problem at once.
   core::check_before_training(cfg, options, config);
-  core::Runner runner(std::move(cfg), options);
+  // Building the runner reads the data the config points to, before anything is written: a
+  // missing, truncated or corrupt dataset file or an empty image folder is the user's input,
+  // so it exits 2 like a config error, with the message that names the file.
+  std::unique_ptr<core::Runner> runner;
+  try {
+    runner = std::make_unique<core::Runner>(std::move(cfg), options);
+  } catch (const ValueError& e) {
+    std::cerr << "selfsup: data error: " << e.what() << "\n";
+    return kUsage;
+  }
   install_signal_handlers();
-  runner.train();
+  runner->train();
   return kOk;
 }
 

@@ -424,3 +424,28 @@ TEST(CliTest, BatchSizeZeroOrNoBatchPerEpochExitsTwoWritingNothingButALog) {
       << r.output;
   EXPECT_TRUE(holds_at_most_a_log(work));
 }
+
+TEST(CliTest, BadDataExitsTwoNamingTheFileWritingNothingButALog) {
+  test::TempDir tmp;
+  const std::string cfg = config_dir() + "/simclr/simclr_resnet18_fmnist.json";
+  const fs::path work = tmp.path() / "work";
+  // A truncated labels file.
+  test::make_fake_fmnist(tmp.path() / "data", 40, 4);
+  const fs::path labels = tmp.path() / "data" / "train-labels-idx1-ubyte.gz";
+  test::write_idx(labels, {40}, std::vector<uint8_t>(20, 1));
+  Result r =
+      run("train " + cfg + " --work-dir " + work.string() + tiny_overrides(tmp.path() / "data"));
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find(labels.string() + ": truncated IDX payload"), std::string::npos)
+      << r.output;
+  EXPECT_TRUE(holds_at_most_a_log(work));
+  // An image folder with no image in it.
+  fs::create_directories(tmp.path() / "images");
+  r = run("train " + config_dir() + "/simclr/simclr_resnet18_imagefolder.json --work-dir " +
+          work.string() +
+          " --cfg-options train_dataloader.dataset.data_root=" + (tmp.path() / "images").string());
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find((tmp.path() / "images").string() + ": no images"), std::string::npos)
+      << r.output;
+  EXPECT_TRUE(holds_at_most_a_log(work));
+}
