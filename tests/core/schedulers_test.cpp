@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include <selfsup/core/runner.h>
 #include <selfsup/core/schedulers.h>
 #include <selfsup/errors.h>
 #include <selfsup/json.h>
@@ -259,6 +260,57 @@ TEST(SchedulerTest, RejectsWhatMMEngineRejects) {
                          "param_scheduler[0]: end must be greater than begin, got begin 0"));
   EXPECT_TRUE(
       has_substr(fails(R"({"type": "StepLR", "step_size": 0})"), "param_scheduler[0].step_size"));
+}
+
+// The Runner sets every iteration's lr from the chain: a warm-up by iteration over a cosine
+// (eta_min 0.05) converted from epochs that ends before max_epochs, read back from the
+// run's scalars.jsonl and compared with the chained recursion written out.
+TEST(SchedulerTest, RunnerTrainsWithTheChainedSchedule) {
+  test::load_plugins();
+  test::TempDir dir;
+  (void)test::make_fake_fmnist(dir.path() / "data", 64, 20);
+  Json cfg = Json::parse(R"({
+    "model": {"type": "SimCLR",
+      "data_preprocessor": {"mean": [128.0], "std": [64.0], "bgr_to_rgb": false},
+      "backbone": {"type": "ResNet", "depth": 18, "in_channels": 1, "base_channels": 4,
+                   "stem": "cifar"},
+      "neck": {"type": "NonLinearNeck", "in_channels": 32, "hid_channels": 16, "out_channels": 8},
+      "head": {"type": "ContrastiveHead", "loss": {"type": "CrossEntropyLoss"}, "temperature": 0.1}},
+    "train_dataloader": {"batch_size": 16, "num_workers": 1, "drop_last": true,
+      "dataset": {"type": "FashionMNIST", "split": "train", "pipeline": [
+        {"type": "MultiView", "num_views": [2], "transforms": [[
+          {"type": "RandomResizedCrop", "size": 8}]]},
+        {"type": "PackSelfSupInputs"}]}},
+    "train_cfg": {"type": "EpochBasedTrainLoop", "max_epochs": 3},
+    "optim_wrapper": {"type": "OptimWrapper", "optimizer": {"type": "SGD", "lr": 0.3}},
+    "param_scheduler": [
+      {"type": "LinearLR", "start_factor": 0.1, "by_epoch": false, "begin": 0, "end": 6},
+      {"type": "CosineAnnealingLR", "eta_min": 0.05, "begin": 0, "end": 2,
+       "convert_to_iter_based": true}],
+    "default_hooks": {"checkpoint": {"type": "CheckpointHook", "interval": 3}},
+    "randomness": {"seed": 1}
+  })",
+                         "t");
+  cfg.find("train_dataloader")->find("dataset")->set("data_root", (dir.path() / "data").string());
+  core::TrainOptions o;
+  o.work_dir = (dir.path() / "work").string();
+  core::Runner runner(cfg, o);
+  runner.train();
+  std::ifstream jl(dir.path() / "work" / "scalars.jsonl");
+  std::vector<double> lr;
+  for (std::string line; std::getline(jl, line);)
+    if (const Json* v = Json::parse(line, "scalars.jsonl").find("lr")) lr.push_back(v->as_number());
+  ASSERT_EQ(lr.size(), 12u); // 4 iterations per epoch, 3 epochs
+  double v = 0.3 * 0.1;      // LinearLR's step 0; the cosine's step 0 keeps it
+  for (size_t it = 0; it < lr.size(); ++it) {
+    if (it > 0) {
+      const double s = double(it);
+      if (it < 6) v *= 1 + 0.9 / (5 * 0.1 + (s - 1) * 0.9); // LinearLR, total_iters 5
+      if (it < 8) // CosineAnnealingLR over [0, 8), T_max 8; frozen from iteration 8
+        v = (1 + std::cos(M_PI * s / 8)) / (1 + std::cos(M_PI * (s - 1) / 8)) * (v - 0.05) + 0.05;
+    }
+    EXPECT_NEAR(lr[it], v, 1e-12) << "iteration " << it;
+  }
 }
 
 } // namespace
