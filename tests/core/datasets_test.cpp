@@ -7,10 +7,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <zlib.h>
 
 #include <selfsup/config.h>
 #include <selfsup/core/builtins.h>
@@ -104,6 +106,55 @@ TEST(DecodeImageTest, Png16BitAndAlphaReduceToEightBitRgb) {
   const torch::Tensor a = decode(encode(bgra, ".png"));
   ASSERT_EQ(a.sizes(), (std::vector<int64_t>{6, 2, 3}));
   EXPECT_TRUE(a.equal(as_tensor(bgra, false).slice(2, 0, 3).flip({2}))); // alpha dropped
+}
+
+/// A PNG written by hand (OpenCV writes no palettes or 2-bit grey): IHDR, `extra` chunks
+/// (name, data), then one IDAT of the unfiltered `rows` (packed bytes each).
+std::string handmade_png(int w, int h, int depth, int color,
+                         const std::vector<std::pair<std::string, std::string>>& extra,
+                         const std::vector<std::string>& rows) {
+  auto be32 = [](uint32_t v) {
+    return std::string{char(v >> 24), char((v >> 16) & 0xFF), char((v >> 8) & 0xFF),
+                       char(v & 0xFF)};
+  };
+  auto chunk = [&](const std::string& type, const std::string& data) {
+    const std::string body = type + data;
+    const uLong crc = crc32(0, reinterpret_cast<const Bytef*>(body.data()), uInt(body.size()));
+    return be32(uint32_t(data.size())) + body + be32(uint32_t(crc));
+  };
+  std::string raw;
+  for (const auto& r : rows) raw += '\0' + r; // filter type 0
+  std::vector<Bytef> z(compressBound(uLong(raw.size())));
+  uLongf zn = uLongf(z.size());
+  EXPECT_EQ(compress(z.data(), &zn, reinterpret_cast<const Bytef*>(raw.data()), uLong(raw.size())),
+            Z_OK);
+  std::string out("\x89PNG\r\n\x1A\n", 8);
+  out += chunk("IHDR", be32(uint32_t(w)) + be32(uint32_t(h)) +
+                           std::string{char(depth), char(color), 0, 0, 0});
+  for (const auto& [type, data] : extra) out += chunk(type, data);
+  out += chunk("IDAT", std::string(reinterpret_cast<const char*>(z.data()), zn));
+  return out + chunk("IEND", "");
+}
+
+TEST(DecodeImageTest, PngPaletteLowBitGreyAndGreyAlpha) {
+  // A palette with a transparent entry: RGB, alpha dropped.
+  const std::string plte("\xFF\x00\x00\x00\xFF\x00\x0A\x14\x1E", 9);
+  const torch::Tensor p =
+      decode(handmade_png(3, 2, 8, 3, {{"PLTE", plte}, {"tRNS", std::string(1, '\0')}},
+                          {std::string("\x00\x01\x02", 3), std::string("\x02\x01\x00", 3)}));
+  ASSERT_EQ(p.sizes(), (std::vector<int64_t>{2, 3, 3}));
+  EXPECT_TRUE(p[0][0].equal(torch::tensor({255, 0, 0}, torch::kUInt8)));
+  EXPECT_TRUE(p[0][2].equal(torch::tensor({10, 20, 30}, torch::kUInt8)));
+  EXPECT_TRUE(p[1][1].equal(torch::tensor({0, 255, 0}, torch::kUInt8)));
+  // 2-bit grey 0, 1, 2, 3, 3 -> 0, 85, 170, 255, 255.
+  const torch::Tensor g = decode(handmade_png(5, 1, 2, 0, {}, {std::string("\x1B\xC0", 2)}));
+  ASSERT_EQ(g.sizes(), (std::vector<int64_t>{1, 5, 1}));
+  EXPECT_TRUE(g.flatten().equal(torch::tensor({0, 85, 170, 255, 255}, torch::kUInt8)));
+  // Grey + alpha: one grey channel.
+  const torch::Tensor ga =
+      decode(handmade_png(2, 1, 8, 4, {}, {std::string("\x64\x00\xC8\xFF", 4)}));
+  ASSERT_EQ(ga.sizes(), (std::vector<int64_t>{1, 2, 1}));
+  EXPECT_TRUE(ga.flatten().equal(torch::tensor({100, 200}, torch::kUInt8)));
 }
 
 TEST(DecodeImageTest, JpegMatchesOpenCvDecoder) {
