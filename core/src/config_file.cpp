@@ -309,6 +309,14 @@ std::string trim(const std::string& s) {
 
 constexpr int kMaxOverrideDepth = 512;
 
+// Levels of containers: 0 for a scalar, 1 + the deepest element for a list or dict.
+size_t json_depth(const Json& j) {
+  size_t deepest = 0;
+  if (j.is_array() || j.is_object())
+    for (size_t i = 0; i < j.size(); ++i) deepest = std::max(deepest, json_depth(j.at(i)));
+  return j.is_array() || j.is_object() ? deepest + 1 : 0;
+}
+
 // Splits on commas outside brackets, as DictAction's find_next_comma (which knows () and []);
 // commas inside a {...} JSON object, and inside its strings, are kept too. Throws on
 // unbalanced or crossed brackets.
@@ -500,6 +508,13 @@ void apply_override(Json& cfg, const std::string& assignment) {
     if (dot == std::string::npos) break;
     start = dot + 1;
   }
+  // The key's levels and the value's together stay within what Json::parse reads back (a
+  // key of 100,000 components overflowed the stack; found by fuzz/config).
+  const size_t depth = parts.size() + json_depth(value);
+  if (depth > size_t(kMaxOverrideDepth))
+    throw ConfigError("--cfg-options " + key.substr(0, 40) + (key.size() > 40 ? "...: " : ": ") +
+                      "nested " + std::to_string(depth) + " levels deep (key and value); at most " +
+                      std::to_string(kMaxOverrideDepth));
   Json nested = std::move(value);
   for (size_t i = parts.size(); i-- > 0;) {
     Json level = Json::object();

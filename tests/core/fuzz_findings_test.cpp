@@ -35,6 +35,25 @@ TEST(FuzzFindingsTest, JsonNumbersReadBackAsDumped) {
   EXPECT_EQ(Json::parse(value.dump(), "t"), value) << value.dump();
 }
 
+// fuzz/config: a --cfg-options key of 100,000 components overflowed the stack, and one of a
+// few hundred made a config whose dump Json::parse refuses (over 512 levels).
+TEST(FuzzFindingsTest, OverrideKeyAndValueNestAtMost512Levels) {
+  auto key = [](size_t levels) {
+    std::string k = "a";
+    for (size_t i = 1; i < levels; ++i) k += ".a";
+    return k;
+  };
+  Json cfg = Json::object();
+  EXPECT_TRUE(has_substr(message_of<ConfigError>([&] { apply_override(cfg, key(100000) + "=1"); }),
+                         "nested 100000 levels deep (key and value); at most 512"));
+  EXPECT_TRUE(
+      has_substr(message_of<ConfigError>([&] { apply_override(cfg, key(510) + "=[[[1]]]"); }),
+                 "nested 513 levels deep"));
+  apply_override(cfg, key(509) + "=[[[1]]]"); // 512 levels: accepted, and reads back
+  ASSERT_TRUE(cfg.find("a"));
+  EXPECT_EQ(Json::parse(cfg.dump(), "dump"), cfg);
+}
+
 // fuzz/idx: a 16-byte IDX file announcing 2^40 elements made read_idx allocate them all.
 TEST(FuzzFindingsTest, IdxHeaderAnnouncingMoreThanTheFileAllocatesNoMore) {
   test::TempDir dir;
