@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <ATen/autocast_mode.h>
@@ -80,8 +81,15 @@ OptionTable<ParamwiseOptions> ParamwiseOptions::table() {
                 "weight decay multiplier of biases (but norm biases when norm_decay_mult is set)",
                 ge(0))
       .optional("bias_lr_mult", &O::bias_lr_mult, "lr multiplier of biases but norm layers'", ge(0))
+      .optional("dwconv_decay_mult", &O::dwconv_decay_mult,
+                "weight decay multiplier of depth-wise convolutions (a Conv2d whose groups "
+                "equal its in_channels, as MMEngine tests it), after the norm and bias rules",
+                ge(0))
       .optional("flat_decay_mult", &O::flat_decay_mult,
-                "weight decay multiplier of other one-dimensional parameters", ge(0));
+                "weight decay multiplier of other one-dimensional parameters", ge(0))
+      .optional("bypass_duplicate", &O::bypass_duplicate,
+                "a parameter shared by two modules joins the first one's group only; false: "
+                "such a parameter is an error (PyTorch refuses a parameter in two groups)");
 }
 
 OptionTable<OptimWrapperOptions> OptimWrapperOptions::table() {
@@ -122,12 +130,19 @@ bool is_norm_module(const std::string& module_name) {
          module_name.find("InstanceNorm") != std::string::npos;
 }
 
-// One entry of paramwise_cfg.custom_keys.
+bool is_dwconv_module(const torch::nn::Module& module) {
+  const auto* conv = module.as<torch::nn::Conv2d>();
+  return conv && conv->options.groups() == conv->options.in_channels();
+}
+
+// One entry of paramwise_cfg.custom_keys: every key goes into the param group, as MMEngine's
+// `param_group[k] = v` (lr and weight_decay given outright win over the multipliers).
 struct CustomKey {
   std::string key;
   double lr_mult = 1.0;
   double decay_mult = 1.0;
-  Config options; // the optimizer's group keys it sets
+  std::optional<double> lr, weight_decay;
+  Config options; // the optimizer's other group keys it sets
 };
 
 std::vector<CustomKey> read_custom_keys(const Config& keys, const Schema& group_schema) {
@@ -137,6 +152,11 @@ std::vector<CustomKey> read_custom_keys(const Config& keys, const Schema& group_
           .optional("lr_mult", ArgType::Float, CustomKey{}.lr_mult, "lr multiplier", {check::ge(0)})
           .optional("decay_mult", ArgType::Float, CustomKey{}.decay_mult, "weight decay multiplier",
                     {check::ge(0)})
+          .optional("lr", ArgType::Float, Json(), "the group's lr (instead of lr * lr_mult)",
+                    {check::ge(0)})
+          .optional("weight_decay", ArgType::Float, Json(),
+                    "the group's weight decay (instead of weight_decay * decay_mult)",
+                    {check::ge(0)})
           .extend(group_schema);
   std::vector<CustomKey> out;
   for (const auto& key : keys.keys()) {
@@ -144,10 +164,24 @@ std::vector<CustomKey> read_custom_keys(const Config& keys, const Schema& group_
     if (entry.has("type")) entry.fail_key("type", "unknown key (a custom key takes options only)");
     const Json filled = schema.apply(entry);
     Json options = Json::object();
-    for (const auto& k : filled.keys())
-      if (k != "lr_mult" && k != "decay_mult") options.set(k, *filled.find(k));
-    out.push_back({key, filled.find("lr_mult")->as_number(), filled.find("decay_mult")->as_number(),
-                   Config(options, entry.path())});
+    CustomKey rule;
+    rule.key = key;
+    for (const auto& k : filled.keys()) {
+      const Json& v = *filled.find(k);
+      if (k == "lr_mult") {
+        rule.lr_mult = v.as_number();
+      } else if (k == "decay_mult") {
+        rule.decay_mult = v.as_number();
+      } else if (k == "lr") {
+        if (!v.is_null()) rule.lr = v.as_number();
+      } else if (k == "weight_decay") {
+        if (!v.is_null()) rule.weight_decay = v.as_number();
+      } else {
+        options.set(k, v);
+      }
+    }
+    rule.options = Config(options, entry.path());
+    out.push_back(std::move(rule));
   }
   // MMEngine: the longest key wins, ties alphabetically.
   std::stable_sort(out.begin(), out.end(), [](const CustomKey& a, const CustomKey& b) {
@@ -178,20 +212,36 @@ void OptimWrapper::build_groups(torch::nn::Module& model, const Config& cfg) {
   const double base_lr = factory_->lr(), base_wd = factory_->weight_decay();
 
   // One group per parameter, in MMEngine's order (a module's own parameters, then its
-  // children's); a parameter shared by two modules joins the first one's group only.
+  // children's). A module reached twice is visited once (as torch's named_modules); a
+  // parameter registered by two modules joins the first one's group only, and without
+  // bypass_duplicate it is an error when paramwise_cfg is given (MMEngine hands PyTorch both
+  // groups, which refuses them). Without paramwise_cfg MMEngine passes model.parameters(),
+  // which lists it once.
   std::vector<OptimizerGroup> groups;
-  std::unordered_set<const void*> seen;
+  std::unordered_map<const void*, std::string> seen; // parameter -> its first name
+  std::unordered_set<const void*> visited;           // modules
   bool trainable = false;
   // The model itself first (named_modules() can list it only when a shared_ptr holds it).
   std::vector<std::pair<std::string, const torch::nn::Module*>> modules{{"", &model}};
   for (const auto& item : model.named_modules("", /*include_self=*/false))
     modules.emplace_back(item.key(), item.value().get());
   for (const auto& [prefix, module] : modules) {
+    if (!visited.insert(module).second) continue;
     const bool norm = is_norm_module(module->name());
+    const bool dwconv = is_dwconv_module(*module);
     for (const auto& p : module->named_parameters(/*recurse=*/false)) {
-      if (!seen.insert(p.value().unsafeGetTensorImpl()).second) continue;
+      const std::string pname = prefix.empty() ? p.key() : prefix + "." + p.key();
+      if (auto [it, fresh] = seen.emplace(p.value().unsafeGetTensorImpl(), pname); !fresh) {
+        if (options_.paramwise_cfg && !rules.bypass_duplicate)
+          cfg.fail_key("paramwise_cfg", "parameter " + pname + " is " + it->second +
+                                            " (one parameter registered by two modules), "
+                                            "which PyTorch refuses in two param groups; set "
+                                            "paramwise_cfg.bypass_duplicate: true to give it "
+                                            "the first one's group only");
+        continue;
+      }
       trainable = trainable || p.value().requires_grad();
-      const std::string name = prefix.empty() ? p.key() : prefix + "." + p.key();
+      const std::string& name = pname;
       const bool bias = p.key() == "bias";
       OptimizerGroup g;
       g.params = {p.value()};
@@ -202,9 +252,11 @@ void OptimWrapper::build_groups(torch::nn::Module& model, const Config& cfg) {
       auto rule = std::find_if(custom.begin(), custom.end(), [&](const CustomKey& k) {
         return name.find(k.key) != std::string::npos;
       });
-      if (rule != custom.end()) {
-        g.lr = base_lr * rule->lr_mult;
-        g.weight_decay = base_wd * rule->decay_mult;
+      if (!p.value().requires_grad()) {
+        // MMEngine: such a parameter gets a plain group, no rule.
+      } else if (rule != custom.end()) {
+        g.lr = rule->lr.value_or(base_lr * rule->lr_mult);
+        g.weight_decay = rule->weight_decay.value_or(base_wd * rule->decay_mult);
         g.options = rule->options;
       } else {
         if (bias && !norm && rules.bias_lr_mult) g.lr = base_lr * *rules.bias_lr_mult;
@@ -212,6 +264,8 @@ void OptimWrapper::build_groups(torch::nn::Module& model, const Config& cfg) {
           g.weight_decay = base_wd * *rules.norm_decay_mult;
         } else if (bias && rules.bias_decay_mult) {
           g.weight_decay = base_wd * *rules.bias_decay_mult;
+        } else if (dwconv && rules.dwconv_decay_mult) {
+          g.weight_decay = base_wd * *rules.dwconv_decay_mult;
         } else if (p.value().dim() == 1 && rules.flat_decay_mult) {
           g.weight_decay = base_wd * *rules.flat_decay_mult;
         }

@@ -156,6 +156,92 @@ TEST_F(OptimWrapperTest, CustomKeysCarryTheOptimizersGroupOptions) {
       "optim_wrapper.paramwise_cfg.custom_keys.bn.decay_mult: expected float >= 0"));
 }
 
+// MMEngine's `param_group[k] = v`: a custom key's lr, weight_decay and momentum reach the
+// group as given (an explicit lr wins over lr_mult).
+TEST_F(OptimWrapperTest, CustomKeysPassEveryKeyIntoTheGroup) {
+  TinyNet net;
+  auto w = wrap(with_paramwise(R"({"custom_keys": {
+      "head": {"lr": 0.03, "weight_decay": 0.5, "momentum": 0.7, "lr_mult": 10},
+      "fc": {"lr_mult": 2, "decay_mult": 3, "nesterov": false}}})"),
+                net);
+  auto lr = per_group(*w, "lr");
+  auto wd = per_group(*w, "weight_decay");
+  auto momentum = per_group(*w, "momentum");
+  EXPECT_DOUBLE_EQ(lr.at("head.weight"), 0.03);
+  EXPECT_DOUBLE_EQ(lr.at("head.bias"), 0.03);
+  EXPECT_DOUBLE_EQ(wd.at("head.weight"), 0.5);
+  EXPECT_DOUBLE_EQ(momentum.at("head.weight"), 0.7);
+  EXPECT_DOUBLE_EQ(momentum.at("fc.weight"), 0.0); // the optimizer's own
+  EXPECT_DOUBLE_EQ(lr.at("fc.weight"), 0.2);
+  EXPECT_DOUBLE_EQ(wd.at("fc.bias"), 0.03);
+  EXPECT_DOUBLE_EQ(w->initial_lr(5), 0.03);
+  EXPECT_TRUE(
+      test::has_substr(error_of(with_paramwise(R"({"custom_keys": {"fc": {"lr": -1}}})"), net),
+                       "optim_wrapper.paramwise_cfg.custom_keys.fc.lr: expected float >= 0"));
+}
+
+// A depth-wise conv (groups == in_channels) and a parameter shared by two modules.
+struct ConvNet : torch::nn::Module {
+  ConvNet() {
+    dw = register_module("dw",
+                         torch::nn::Conv2d(torch::nn::Conv2dOptions(4, 4, 3).groups(4).bias(true)));
+    pw = register_module("pw", torch::nn::Conv2d(torch::nn::Conv2dOptions(4, 8, 1).bias(true)));
+    bn = register_module("bn", torch::nn::BatchNorm2d(8));
+  }
+  torch::nn::Conv2d dw{nullptr}, pw{nullptr};
+  torch::nn::BatchNorm2d bn{nullptr};
+};
+
+TEST_F(OptimWrapperTest, DwconvDecayMultAfterTheNormAndBiasRules) {
+  ConvNet net;
+  auto wd = per_group(
+      *wrap(
+          with_paramwise(R"({"dwconv_decay_mult": 0, "bias_decay_mult": 2, "flat_decay_mult": 3})"),
+          net),
+      "weight_decay");
+  EXPECT_DOUBLE_EQ(wd.at("dw.weight"), 0.0);
+  EXPECT_DOUBLE_EQ(wd.at("dw.bias"), 0.02); // the bias rule comes first
+  EXPECT_DOUBLE_EQ(wd.at("pw.weight"), 0.01);
+  EXPECT_DOUBLE_EQ(wd.at("bn.weight"), 0.03); // flat
+  // norm_decay_mult before all.
+  wd = per_group(*wrap(with_paramwise(R"({"dwconv_decay_mult": 0, "norm_decay_mult": 4})"), net),
+                 "weight_decay");
+  EXPECT_DOUBLE_EQ(wd.at("bn.bias"), 0.04);
+  EXPECT_DOUBLE_EQ(wd.at("dw.bias"), 0.0);
+  // Without it the depth-wise conv keeps the base decay.
+  wd = per_group(*wrap(with_paramwise(R"({"bias_decay_mult": 2})"), net), "weight_decay");
+  EXPECT_DOUBLE_EQ(wd.at("dw.weight"), 0.01);
+}
+
+TEST_F(OptimWrapperTest, ASharedParameterNeedsBypassDuplicate) {
+  ConvNet net;
+  auto tied = std::make_shared<torch::nn::Module>();
+  tied->register_parameter("weight", net.pw->weight);
+  net.register_module("tied", tied);
+  // Without paramwise_cfg (MMEngine passes model.parameters()) it is listed once.
+  auto plain = wrap(std::string(R"({"optimizer": )") + kSgd + "}", net);
+  EXPECT_EQ(plain->num_groups(), 6u);
+  EXPECT_TRUE(test::has_substr(
+      error_of(with_paramwise(R"({"bias_decay_mult": 0})"), net),
+      "optim_wrapper.paramwise_cfg: parameter tied.weight is pw.weight (one parameter registered "
+      "by two modules)"));
+  auto w = wrap(with_paramwise(R"({"bias_decay_mult": 0, "bypass_duplicate": true})"), net);
+  EXPECT_EQ(w->num_groups(), 6u);
+  EXPECT_EQ(w->group_name(2), "pw.weight");
+}
+
+// MMEngine gives a parameter that needs no gradient a plain group.
+TEST_F(OptimWrapperTest, FrozenParametersGetNoRule) {
+  TinyNet net;
+  net.fc->bias.requires_grad_(false);
+  auto w = wrap(with_paramwise(R"({"bias_decay_mult": 0, "bias_lr_mult": 3})"), net);
+  auto wd = per_group(*w, "weight_decay");
+  auto lr = per_group(*w, "lr");
+  EXPECT_DOUBLE_EQ(wd.at("fc.bias"), 0.01);
+  EXPECT_DOUBLE_EQ(lr.at("fc.bias"), 0.1);
+  EXPECT_DOUBLE_EQ(lr.at("head.bias"), 0.3);
+}
+
 TEST_F(OptimWrapperTest, ConfigErrorsNameTheirPath) {
   TinyNet net;
   auto cfg = [](const std::string& rest) {

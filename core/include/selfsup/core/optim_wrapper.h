@@ -7,9 +7,11 @@
 //
 //   {"type": "OptimWrapper" | "AmpOptimWrapper",
 //    "optimizer": {"type": "LARS", "lr": 0.3, ...},            // any registered optimizer
-//    "paramwise_cfg": {"custom_keys": {"bn": {"decay_mult": 0, "lars_exclude": true}},
+//    "paramwise_cfg": {"custom_keys": {"bn": {"decay_mult": 0, "lars_exclude": true},
+//                                      "head": {"lr": 0.01, "momentum": 0.8}},
 //                      "norm_decay_mult": 0, "bias_decay_mult": 0, "bias_lr_mult": 2,
-//                      "flat_decay_mult": 0},
+//                      "dwconv_decay_mult": 0, "flat_decay_mult": 0,
+//                      "bypass_duplicate": false},
 //    "clip_grad": {"max_norm": 10, "norm_type": 2} | {"type": "value", "clip_value": 1},
 //    "accumulative_counts": 1,
 //    "skip_nonfinite": false,       // true: a NaN/Inf loss skips its step (counted) instead
@@ -69,7 +71,9 @@ struct SELFSUP_CORE_API ParamwiseOptions {
   std::optional<double> norm_decay_mult;
   std::optional<double> bias_decay_mult;
   std::optional<double> bias_lr_mult;
+  std::optional<double> dwconv_decay_mult;
   std::optional<double> flat_decay_mult;
+  bool bypass_duplicate = false;
   static OptionTable<ParamwiseOptions> table();
 };
 
@@ -88,9 +92,10 @@ struct SELFSUP_CORE_API OptimWrapperOptions {
 class SELFSUP_CORE_API OptimWrapper {
 public:
   /// Builds the optimizer (kind "optimizer", `optimizer.type`) over one param group per
-  /// parameter of `model` (MMEngine's order: a matching custom key, the longest one, wins;
-  /// else the norm rule, then the bias rule, then the flat rule). Config errors are
-  /// ConfigErrors naming the JSON path.
+  /// parameter of `model` (MMEngine 0.8.4's DefaultOptimWrapperConstructor: a matching custom
+  /// key, the longest one, wins and sets every key it has; else bias_lr_mult, then the first
+  /// of the norm, bias, depth-wise conv and flat decay rules). A parameter that does not
+  /// require a gradient gets no rule. Config errors are ConfigErrors naming the JSON path.
   OptimWrapper(const Config& optim_wrapper_cfg, torch::nn::Module& model);
   ~OptimWrapper();
   OptimWrapper(const OptimWrapper&) = delete;
