@@ -298,8 +298,10 @@ TEST(SchedulerTest, RunnerTrainsWithTheChainedSchedule) {
   runner.train();
   std::ifstream jl(dir.path() / "work" / "scalars.jsonl");
   std::vector<double> lr;
-  for (std::string line; std::getline(jl, line);)
-    if (const Json* v = Json::parse(line, "scalars.jsonl").find("lr")) lr.push_back(v->as_number());
+  for (std::string line; std::getline(jl, line);) {
+    const Json row = Json::parse(line, "scalars.jsonl"); // find() points into it: keep it alive
+    if (const Json* v = row.find("lr")) lr.push_back(v->as_number());
+  }
   ASSERT_EQ(lr.size(), 12u); // 4 iterations per epoch, 3 epochs
   double v = 0.3 * 0.1;      // LinearLR's step 0; the cosine's step 0 keeps it
   for (size_t it = 0; it < lr.size(); ++it) {
