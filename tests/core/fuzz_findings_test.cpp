@@ -35,6 +35,16 @@ TEST(FuzzFindingsTest, JsonNumbersReadBackAsDumped) {
   EXPECT_EQ(Json::parse(value.dump(), "t"), value) << value.dump();
 }
 
+// fuzz/config: RapidJSON read 2e308 (past the double range) as infinity, without an error,
+// so a config or a {...} override value held a number written back as null.
+TEST(FuzzFindingsTest, NumbersPastTheDoubleRangeAreRefused) {
+  EXPECT_TRUE(has_substr(message_of<ConfigError>([] { (void)Json::parse("{\"lr\": 2e308}", "c"); }),
+                         "c: a number out of the range of a double"));
+  EXPECT_TRUE(
+      has_substr(message_of<ConfigError>([] { (void)parse_override_value("{\"n\": -3e308}"); }),
+                 "a number out of the range of a double"));
+}
+
 // fuzz/config: a --cfg-options key of 100,000 components overflowed the stack, and one of a
 // few hundred made a config whose dump Json::parse refuses (over 512 levels).
 TEST(FuzzFindingsTest, OverrideKeyAndValueNestAtMost512Levels) {
