@@ -1,4 +1,6 @@
 // The `backbones` plugin: image encoders (ResNet, ResNet_CIFAR).
+#include <string>
+
 #include <selfsup/plugin.h>
 #include <selfsup/registry.h>
 
@@ -10,6 +12,14 @@ void register_types(selfsup::Registrar& r) {
   r.add<selfsup::Backbone>("ResNet", &make_resnet, ResNetOptions::table("imagenet").schema());
   r.add<selfsup::Backbone>("ResNet_CIFAR", &make_resnet_cifar,
                            ResNetOptions::table("cifar").schema());
+  // Scope variants (sdk/include/selfsup/registry.h): mmcls 1.0 numbers out_indices by stage
+  // from 0 and zero-inits the residual branches; mmpretrain 1.x kept both.
+  for (const char* scope : {"mmcls", "mmpretrain"}) {
+    r.add<selfsup::Backbone>(std::string(scope) + ".ResNet", &make_mmcls_resnet,
+                             ResNetOptions::table("imagenet", "mmcls").schema());
+    r.add<selfsup::Backbone>(std::string(scope) + ".ResNet_CIFAR", &make_mmcls_resnet_cifar,
+                             ResNetOptions::table("cifar", "mmcls").schema());
+  }
 }
 
 } // namespace selfsup::plugins::backbones

@@ -44,23 +44,34 @@ std::string join(const std::vector<int64_t>& v) {
 
 // ---- options ---------------------------------------------------------------------------
 
-OptionTable<ResNetOptions> ResNetOptions::table(const std::string& default_stem) {
+OptionTable<ResNetOptions> ResNetOptions::table(const std::string& default_stem,
+                                                const std::string& scope) {
   using O = ResNetOptions;
   using namespace selfsup::check;
   const bool cifar = default_stem == "cifar";
+  const bool mmcls = scope == "mmcls";
   O prototype;
   prototype.stem(default_stem);
-  return OptionTable<O>(cifar ? "ResNet with a CIFAR stem (3x3 stride-1 conv, no max-pool), as "
-                                "mmcls ResNet_CIFAR; torchvision parameter names; out_indices as "
-                                "ResNet (0 = stem, 1..4 = stages)"
-                              : "ResNet (MMSelfSup/mmcls), 'pytorch' style, torchvision "
-                                "parameter names (conv1, bn1, layer1.0.conv1, ...; no fc)",
-                        prototype)
+  prototype.scope(scope);
+  if (mmcls) {
+    prototype.out_indices({3});
+    prototype.zero_init_residual(true);
+  }
+  std::string doc = cifar ? "ResNet with a CIFAR stem (3x3 stride-1 conv, no max-pool), as "
+                            "mmcls ResNet_CIFAR; torchvision parameter names"
+                          : "ResNet, 'pytorch' style, torchvision parameter names (conv1, bn1, "
+                            "layer1.0.conv1, ...; no fc)";
+  doc += mmcls ? "; mmcls 1.0 semantics (out_indices 0..3 = stages, zero_init_residual true)"
+               : "; MMSelfSup semantics (out_indices 0 = stem, 1..4 = stages)";
+  const std::string indices_doc =
+      mmcls ? "outputs, in ascending order: 0..num_stages-1 = stage outputs (mmcls)"
+            : "outputs, in ascending order: 0 = stem (after ReLU, before max-pool), "
+              "1..num_stages = stage outputs (MMSelfSup)";
+  return OptionTable<O>(doc, prototype)
       .required("depth", &O::depth_, "18 or 34 (BasicBlock), 50, 101 or 152 (Bottleneck)",
                 one_of({18, 34, 50, 101, 152}))
       .optional("in_channels", &O::in_channels_, "channels of the input image", gt(0))
-      .optional("stem_channels", &O::stem_channels_,
-                "output channels of the stem conv (default: base_channels)", gt(0))
+      .optional("stem_channels", &O::stem_channels_, "output channels of the stem conv", gt(0))
       .optional("base_channels", &O::base_channels_,
                 "width of stage 1; stage i has base*2^(i-1) (x4 for Bottleneck)", gt(0))
       .optional("num_stages", &O::num_stages_, "number of residual stages", in(1, 4))
@@ -68,10 +79,7 @@ OptionTable<ResNetOptions> ResNetOptions::table(const std::string& default_stem)
                 "stride of each stage (default [1, 2, 2, 2], first num_stages)", each(ge(1)))
       .optional("dilations", &O::dilations_,
                 "dilation of each stage (default [1, 1, 1, 1], first num_stages)", each(ge(1)))
-      .optional("out_indices", &O::out_indices_,
-                "outputs, in ascending order: 0 = stem (after ReLU, before max-pool), "
-                "1..num_stages = stage outputs",
-                non_empty())
+      .optional("out_indices", &O::out_indices_, indices_doc, non_empty())
       .optional("stem", &O::stem_,
                 "'imagenet' (7x7/2 conv + 3x3/2 max-pool) or 'cifar' (3x3/1 conv, no max-pool)",
                 one_of({"imagenet", "cifar"}))
@@ -83,7 +91,7 @@ OptionTable<ResNetOptions> ResNetOptions::table(const std::string& default_stem)
       .optional("zero_init_residual", &O::zero_init_residual_,
                 "zero-init the last BN weight of each residual block")
       .optional("norm_cfg", &O::norm_cfg_, "norm layer (SyncBN acts as BN on one process)")
-      .rule([](const O& o, const Config& cfg) {
+      .rule([mmcls](const O& o, const Config& cfg) {
         const auto n = static_cast<size_t>(o.num_stages());
         for (const char* key : {"strides", "dilations"}) {
           const auto& v = std::string(key) == "strides" ? o.strides() : o.dilations();
@@ -92,12 +100,15 @@ OptionTable<ResNetOptions> ResNetOptions::table(const std::string& default_stem)
                                   " values (one per stage, num_stages = " + std::to_string(n) +
                                   "), got " + join(*v));
         }
+        const int64_t last = mmcls ? o.num_stages() - 1 : o.num_stages();
         for (auto i : o.out_indices())
-          if (i < 0 || i > o.num_stages())
-            cfg.fail_key("out_indices", "index " + std::to_string(i) + " is out of range [0, " +
-                                            std::to_string(n) + "] (0 = stem, 1.." +
-                                            std::to_string(n) + " = stages), got " +
-                                            join(o.out_indices()));
+          if (i < 0 || i > last)
+            cfg.fail_key("out_indices",
+                         "index " + std::to_string(i) + " is out of range [0, " +
+                             std::to_string(last) + "] (" +
+                             (mmcls ? "mmcls: 0.." + std::to_string(last) + " = stages"
+                                    : "0 = stem, 1.." + std::to_string(n) + " = stages") +
+                             "), got " + join(o.out_indices()));
         auto sorted = o.out_indices();
         std::sort(sorted.begin(), sorted.end());
         if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
@@ -120,7 +131,7 @@ void ResNet::reset() {
   if (!arch) throw ValueError("ResNet: unsupported depth " + std::to_string(options.depth()));
   bottleneck_ = arch->bottleneck;
   const int64_t expansion = bottleneck_ ? Bottleneck::kExpansion : BasicBlock::kExpansion;
-  const int64_t stem = options.stem_channels().value_or(options.base_channels());
+  const int64_t stem = options.stem_channels();
   const auto n = static_cast<size_t>(options.num_stages());
   const auto strides = options.strides().value_or(
       std::vector<int64_t>(std::begin(ResNetOptions::kStrides), std::end(ResNetOptions::kStrides)));
@@ -156,13 +167,17 @@ void ResNet::reset() {
       }
   }
 
-  out_indices_ = options.out_indices();
+  // Internally 0 = stem and i = stage i; mmcls counts stages from 0.
+  const bool mmcls = options.scope() == "mmcls";
+  out_indices_.clear();
+  for (auto idx : options.out_indices()) out_indices_.push_back(mmcls ? idx + 1 : idx);
   std::sort(out_indices_.begin(), out_indices_.end());
   out_indices_.erase(std::unique(out_indices_.begin(), out_indices_.end()), out_indices_.end());
   out_channels_.clear();
   for (auto idx : out_indices_) {
-    TORCH_CHECK(idx >= 0 && idx <= options.num_stages(), "ResNet: out index ", idx,
-                " is out of range [0, ", options.num_stages(), "]");
+    TORCH_CHECK(idx >= (mmcls ? 1 : 0) && idx <= options.num_stages(), "ResNet: out index ",
+                mmcls ? idx - 1 : idx, " is out of range for ", options.num_stages(),
+                " stages (scope ", options.scope(), ")");
     out_channels_.push_back(idx == 0 ? stem : stage_channels[idx - 1]);
   }
 
@@ -211,8 +226,9 @@ void ResNet::pretty_print(std::ostream& stream) const {
          << ", block=" << (bottleneck_ ? "Bottleneck" : "BasicBlock") << ", stem=" << options.stem()
          << ", in_channels=" << options.in_channels()
          << ", base_channels=" << options.base_channels() << ", num_stages=" << options.num_stages()
-         << ", out_indices=" << join(out_indices_) << ", out_channels=" << join(out_channels_)
-         << ", norm=" << options.norm_cfg().type;
+         << ", stem_channels=" << options.stem_channels() << ", scope=" << options.scope()
+         << ", out_indices=" << join(options.out_indices())
+         << ", out_channels=" << join(out_channels_) << ", norm=" << options.norm_cfg().type;
   if (options.frozen_stages() >= 0) stream << ", frozen_stages=" << options.frozen_stages();
   if (options.norm_eval()) stream << ", norm_eval=true";
   if (options.zero_init_residual()) stream << ", zero_init_residual=true";
@@ -227,6 +243,14 @@ std::shared_ptr<selfsup::Backbone> make_resnet(const Config& cfg) {
 
 std::shared_ptr<selfsup::Backbone> make_resnet_cifar(const Config& cfg) {
   return std::make_shared<ResNet>(ResNetOptions::table("cifar").parse(cfg));
+}
+
+std::shared_ptr<selfsup::Backbone> make_mmcls_resnet(const Config& cfg) {
+  return std::make_shared<ResNet>(ResNetOptions::table("imagenet", "mmcls").parse(cfg));
+}
+
+std::shared_ptr<selfsup::Backbone> make_mmcls_resnet_cifar(const Config& cfg) {
+  return std::make_shared<ResNet>(ResNetOptions::table("cifar", "mmcls").parse(cfg));
 }
 
 } // namespace selfsup::plugins::backbones

@@ -26,14 +26,18 @@ namespace selfsup::plugins::backbones {
 struct ResNetOptions {
   explicit ResNetOptions(int64_t depth) : depth_(depth) {}
   /// The declaration of the options of `ResNet` (`stem` "imagenet") or `ResNet_CIFAR`
-  /// (`stem` "cifar"): schema, parsing and checks; errors name the JSON path.
-  static OptionTable<ResNetOptions> table(const std::string& default_stem = "imagenet");
+  /// (`stem` "cifar") under `scope`'s semantics: "mmselfsup" (the bare names) or "mmcls"
+  /// (`mmcls.ResNet`: out_indices 0..num_stages-1 by stage, default [3], and
+  /// zero_init_residual true, as mmcls 1.0.0rc6). Schema, parsing and checks; errors name the
+  /// JSON path.
+  static OptionTable<ResNetOptions> table(const std::string& default_stem = "imagenet",
+                                          const std::string& scope = "mmselfsup");
 
   /// 18, 34 (BasicBlock) or 50, 101, 152 (Bottleneck).
   TORCH_ARG(int64_t, depth);
   TORCH_ARG(int64_t, in_channels) = 3;
-  /// Output channels of the stem conv; unset means `base_channels`.
-  TORCH_ARG(std::optional<int64_t>, stem_channels) = std::nullopt;
+  /// Output channels of the stem conv (64, as mmselfsup and mmcls, whatever base_channels).
+  TORCH_ARG(int64_t, stem_channels) = 64;
   /// Width of stage 1; stage i is base * 2^(i-1) (x4 for Bottleneck).
   TORCH_ARG(int64_t, base_channels) = 64;
   TORCH_ARG(int64_t, num_stages) = 4;
@@ -41,7 +45,8 @@ struct ResNetOptions {
   /// kDilations.
   TORCH_ARG(std::optional<std::vector<int64_t>>, strides) = std::nullopt;
   TORCH_ARG(std::optional<std::vector<int64_t>>, dilations) = std::nullopt;
-  /// 0 = stem output (after ReLU, before max-pool), 1..num_stages = stage outputs.
+  /// Scope "mmselfsup": 0 = stem output (after ReLU, before max-pool), 1..num_stages = stage
+  /// outputs. Scope "mmcls": 0..num_stages-1 = stage outputs.
   TORCH_ARG(std::vector<int64_t>, out_indices) = {4};
   /// 'imagenet' (7x7/2 conv + 3x3/2 max-pool) or 'cifar' (3x3/1 conv, no max-pool).
   TORCH_ARG(std::string, stem) = "imagenet";
@@ -52,6 +57,9 @@ struct ResNetOptions {
   TORCH_ARG(bool, norm_eval) = false;
   TORCH_ARG(bool, zero_init_residual) = false;
   TORCH_ARG(NormCfg, norm_cfg) = {};
+  /// Whose semantics apply (not a config key: the registered name chooses it): "mmselfsup"
+  /// or "mmcls" (see table()).
+  TORCH_ARG(std::string, scope) = "mmselfsup";
 
 public:
   /// The per-stage defaults (MMSelfSup's), of which the first `num_stages` apply.
@@ -82,15 +90,19 @@ private:
   void freeze_stages();
 
   bool bottleneck_ = false;
-  std::vector<int64_t> out_indices_; // sorted, unique
+  std::vector<int64_t> out_indices_; // sorted, unique; 0 = stem, i = stage i (any scope)
   std::vector<int64_t> out_channels_;
   torch::nn::Conv2d conv1_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr};
   std::vector<ResLayer> layers_;
 };
 
-/// A ResNet (`ResNet`) or one with the CIFAR stem by default (`ResNet_CIFAR`).
+/// A ResNet (`ResNet`) or one with the CIFAR stem by default (`ResNet_CIFAR`), with
+/// MMSelfSup's semantics, and their mmcls scope variants (`mmcls.ResNet`,
+/// `mmcls.ResNet_CIFAR`).
 std::shared_ptr<selfsup::Backbone> make_resnet(const Config& cfg);
 std::shared_ptr<selfsup::Backbone> make_resnet_cifar(const Config& cfg);
+std::shared_ptr<selfsup::Backbone> make_mmcls_resnet(const Config& cfg);
+std::shared_ptr<selfsup::Backbone> make_mmcls_resnet_cifar(const Config& cfg);
 
 } // namespace selfsup::plugins::backbones

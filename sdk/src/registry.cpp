@@ -67,19 +67,49 @@ bool kind_less(const std::string& a, const std::string& b) {
 }
 
 // OpenMMLab scopes name a package, not a plugin: any provider of the type will do, so
-// MMSelfSup configs ("mmcls.CrossEntropyLoss") read as they are.
+// MMSelfSup configs ("mmcls.CrossEntropyLoss") read as they are. Where that package's
+// semantics differ from MMSelfSup's, a plugin registers a scope variant under the scoped name
+// ("mmcls.ResNet"), which the scoped name then finds first.
 bool is_openmmlab_scope(const std::string& scope) {
   static const char* const kScopes[] = {"mmcls", "mmselfsup", "mmpretrain", "mmengine", "mmdet"};
   return std::any_of(std::begin(kScopes), std::end(kScopes),
                      [&](const char* s) { return scope == s; });
 }
 
-// "plugin.Type" -> {"plugin", "Type"}; "Type" and "mmcls.Type" -> {"", "Type"}.
-std::pair<std::string, std::string> split_scope(const std::string& name) {
-  auto dot = name.rfind('.');
-  if (dot == std::string::npos) return {"", name};
-  std::string scope = name.substr(0, dot);
-  return {is_openmmlab_scope(scope) ? "" : scope, name.substr(dot + 1)};
+// A type name as written: "[plugin.][openmmlab scope.]Type".
+struct TypeName {
+  std::string plugin; // "" for any
+  std::string scope;  // an OpenMMLab scope, or ""
+  std::string type;
+};
+
+TypeName parse_name(const std::string& name) {
+  TypeName out;
+  const auto dot = name.rfind('.');
+  if (dot == std::string::npos) {
+    out.type = name;
+    return out;
+  }
+  out.type = name.substr(dot + 1);
+  const std::string rest = name.substr(0, dot);
+  const auto dot2 = rest.rfind('.');
+  const std::string last = dot2 == std::string::npos ? rest : rest.substr(dot2 + 1);
+  if (is_openmmlab_scope(last)) {
+    out.scope = last;
+    out.plugin = dot2 == std::string::npos ? "" : rest.substr(0, dot2);
+  } else {
+    out.plugin = rest;
+  }
+  return out;
+}
+
+// A registered name: "Type", or a scope variant "<OpenMMLab scope>.Type".
+bool valid_name(const std::string& name) {
+  if (name.empty()) return false;
+  const auto dot = name.find('.');
+  if (dot == std::string::npos) return true;
+  return dot + 1 < name.size() && name.find('.', dot + 1) == std::string::npos &&
+         is_openmmlab_scope(name.substr(0, dot));
 }
 
 // "neck type 'MLP' is provided by 2 plugins: plugin 'a' (liba.so) and plugin 'b' (libb.so);
@@ -110,9 +140,11 @@ void Registry::commit(std::vector<RegistryEntry> entries) {
     if (!valid_kind(e.kind))
       throw RegistryError(e.provider() + ": invalid kind '" + e.kind + "' for type '" + e.name +
                           "' (expected an identifier of [a-z0-9_] starting with a letter)");
-    if (e.name.empty() || e.name.find('.') != std::string::npos)
+    if (!valid_name(e.name))
       throw RegistryError(e.provider() + ": invalid type name '" + e.name + "' (" + e.kind +
-                          "; expected a non-empty name without '.')");
+                          "; expected a non-empty name without '.', or a scope variant "
+                          "'<scope>.Type' of an OpenMMLab scope: mmcls, mmselfsup, mmpretrain, "
+                          "mmengine, mmdet)");
     if (!e.factory_) throw RegistryError(e.provider() + ": type '" + e.name + "' has no factory");
     for (const auto& have : entries_)
       if (have->kind == e.kind && have->name == e.name && have->plugin == e.plugin)
@@ -129,11 +161,16 @@ void Registry::commit(std::vector<RegistryEntry> entries) {
 
 std::vector<const RegistryEntry*> Registry::providers_locked(const std::string& kind,
                                                              const std::string& name) const {
-  const auto [plugin, type] = split_scope(name);
+  const TypeName n = parse_name(name);
   std::vector<const RegistryEntry*> out;
-  for (const auto& e : entries_)
-    if (e->kind == kind && e->name == type && (plugin.empty() || plugin == e->plugin))
-      out.push_back(e.get());
+  auto collect = [&](const std::string& entry_name) {
+    for (const auto& e : entries_)
+      if (e->kind == kind && e->name == entry_name && (n.plugin.empty() || n.plugin == e->plugin))
+        out.push_back(e.get());
+  };
+  // "mmcls.Type": the mmcls variant where a plugin registered one, else the plain type.
+  if (!n.scope.empty()) collect(n.scope + "." + n.type);
+  if (out.empty()) collect(n.type);
   return out;
 }
 
@@ -210,7 +247,7 @@ std::string Registry::unknown_type(const std::string& kind, const std::string& n
   std::set<std::string> known;
   std::string best;
   size_t best_d = 4;
-  const std::string bare = split_scope(name).second;
+  const std::string bare = parse_name(name).type;
   for (const auto* e : entries(kind)) {
     known.insert(e->name);
     size_t d = detail::edit_distance(bare, e->name);

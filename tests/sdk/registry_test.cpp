@@ -275,3 +275,34 @@ TEST(SchemaTest, RequiredDefaultsAndNull) {
   EXPECT_EQ(ok.find("names")->at(0).as_string(), "a");
   EXPECT_EQ(ok.find("maybe"), nullptr);
 }
+
+// A scope variant ("mmcls.Tag") is what the scoped name finds first; the bare name and the
+// other scopes keep the plain type; a plugin prefix still narrows. Names with another '.' are
+// refused.
+TEST(RegistryTest, ScopeVariantsAreFoundByTheirScopeOnly) {
+  Registry reg;
+  Registrar r("p1", "libp1.so");
+  add_tag(r);
+  r.add<Transform>(
+      "mmcls.Tag", [](const Config&) { return std::make_shared<Tag>(1, "mmcls variant"); },
+      Schema("doc"));
+  r.commit(reg);
+  auto plugin_of = [&](const char* type) {
+    return as_tag(
+               build<Transform>(cfg_of(reg, (std::string(R"({"type": ")") + type + "\"}").c_str())))
+        .plugin;
+  };
+  EXPECT_EQ(plugin_of("mmcls.Tag"), "mmcls variant");
+  EXPECT_EQ(plugin_of("p1.mmcls.Tag"), "mmcls variant");
+  EXPECT_EQ(plugin_of("Tag"), "p1");
+  EXPECT_EQ(plugin_of("mmselfsup.Tag"), "p1");
+  EXPECT_EQ(plugin_of("p1.Tag"), "p1");
+  EXPECT_EQ(reg.find("transform", "mmcls.Tag")->name, "mmcls.Tag");
+  EXPECT_EQ(reg.find("transform", "p2.mmcls.Tag"), nullptr);
+  for (const char* bad : {"other.Tag", "mmcls.a.Tag", "mmcls.", ".Tag"}) {
+    Registrar b("p2", "libp2.so");
+    add_tag(b, bad);
+    const std::string msg = message_of([&] { b.commit(reg); });
+    EXPECT_NE(msg.find("invalid type name '" + std::string(bad) + "'"), std::string::npos) << msg;
+  }
+}

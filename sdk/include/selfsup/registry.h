@@ -4,8 +4,12 @@
 //
 // Names are scoped by plugin, as mmengine scopes its registries: two plugins may both
 // register `MLP`; `plugin.MLP` picks one, and a bare `MLP` that two plugins provide is an
-// error naming both. OpenMMLab scopes (`mmcls.`, `mmselfsup.`...) name a package, not a
-// plugin, and match any provider.
+// error naming both. OpenMMLab scopes (`mmcls.`, `mmselfsup.`, `mmpretrain.`, `mmengine.`,
+// `mmdet.`) name a package, not a plugin, and match any provider. Where a package's semantics
+// differ, a plugin registers a scope variant under the scoped name (`mmcls.ResNet`, whose
+// out_indices count stages from 0): `mmcls.ResNet` finds that variant first, then plain
+// `ResNet`; a bare `ResNet` (or `mmselfsup.ResNet`, when no such variant exists) never finds
+// the variant. `plugin.mmcls.ResNet` narrows to one plugin.
 //
 // Plugins add entries only through a Registrar (`add<T>`) inside their register function;
 // the Registrar commits all of a plugin's entries or none. Objects are made only through
@@ -66,7 +70,8 @@ public:
   /// Tests and embedders may use their own Registry instead (see Config::with_registry).
   static Registry& global();
 
-  /// The entry for `name` ("Type", "plugin.Type" or "mmcls.Type") of `kind`, or nullptr.
+  /// The entry for `name` ("Type", "plugin.Type", "mmcls.Type" or "plugin.mmcls.Type") of
+  /// `kind`, or nullptr.
   /// Throws RegistryError (naming every provider) if a bare name has several providers.
   [[nodiscard]] const RegistryEntry* find(const std::string& kind, const std::string& name) const;
   /// Every entry `name` may mean: one for "plugin.Type", all providers for a bare name.

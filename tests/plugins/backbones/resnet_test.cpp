@@ -512,6 +512,91 @@ TEST(ResNetTest, BadConfigValuesNameTheJsonPath) {
             0u);
 }
 
+// mmselfsup and mmcls: stem_channels=64 whatever base_channels.
+TEST(ResNetTest, StemChannelsDefaultTo64WhateverBaseChannels) {
+  auto net = make_backbone(
+      R"({"type": "ResNet", "depth": 18, "base_channels": 16, "out_indices": [0, 1, 4]})");
+  auto params = net->named_parameters();
+  EXPECT_EQ(params["conv1.weight"].sizes().vec(), (std::vector<int64_t>{64, 3, 7, 7}));
+  EXPECT_EQ(params["layer1.0.conv1.weight"].sizes().vec(), (std::vector<int64_t>{16, 64, 3, 3}));
+  EXPECT_EQ(net->out_channels(), (std::vector<int64_t>{64, 16, 128}));
+  // The stem-to-stage-1 width change needs a projection, as torch's ResNet does.
+  EXPECT_NE(child(*net, "layer1.0.downsample"), nullptr);
+  auto stem =
+      make_backbone(R"({"type": "ResNet", "depth": 18, "base_channels": 16, "stem_channels": 16})");
+  EXPECT_EQ(stem->named_parameters()["conv1.weight"].size(0), 16);
+  test::load_plugins();
+  EXPECT_EQ(
+      Registry::global().find("backbone", "ResNet")->schema.find("stem_channels")->default_value,
+      Json(64));
+}
+
+// MMSelfSup counts the stem as 0; mmcls (and mmpretrain) count stages from 0.
+TEST(ResNetTest, OutIndicesFollowTheScope) {
+  torch::manual_seed(0);
+  const auto x = torch::randn({1, 3, 32, 32});
+  const Shapes stages{{1, 64, 8, 8}, {1, 128, 4, 4}, {1, 256, 2, 2}, {1, 512, 1, 1}};
+  for (const char* type : {"mmcls.ResNet", "mmpretrain.ResNet", "backbones.mmcls.ResNet"}) {
+    auto net = make_backbone(std::string(R"({"type": ")") + type +
+                             R"(", "depth": 18, "out_indices": [0, 1, 2, 3]})");
+    net->eval();
+    EXPECT_EQ(shapes(net->forward(x)), stages) << type;
+    EXPECT_EQ(net->out_channels(), (std::vector<int64_t>{64, 128, 256, 512})) << type;
+    auto last = make_backbone(std::string(R"({"type": ")") + type + R"(", "depth": 18})");
+    last->eval();
+    EXPECT_EQ(shapes(last->forward(x)), (Shapes{{1, 512, 1, 1}})) << type; // default (3,)
+  }
+  for (const char* type : {"ResNet", "mmselfsup.ResNet", "backbones.ResNet"}) {
+    auto net = make_backbone(std::string(R"({"type": ")") + type +
+                             R"(", "depth": 18, "out_indices": [0, 1, 2, 3, 4]})");
+    net->eval();
+    const auto outs = shapes(net->forward(x));
+    ASSERT_EQ(outs.size(), 5u) << type;
+    EXPECT_EQ(outs[0], (std::vector<int64_t>{1, 64, 16, 16})) << type; // the stem
+    EXPECT_EQ(Shapes(outs.begin() + 1, outs.end()), stages) << type;
+  }
+  // mmcls.ResNet_CIFAR: the CIFAR stem, stages from 0.
+  auto cifar = make_backbone(R"({"type": "mmcls.ResNet_CIFAR", "depth": 18, "out_indices": [0]})");
+  cifar->eval();
+  EXPECT_EQ(shapes(cifar->forward(x)), (Shapes{{1, 64, 32, 32}}));
+  EXPECT_TRUE(test::has_substr(
+      error_of(R"({"type": "mmcls.ResNet", "depth": 18, "out_indices": [4]})"),
+      "model.backbone.out_indices: index 4 is out of range [0, 3] (mmcls: 0..3 = stages)"));
+  EXPECT_TRUE(test::has_substr(
+      error_of(R"({"type": "mmcls.ResNet", "depth": 18, "num_stages": 2, "out_indices": [2]})"),
+      "model.backbone.out_indices: index 2 is out of range [0, 1]"));
+  std::ostringstream s;
+  make_backbone(R"({"type": "mmcls.ResNet", "depth": 18})")->pretty_print(s);
+  EXPECT_TRUE(test::has_substr(s.str(), "scope=mmcls, out_indices=[3], out_channels=[512]"));
+}
+
+bool last_norms_zero(const Backbone& net) {
+  bool all_zero = true;
+  for (const auto& p : net.named_parameters())
+    if (p.key().find(".bn2.weight") != std::string::npos)
+      all_zero = all_zero && torch::all(p.value() == 0).item<bool>();
+  return all_zero;
+}
+
+// mmcls defaults zero_init_residual to true; MMSelfSup's ResNet passes false.
+TEST(ResNetTest, ZeroInitResidualDefaultFollowsTheScope) {
+  EXPECT_TRUE(last_norms_zero(*make_backbone(R"({"type": "mmcls.ResNet", "depth": 18})")));
+  EXPECT_TRUE(last_norms_zero(*make_backbone(R"({"type": "mmcls.ResNet_CIFAR", "depth": 18})")));
+  EXPECT_TRUE(last_norms_zero(*make_backbone(R"({"type": "mmpretrain.ResNet", "depth": 18})")));
+  EXPECT_FALSE(last_norms_zero(*make_backbone(R"({"type": "ResNet", "depth": 18})")));
+  EXPECT_FALSE(last_norms_zero(*make_backbone(R"({"type": "mmselfsup.ResNet", "depth": 18})")));
+  EXPECT_FALSE(last_norms_zero(*make_backbone(R"({"type": "ResNet_CIFAR", "depth": 18})")));
+  EXPECT_FALSE(last_norms_zero(
+      *make_backbone(R"({"type": "mmcls.ResNet", "depth": 18, "zero_init_residual": false})")));
+  test::load_plugins();
+  const auto* mmcls = Registry::global().find("backbone", "mmcls.ResNet");
+  ASSERT_NE(mmcls, nullptr);
+  EXPECT_EQ(mmcls->name, "mmcls.ResNet");
+  EXPECT_EQ(mmcls->schema.find("zero_init_residual")->default_value, Json(true));
+  EXPECT_EQ(mmcls->schema.find("out_indices")->default_value, Json::array({3}));
+  EXPECT_EQ(Registry::global().find("backbone", "mmselfsup.ResNet")->name, "ResNet");
+}
+
 TEST(ResNetTest, SchemaDocumentsEveryKey) {
   test::load_plugins();
   const auto* entry = Registry::global().find("backbone", "ResNet");
