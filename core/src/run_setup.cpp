@@ -42,11 +42,45 @@ OptionTable<RandomnessOptions> RandomnessOptions::table() {
                 "accepted: per-sample seeds already differ by sample index");
 }
 
+OptionTable<MpOptions> MpOptions::table() {
+  using O = MpOptions;
+  return OptionTable<O>("env_cfg.mp_cfg (MMEngine's multi-processing settings)", O())
+      .optional("mp_start_method", &O::mp_start_method,
+                "accepted, no effect: the loader's workers are threads, not processes",
+                one_of({"fork", "spawn", "forkserver"}))
+      .optional("opencv_num_threads", &O::opencv_num_threads,
+                "OpenCV's own threads: 0 only (the loader turns them off, as MMSelfSup's "
+                "configs ask)",
+                one_of({0}));
+}
+
+OptionTable<DistOptions> DistOptions::table() {
+  using O = DistOptions;
+  return OptionTable<O>("env_cfg.dist_cfg (MMEngine's distributed settings)", O())
+      .optional("backend", &O::backend, "accepted, no effect: training runs in one process",
+                one_of({"nccl", "gloo", "mpi"}));
+}
+
 OptionTable<EnvOptions> EnvOptions::table() {
   using O = EnvOptions;
   return OptionTable<O>("env_cfg", O())
       .optional("channels_last", &O::channels_last,
-                "NHWC conv weights and inputs (1.2-1.3x faster ResNet steps with oneDNN)");
+                "NHWC conv weights and inputs (1.2-1.3x faster ResNet steps with oneDNN)")
+      .optional("cudnn_benchmark", &O::cudnn_benchmark,
+                "cuDNN picks the fastest convolution algorithms (torch.backends.cudnn.benchmark)")
+      .optional("mp_cfg", &O::mp_cfg, "{mp_start_method, opencv_num_threads}")
+      .optional("dist_cfg", &O::dist_cfg, "{backend}");
+}
+
+OptionTable<AutoScaleLrOptions> AutoScaleLrOptions::table() {
+  using O = AutoScaleLrOptions;
+  return OptionTable<O>("auto_scale_lr (MMEngine)", O())
+      .required("base_batch_size", &O::base_batch_size,
+                "the total batch size the config's lr was tuned for", gt(0))
+      .optional("enable", &O::enable,
+                "false only: the lr is the config's (scale optimizer.lr by batch size / "
+                "base_batch_size yourself)",
+                one_of({false}));
 }
 
 OptionTable<LoggerHookOptions> LoggerHookOptions::table() {
@@ -112,7 +146,28 @@ OptionTable<RunnerKeys> RunnerKeys::table() {
                 existing_file({"auto"}))
       .optional("load_from", &O::load_from, "initial weights (a checkpoint path)", existing_file())
       .optional("plugins", &O::plugins, "plugin names or .so paths the config needs")
-      .optional("env_cfg", &O::env_cfg, "{channels_last}")
+      .optional("env_cfg", &O::env_cfg, "{channels_last, cudnn_benchmark, mp_cfg, dist_cfg}")
+      .optional("default_scope", &O::default_scope,
+                "accepted, no effect: bare type names follow MMSelfSup; another scope's type is "
+                "written with its scope ('mmcls.ResNet')",
+                one_of({"mmselfsup"}))
+      .optional("log_level", &O::log_level,
+                "accepted, no effect: the log shows progress, notes and warnings",
+                one_of({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}))
+      .optional("launcher", &O::launcher,
+                "'none' only: training runs in one process (no distributed launcher)",
+                one_of({"none"}))
+      .optional("visualizer", &O::visualizer,
+                "accepted, no effect: scalars go to <work_dir>/scalars.jsonl")
+      .optional("vis_backends", &O::vis_backends,
+                "accepted, no effect: scalars go to <work_dir>/scalars.jsonl")
+      .optional(
+          "log_processor", &O::log_processor,
+          "accepted, no effect: the log has its own format (a progress bar on a terminal, "
+          "plain lines every default_hooks.logger.interval, every iteration in scalars.jsonl)")
+      .optional("auto_scale_lr", &O::auto_scale_lr, "{base_batch_size, enable: false}")
+      .optional("find_unused_parameters", &O::find_unused_parameters,
+                "accepted, no effect: no DistributedDataParallel wrapper in one process")
       .rule([](const O& o, const Config& cfg) {
         if (o.param_scheduler && !o.param_scheduler->is_object() && !o.param_scheduler->is_array())
           cfg.fail_key("param_scheduler", "expected a scheduler dict or a list of them, got " +
@@ -120,6 +175,13 @@ OptionTable<RunnerKeys> RunnerKeys::table() {
         if (o.resume && !o.resume->is_bool() && !o.resume->is_string())
           cfg.fail_key("resume", "expected true/false, 'auto' or a checkpoint path, got " +
                                      describe_value(*o.resume));
+        for (const auto* v : {&o.visualizer, &o.log_processor})
+          if (*v && !(*v)->is_object() && !(*v)->is_null())
+            cfg.fail_key(v == &o.visualizer ? "visualizer" : "log_processor",
+                         "expected a dict, got " + describe_value(**v));
+        if (o.vis_backends && !o.vis_backends->is_array() && !o.vis_backends->is_null())
+          cfg.fail_key("vis_backends",
+                       "expected a list of dicts, got " + describe_value(*o.vis_backends));
       });
 }
 
@@ -185,9 +247,12 @@ std::string latest_checkpoint_in(const std::string& work_dir) {
 ResumePoint resolve_resume(const RunnerKeys& keys, const TrainOptions& options,
                            const std::string& work_dir) {
   std::string resume = options.resume;
+  // MMEngine: resume=True with a load_from resumes from load_from, without one from the work
+  // dir's latest checkpoint.
   if (resume.empty() && keys.resume)
-    resume =
-        keys.resume->is_bool() ? (keys.resume->as_bool() ? "auto" : "") : keys.resume->as_string();
+    resume = keys.resume->is_bool()
+                 ? (keys.resume->as_bool() ? keys.load_from.value_or("auto") : "")
+                 : keys.resume->as_string();
   ResumePoint point;
   if (resume.empty()) return point;
   if (resume != "auto") {
@@ -319,6 +384,7 @@ uint64_t resolve_seed(const RunnerKeys& keys, const TrainOptions& options) {
 Environment setup_environment(const RunnerKeys& keys, const TrainOptions& options) {
   Environment env;
   env.channels_last = keys.env_cfg && keys.env_cfg->channels_last;
+  at::globalContext().setBenchmarkCuDNN(keys.env_cfg && keys.env_cfg->cudnn_benchmark);
   if (options.device == "cuda") {
     if (!torch::cuda::is_available())
       throw ConfigError("--device cuda: CUDA is not available in this LibTorch build or machine");

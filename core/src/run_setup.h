@@ -28,10 +28,34 @@ struct RandomnessOptions {
   static OptionTable<RandomnessOptions> table();
 };
 
+/// `env_cfg.mp_cfg` (MMEngine's multi-processing settings).
+struct MpOptions {
+  std::string mp_start_method = "fork"; // accepted: the loader's workers are threads
+  int64_t opencv_num_threads = 0;       // 0 only: the loader turns OpenCV's threads off
+  static OptionTable<MpOptions> table();
+};
+
+/// `env_cfg.dist_cfg`.
+struct DistOptions {
+  std::string backend = "nccl"; // accepted: one process here
+  static OptionTable<DistOptions> table();
+};
+
 /// `env_cfg`.
 struct EnvOptions {
   bool channels_last = false;
+  bool cudnn_benchmark = false;
+  std::optional<MpOptions> mp_cfg;
+  std::optional<DistOptions> dist_cfg;
   static OptionTable<EnvOptions> table();
+};
+
+/// `auto_scale_lr` (MMEngine: scales the optimizer's lr by the real batch size over
+/// base_batch_size when `enable` is true, which only tools/train.py --auto-scale-lr sets).
+struct AutoScaleLrOptions {
+  int64_t base_batch_size = 0;
+  bool enable = false;
+  static OptionTable<AutoScaleLrOptions> table();
 };
 
 /// `default_hooks.logger`.
@@ -69,6 +93,12 @@ struct RunnerKeys {
   std::optional<std::string> load_from;
   std::optional<std::vector<std::string>> plugins;
   std::optional<EnvOptions> env_cfg;
+  // Keys MMSelfSup configs carry that change nothing here (docs/compatibility.md says why);
+  // each is checked, so a value that would mean something else is refused.
+  std::optional<std::string> default_scope, log_level, launcher;
+  std::optional<Json> visualizer, vis_backends, log_processor;
+  std::optional<AutoScaleLrOptions> auto_scale_lr;
+  std::optional<bool> find_unused_parameters;
   static OptionTable<RunnerKeys> table();
 };
 
@@ -82,7 +112,8 @@ struct ResumePoint {
   std::vector<std::string> notes;       // for the log
 };
 
-/// The checkpoint to resume from: --resume, else cfg.resume (true means "auto"). A path is
+/// The checkpoint to resume from: --resume, else cfg.resume (true means cfg.load_from when
+/// given, as MMEngine's Runner, else "auto"). A path is
 /// loaded as given (its errors thrown). "auto" takes the work dir's most recent checkpoint
 /// that loads, passes its checksum and holds finite weights: the one last_checkpoint names
 /// (a name relative to the work dir; an absolute path counts by its file name, so a moved
@@ -119,7 +150,8 @@ struct Environment {
   int threads = 1;
   bool channels_last = false;
 };
-/// Device (--device), compute threads (--threads) and env_cfg; sets torch's thread count.
+/// Device (--device), compute threads (--threads) and env_cfg; sets torch's thread count and
+/// cuDNN's benchmark mode (env_cfg.cudnn_benchmark).
 Environment setup_environment(const RunnerKeys& keys, const TrainOptions& options);
 
 struct HookSet {

@@ -117,7 +117,7 @@ Runner::Runner(Json cfg_json, TrainOptions options)
   HookSet hooks = build_hooks(keys);
   hooks_ = std::move(hooks.hooks);
 
-  if (keys.load_from) {
+  if (keys.load_from && !resume_ckpt) { // a resumed run takes its weights from the checkpoint
     const std::string& from = *keys.load_from;
     Checkpoint c = load_checkpoint(from);
     load_module_state(*model_, c.state_dict, "load_from " + from);
