@@ -41,7 +41,7 @@ void write_config(const fs::path& path, const fs::path& data, int epochs) {
   test::write_file(path, R"({
     "model": {"type": "SimCLR",
       "data_preprocessor": {"mean": [128.0], "std": [64.0], "bgr_to_rgb": false},
-      "backbone": {"type": "ResNet", "depth": 18, "in_channels": 1, "base_channels": 4,
+      "backbone": {"type": "ResNet", "depth": 18, "in_channels": 1, "stem_channels": 4, "base_channels": 4,
                    "stem": "cifar", "zero_init_residual": true},
       "neck": {"type": "NonLinearNeck", "in_channels": 32, "hid_channels": 32, "out_channels": 16},
       "head": {"type": "ContrastiveHead", "loss": {"type": "CrossEntropyLoss"}, "temperature": 0.1}},

@@ -79,7 +79,7 @@ const test::LocalRegistry& faulty_registry() {
 Json faulty_config(const fs::path& data, int epochs, double lr = 0.01) {
   Json cfg = Json::parse(R"({
     "model": {"type": "TestFaulty",
-      "backbone": {"type": "ResNet", "depth": 18, "in_channels": 1, "base_channels": 4,
+      "backbone": {"type": "ResNet", "depth": 18, "in_channels": 1, "stem_channels": 4, "base_channels": 4,
                    "stem": "cifar"}},
     "train_dataloader": {"batch_size": 16, "num_workers": 1, "drop_last": true,
       "dataset": {"type": "FashionMNIST", "split": "train",

@@ -28,7 +28,7 @@ Json tiny_config(const fs::path& data_root, int epochs, bool channels_last = fal
   Json cfg = Json::parse(R"({
     "model": {"type": "SimCLR",
       "data_preprocessor": {"mean": [128.0], "std": [64.0], "bgr_to_rgb": false},
-      "backbone": {"type": "ResNet", "depth": 18, "in_channels": 1, "base_channels": 4,
+      "backbone": {"type": "ResNet", "depth": 18, "in_channels": 1, "stem_channels": 4, "base_channels": 4,
                    "stem": "cifar", "zero_init_residual": true},
       "neck": {"type": "NonLinearNeck", "in_channels": 32, "hid_channels": 32, "out_channels": 16},
       "head": {"type": "ContrastiveHead", "loss": {"type": "CrossEntropyLoss"}, "temperature": 0.1}},
@@ -436,7 +436,7 @@ TEST_F(RunnerTest, KnnFeaturesComeFromExtractFeat) {
         BaseModel::base_schema("test"));
   });
   Json model = Json::parse(R"({"type": "TestOwnFeatures",
-      "backbone": {"type": "ResNet", "depth": 18, "in_channels": 1, "base_channels": 4,
+      "backbone": {"type": "ResNet", "depth": 18, "in_channels": 1, "stem_channels": 4, "base_channels": 4,
                    "stem": "cifar"}})",
                            "t");
   auto algo = build<Algorithm>(registry.config(model, "model"));

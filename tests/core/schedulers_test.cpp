@@ -272,7 +272,7 @@ TEST(SchedulerTest, RunnerTrainsWithTheChainedSchedule) {
   Json cfg = Json::parse(R"({
     "model": {"type": "SimCLR",
       "data_preprocessor": {"mean": [128.0], "std": [64.0], "bgr_to_rgb": false},
-      "backbone": {"type": "ResNet", "depth": 18, "in_channels": 1, "base_channels": 4,
+      "backbone": {"type": "ResNet", "depth": 18, "in_channels": 1, "stem_channels": 4, "base_channels": 4,
                    "stem": "cifar"},
       "neck": {"type": "NonLinearNeck", "in_channels": 32, "hid_channels": 16, "out_channels": 8},
       "head": {"type": "ContrastiveHead", "loss": {"type": "CrossEntropyLoss"}, "temperature": 0.1}},

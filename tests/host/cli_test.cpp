@@ -49,7 +49,8 @@ std::string tiny_overrides(const fs::path& data) {
          " custom_hooks.0.bank_dataloader.dataset.data_root=" + root +
          " custom_hooks.0.query_dataloader.dataset.data_root=" + root +
          " train_dataloader.batch_size=16 train_cfg.max_epochs=2"
-         " model.backbone.base_channels=4 model.neck.in_channels=32 model.neck.hid_channels=32"
+         " model.backbone.stem_channels=4 model.backbone.base_channels=4"
+         " model.neck.in_channels=32 model.neck.hid_channels=32"
          " param_scheduler.0.end=1 param_scheduler.1.begin=1 param_scheduler.1.end=2"
          " param_scheduler.1.T_max=1 custom_hooks.0.k=5 default_hooks.checkpoint.interval=1";
 }

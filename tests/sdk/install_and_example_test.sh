@@ -69,7 +69,7 @@ done
 "$selfsup" train "$tmp/vicreg/configs/vicreg_resnet18_fmnist.json" --plugin-dir "$tmp/drop" \
   --work-dir "$tmp/work" --threads 2 --cfg-options train_cfg.max_epochs=1 \
   train_dataloader.dataset.indices=96 train_dataloader.batch_size=32 \
-  model.backbone.base_channels=4 model.neck.in_channels=32 model.neck.hid_channels=64 \
+  model.backbone.stem_channels=4 model.backbone.base_channels=4 model.neck.in_channels=32 model.neck.hid_channels=64 \
   model.neck.out_channels=64 > "$tmp/train.log" 2>&1 \
   || { cat "$tmp/train.log"; exit 1; }
 [ -f "$tmp/work/epoch_1.pth" ] || { cat "$tmp/train.log"; echo "no checkpoint"; exit 1; }
