@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <random>
 #include <stdexcept>
 
 #include <selfsup/core/builtins.h>
+#include <selfsup/json.h>
 #include <selfsup/core/plugin_loader.h>
 
 namespace selfsup::test {
@@ -47,6 +49,19 @@ TempDir::~TempDir() {
   if (text.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure()
          << "message: " << text << "\nexpected to contain: " << needle;
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {(std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()};
+}
+
+std::vector<int64_t> logged_iters(const std::filesystem::path& scalars) {
+  std::vector<int64_t> iters;
+  std::ifstream in(scalars);
+  for (std::string line; std::getline(in, line);)
+    iters.push_back(Json::parse(line, scalars.string()).find("iter")->as_int());
+  return iters;
 }
 
 void write_file(const std::filesystem::path& path, const std::string& bytes, bool gzip) {

@@ -59,6 +59,12 @@ template <class E = std::exception> std::string message_of(const std::function<v
 /// Writes `bytes` to `path` (creating parent folders), gzip-compressed if `gzip`.
 void write_file(const std::filesystem::path& path, const std::string& bytes, bool gzip = false);
 
+/// The whole content of a file ("" if it cannot be opened).
+std::string read_text(const std::filesystem::path& path);
+
+/// The "iter" of every record of a scalars.jsonl, in file order.
+std::vector<int64_t> logged_iters(const std::filesystem::path& scalars);
+
 /// The bytes of an IDX file: magic (0, 0, `type`, rank), big-endian dims, then `data`.
 std::string idx_bytes(uint8_t type, const std::vector<int32_t>& dims,
                       const std::vector<uint8_t>& data);

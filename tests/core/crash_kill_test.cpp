@@ -30,11 +30,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {(std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()};
-}
-
 // A tiny SimCLR run: 32 generated images, batch 16 (2 iterations per epoch), a checkpoint
 // after every epoch, no kNN hook.
 void write_config(const fs::path& path, const fs::path& data, int epochs) {
@@ -91,14 +86,6 @@ bool has_temp_file(const fs::path& dir) {
   return false;
 }
 
-std::vector<int64_t> logged_iters(const fs::path& p) {
-  std::vector<int64_t> iters;
-  std::ifstream in(p);
-  for (std::string line; std::getline(in, line);)
-    iters.push_back(Json::parse(line, p.string()).find("iter")->as_int());
-  return iters;
-}
-
 } // namespace
 
 TEST(CrashKillTest, SigkilledRunsResumeToTheWeightsOfAnUnbrokenRun) {
@@ -112,7 +99,7 @@ TEST(CrashKillTest, SigkilledRunsResumeToTheWeightsOfAnUnbrokenRun) {
   const std::string args = "train " + cfg.string() + " --threads 1 --work-dir ";
 
   const auto start = std::chrono::steady_clock::now();
-  ASSERT_EQ(run(args + straight.string(), "", log), 0) << read_text(log);
+  ASSERT_EQ(run(args + straight.string(), "", log), 0) << test::read_text(log);
   const double unbroken_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -149,7 +136,7 @@ TEST(CrashKillTest, SigkilledRunsResumeToTheWeightsOfAnUnbrokenRun) {
     // Whatever the moment, the latest checkpoint loads (its checksum included), and so does
     // every checkpoint under its final name.
     if (fs::exists(broken / "last_checkpoint")) {
-      std::string name = read_text(broken / "last_checkpoint");
+      std::string name = test::read_text(broken / "last_checkpoint");
       name = name.substr(0, name.find('\n'));
       EXPECT_NO_THROW((void)core::load_checkpoint((broken / name).string()))
           << "after kill " << kills;
@@ -160,7 +147,7 @@ TEST(CrashKillTest, SigkilledRunsResumeToTheWeightsOfAnUnbrokenRun) {
       }
     }
   }
-  ASSERT_EQ(run(args + broken.string() + " --resume auto", env, log), 0) << read_text(log);
+  ASSERT_EQ(run(args + broken.string() + " --resume auto", env, log), 0) << test::read_text(log);
   std::cout << "[ kill test ] unbroken run " << unbroken_s << " s; survived " << kills
             << " SIGKILLs (" << during_write
             << " during a checkpoint write); the resumed run ends with the unbroken run's "
@@ -182,7 +169,7 @@ TEST(CrashKillTest, SigkilledRunsResumeToTheWeightsOfAnUnbrokenRun) {
   // Each iteration logged once, whatever was run again.
   std::vector<int64_t> want;
   for (int64_t i = 1; i <= 2 * kEpochs; ++i) want.push_back(i);
-  EXPECT_EQ(logged_iters(broken / "scalars.jsonl"), want);
+  EXPECT_EQ(test::logged_iters(broken / "scalars.jsonl"), want);
 }
 
 TEST(CrashKillTest, AFullDiskStopsTheRunAndKeepsThePreviousCheckpoint) {
@@ -192,18 +179,18 @@ TEST(CrashKillTest, AFullDiskStopsTheRunAndKeepsThePreviousCheckpoint) {
   const fs::path log = tmp.path() / "out.log";
   write_config(cfg, tmp.path() / "data", 1);
   const std::string args = "train " + cfg.string() + " --threads 1 --work-dir " + work.string();
-  ASSERT_EQ(run(args, "", log), 0) << read_text(log);
+  ASSERT_EQ(run(args, "", log), 0) << test::read_text(log);
   write_config(cfg, tmp.path() / "data", 2);
   // The disk fills up 100 kB into the next checkpoint (the merged config is smaller).
   const int code = run(args + " --resume auto", "SELFSUP_TEST_FAIL_WRITE_AFTER=100000", log);
-  const std::string out = read_text(log);
+  const std::string out = test::read_text(log);
   EXPECT_EQ(code, 1) << out;
   EXPECT_TRUE(test::has_substr(out, (work / "epoch_2.pth").string() +
                                         ": cannot write: No space left on device; nothing was "
                                         "replaced (the previous epoch_2.pth, if any, is kept)"));
   EXPECT_FALSE(fs::exists(work / "epoch_2.pth"));
   EXPECT_FALSE(fs::exists(work / "epoch_2.pth.tmp"));
-  EXPECT_EQ(read_text(work / "last_checkpoint"), "epoch_1.pth\n");
+  EXPECT_EQ(test::read_text(work / "last_checkpoint"), "epoch_1.pth\n");
   EXPECT_EQ(core::load_checkpoint((work / "epoch_1.pth").string()).meta.find("iter")->as_int(), 2);
 }
 
@@ -212,13 +199,13 @@ TEST(CrashKillTest, AWorkDirEqualToTheConfigFolderKeepsTheConfig) {
   test::make_fake_fmnist(tmp.path() / "data", 32, 8);
   const fs::path folder = tmp.path() / "configs", cfg = folder / "tiny.json";
   write_config(cfg, tmp.path() / "data", 1);
-  const std::string before = read_text(cfg);
+  const std::string before = test::read_text(cfg);
   const fs::path log = tmp.path() / "out.log";
   ASSERT_EQ(run("train " + cfg.string() + " --threads 1 --work-dir " + folder.string(), "", log), 0)
-      << read_text(log);
-  EXPECT_EQ(read_text(cfg), before);
+      << test::read_text(log);
+  EXPECT_EQ(test::read_text(cfg), before);
   ASSERT_TRUE(fs::exists(folder / "tiny.merged.json"));
-  EXPECT_EQ(Json::parse(read_text(folder / "tiny.merged.json"), "merged")
+  EXPECT_EQ(Json::parse(test::read_text(folder / "tiny.merged.json"), "merged")
                 .find("randomness")
                 ->find("seed")
                 ->as_int(),
@@ -233,11 +220,11 @@ TEST(CrashKillTest, ResumingWithAnotherBatchSizeExitsTwo) {
   const fs::path log = tmp.path() / "out.log";
   write_config(cfg, tmp.path() / "data", 1);
   const std::string args = "train " + cfg.string() + " --threads 1 --work-dir " + work.string();
-  ASSERT_EQ(run(args, "", log), 0) << read_text(log);
+  ASSERT_EQ(run(args, "", log), 0) << test::read_text(log);
   write_config(cfg, tmp.path() / "data", 2);
   const int code =
       run(args + " --resume auto --cfg-options train_dataloader.batch_size=32", "", log);
-  const std::string out = read_text(log);
+  const std::string out = test::read_text(log);
   EXPECT_EQ(code, 2) << out;
   EXPECT_TRUE(test::has_substr(out, "was written with 2 iterations per epoch "
                                     "(train_dataloader.batch_size 16); this config gives 1"));

@@ -28,20 +28,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {(std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()};
-}
-
-// The "iter" of every record of a scalars.jsonl.
-std::vector<int64_t> logged_iters(const fs::path& p) {
-  std::vector<int64_t> iters;
-  std::ifstream in(p);
-  for (std::string line; std::getline(in, line);)
-    iters.push_back(Json::parse(line, p.string()).find("iter")->as_int());
-  return iters;
-}
-
 std::vector<int64_t> one_to(int64_t n) {
   std::vector<int64_t> v;
   for (int64_t i = 1; i <= n; ++i) v.push_back(i);
@@ -144,7 +130,7 @@ TEST(CheckpointFileTest, ChecksumCatchesAFlippedByteAndTruncation) {
   const std::string path = (dir.path() / "c.pth").string();
   core::save_checkpoint(path, small_checkpoint());
   EXPECT_EQ(core::load_checkpoint(path).meta.find("iter")->as_int(), 3);
-  std::string bytes = read_text(path);
+  std::string bytes = test::read_text(path);
   EXPECT_NE(bytes.find(std::string("selfsup-crc32:")), std::string::npos);
 
   // One byte of a weight changed: the zip and the pickle still read, the checksum does not.
@@ -194,8 +180,8 @@ TEST(CheckpointFileTest, WritesNeverGoThroughSymbolicLinks) {
   // A link planted at the temp name is removed, not followed.
   fs::create_symlink(target, dir.path() / "out.json.tmp");
   core::write_file_atomic((dir.path() / "out.json").string(), "{}\n");
-  EXPECT_EQ(read_text(target), "keep me");
-  EXPECT_EQ(read_text(dir.path() / "out.json"), "{}\n");
+  EXPECT_EQ(test::read_text(target), "keep me");
+  EXPECT_EQ(test::read_text(dir.path() / "out.json"), "{}\n");
   EXPECT_FALSE(fs::exists(fs::symlink_status(dir.path() / "out.json.tmp")));
   // A link in place of the output is refused, naming it.
   fs::create_symlink(target, dir.path() / "link.pth");
@@ -204,14 +190,14 @@ TEST(CheckpointFileTest, WritesNeverGoThroughSymbolicLinks) {
                                                        small_checkpoint());
                                }),
                                "link.pth: is a symbolic link; refusing to write through it"));
-  EXPECT_EQ(read_text(target), "keep me");
+  EXPECT_EQ(test::read_text(target), "keep me");
 }
 
 TEST(CheckpointFileTest, AFullDiskKeepsThePreviousFile) {
   test::TempDir dir;
   const std::string path = (dir.path() / "c.pth").string();
   core::save_checkpoint(path, small_checkpoint());
-  const std::string before = read_text(path);
+  const std::string before = test::read_text(path);
   core::Checkpoint next = small_checkpoint();
   next.meta.set("iter", Json(int64_t(9)));
   ::setenv("SELFSUP_TEST_FAIL_WRITE_AFTER", "1500", 1);
@@ -219,7 +205,7 @@ TEST(CheckpointFileTest, AFullDiskKeepsThePreviousFile) {
   ::unsetenv("SELFSUP_TEST_FAIL_WRITE_AFTER");
   EXPECT_TRUE(test::has_substr(msg, path + ": cannot write: No space left on device"));
   EXPECT_TRUE(test::has_substr(msg, "the previous c.pth, if any, is kept"));
-  EXPECT_EQ(read_text(path), before);
+  EXPECT_EQ(test::read_text(path), before);
   EXPECT_FALSE(fs::exists(path + ".tmp"));
 }
 
@@ -229,9 +215,9 @@ TEST_F(CrashSafetyTest, ResumeAutoFallsBackPastACorruptCheckpointAndSaysSo) {
   core::TrainOptions o = options("w");
   train(faulty_config(data(), 2), o);
   ASSERT_TRUE(fs::exists(dir("w") / "epoch_2.pth"));
-  EXPECT_EQ(read_text(dir("w") / "last_checkpoint"), "epoch_2.pth\n"); // relative
+  EXPECT_EQ(test::read_text(dir("w") / "last_checkpoint"), "epoch_2.pth\n"); // relative
   // The newest checkpoint damaged after it was written.
-  std::string bytes = read_text(dir("w") / "epoch_2.pth");
+  std::string bytes = test::read_text(dir("w") / "epoch_2.pth");
   bytes[bytes.size() / 2] = char(bytes[bytes.size() / 2] ^ 1);
   test::write_file(dir("w") / "epoch_2.pth", bytes);
   o.resume = "auto";
@@ -246,7 +232,7 @@ TEST_F(CrashSafetyTest, ResumeAutoFallsBackPastACorruptCheckpointAndSaysSo) {
   EXPECT_EQ(core::load_checkpoint((dir("w") / "epoch_3.pth").string()).meta.find("iter")->as_int(),
             12);
   // The scalar log holds each iteration once: those after the checkpoint were cut back.
-  EXPECT_EQ(logged_iters(dir("w") / "scalars.jsonl"), one_to(12));
+  EXPECT_EQ(test::logged_iters(dir("w") / "scalars.jsonl"), one_to(12));
 }
 
 TEST_F(CrashSafetyTest, AMovedWorkDirResumesFromItself) {
@@ -291,14 +277,14 @@ TEST_F(CrashSafetyTest, AFreshRunMovesAPreviousRunAside) {
   EXPECT_TRUE(test::has_substr(out, "the previous run's"));
   EXPECT_FALSE(fs::exists(dir("w") / "epoch_1.pth.tmp"));
   EXPECT_FALSE(fs::exists(dir("w") / "epoch_2.pth")); // no stale checkpoint mixed in
-  EXPECT_EQ(logged_iters(dir("w") / "scalars.jsonl"), one_to(4));
-  EXPECT_EQ(read_text(dir("w") / "notes.txt"), "the user's");
+  EXPECT_EQ(test::logged_iters(dir("w") / "scalars.jsonl"), one_to(4));
+  EXPECT_EQ(test::read_text(dir("w") / "notes.txt"), "the user's");
   fs::path aside;
   for (const auto& e : fs::directory_iterator(dir("w")))
     if (e.path().filename().string().rfind("previous_run_", 0) == 0) aside = e.path();
   ASSERT_FALSE(aside.empty());
   EXPECT_TRUE(fs::exists(aside / "epoch_2.pth"));
-  EXPECT_EQ(logged_iters(aside / "scalars.jsonl"), one_to(8));
+  EXPECT_EQ(test::logged_iters(aside / "scalars.jsonl"), one_to(8));
 }
 
 TEST_F(CrashSafetyTest, SymbolicLinksInTheWorkDirAreNotWrittenThrough) {
@@ -326,7 +312,7 @@ TEST_F(CrashSafetyTest, SymbolicLinksInTheWorkDirAreNotWrittenThrough) {
   EXPECT_TRUE(
       test::has_substr(test::message_of<ValueError>([&] { train(faulty_config(data(), 2), o); }),
                        "last_checkpoint: is a symbolic link"));
-  EXPECT_EQ(read_text(target), "keep me");
+  EXPECT_EQ(test::read_text(target), "keep me");
 }
 
 // ---- Point 7: numerical faults --------------------------------------------------------
@@ -340,7 +326,7 @@ TEST_F(CrashSafetyTest, ANaNLossStopsNamingIterationTermsAndLr) {
   EXPECT_TRUE(test::has_substr(msg, "optim_wrapper.skip_nonfinite"));
   EXPECT_TRUE(
       test::has_substr(msg, "The last good checkpoint is " + (dir("w") / "epoch_1.pth").string()));
-  EXPECT_EQ(read_text(dir("w") / "last_checkpoint"), "epoch_1.pth\n");
+  EXPECT_EQ(test::read_text(dir("w") / "last_checkpoint"), "epoch_1.pth\n");
   EXPECT_FALSE(fs::exists(dir("w") / "epoch_2.pth"));
 }
 
@@ -377,7 +363,7 @@ TEST_F(CrashSafetyTest, ADivergedStepIsNeverCheckpointedWithOneIterationPerEpoch
   EXPECT_TRUE(
       test::has_substr(msg, "The last good checkpoint is " + (dir("w") / "epoch_1.pth").string()));
   EXPECT_FALSE(fs::exists(dir("w") / "epoch_2.pth"));
-  EXPECT_EQ(read_text(dir("w") / "last_checkpoint"), "epoch_1.pth\n");
+  EXPECT_EQ(test::read_text(dir("w") / "last_checkpoint"), "epoch_1.pth\n");
   // And resume=auto takes that last good one.
   o.resume = "auto";
   g_diverge_at = -1;

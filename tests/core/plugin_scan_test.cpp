@@ -61,13 +61,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // What each way of dying is reported as.
 std::vector<std::string> expected_words(const std::string& way) {
   if (way == "segv")
@@ -147,7 +140,7 @@ TEST(PluginScanTest, CrashingPluginsBesideGoodOnesAndTheCacheRemembersEveryVerdi
   EXPECT_EQ(st.st_mode & 077, 0u);
   ASSERT_EQ(::stat(fs::path(cache).parent_path().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 077, 0u);
-  EXPECT_NO_THROW((void)Json::parse(read_text(cache), cache));
+  EXPECT_NO_THROW((void)Json::parse(test::read_text(cache), cache));
 
   {
     // Unchanged files: nothing is scanned (the hang costs nothing), same verdicts.
@@ -225,7 +218,7 @@ TEST(PluginScanTest, CorruptOrForeignCacheIsIgnoredAndReplaced) {
     Scan s(cache.string());
     EXPECT_TRUE(s.loader.load_file(fixture("good")));
     EXPECT_EQ(s.loader.scan_stats().scanned, 1u);
-    Json j = Json::parse(read_text(cache), cache.string()); // replaced by a valid one
+    Json j = Json::parse(test::read_text(cache), cache.string()); // replaced by a valid one
     EXPECT_EQ(j.find("version")->as_int(), 1);
     EXPECT_NE(j.find("files")->find(fs::canonical(fixture("good")).string()), nullptr);
   }
@@ -247,9 +240,9 @@ TEST(PluginScanTest, NeverWritesThroughASymlinkPlantedAtTheCachePath) {
   Scan s(cache.string());
   EXPECT_TRUE(s.loader.load_file(fixture("good")));
   EXPECT_EQ(s.loader.scan_stats().scanned, 1u);
-  EXPECT_EQ(read_text(precious), "keep me\n");
+  EXPECT_EQ(test::read_text(precious), "keep me\n");
   EXPECT_FALSE(fs::is_symlink(cache));
-  EXPECT_NO_THROW((void)Json::parse(read_text(cache), cache.string()));
+  EXPECT_NO_THROW((void)Json::parse(test::read_text(cache), cache.string()));
   ASSERT_EQ(s.warnings.size(), 1u);
   EXPECT_TRUE(test::has_substr(s.warnings[0], "symbolic link"));
 }
