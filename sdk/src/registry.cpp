@@ -245,14 +245,9 @@ std::shared_ptr<void> Registry::build_checked(const std::string& kind, const std
 
 std::string Registry::unknown_type(const std::string& kind, const std::string& name) const {
   std::set<std::string> known;
-  std::string best;
-  size_t best_d = 4;
   const std::string bare = parse_name(name).type;
-  for (const auto* e : entries(kind)) {
-    known.insert(e->name);
-    size_t d = detail::edit_distance(bare, e->name);
-    if (d < best_d) best_d = d, best = e->name;
-  }
+  for (const auto* e : entries(kind)) known.insert(e->name);
+  const std::string best = detail::nearest(bare, {known.begin(), known.end()});
   std::string msg = "unknown " + kind + " type '" + name + "'";
   if (bare != name && known.count(bare)) {
     msg += "; '" + bare + "' is provided by";
