@@ -15,6 +15,8 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: clang with its libFuzzer and ASan runtimes
   dataset-fashion-mnist   # /usr/share/datasets/fashion-mnist
   python3-torch           # test-time oracle: Python reads our checkpoints (/usr/bin/python3)
+  python3-torchvision     # test-time oracle: exported/checkpoint weights load into torchvision's ResNet
+  python3-pil             # test-time oracle: the pillow backend's augmentations equal PIL's
 )
 
 missing=()
