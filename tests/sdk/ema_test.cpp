@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <selfsup/bricks/ema.h>
+#include <selfsup/bricks/queue.h>
 #include <selfsup/errors.h>
 
 namespace {
@@ -58,6 +59,32 @@ TEST(EmaTest, DifferentNetworksAreRefusedByName) {
   } catch (const selfsup::ValueError& e) {
     EXPECT_NE(std::string(e.what()).find("momentum encoder"), std::string::npos) << e.what();
   }
+}
+
+} // namespace
+
+namespace {
+
+TEST(KeyQueueTest, EnqueueWritesColumnsAndWrapsAround) {
+  auto queue = torch::zeros({2, 5});
+  auto ptr = torch::zeros({1}, torch::kLong);
+  auto keys = torch::tensor({{1.f, 10.f}, {2.f, 20.f}, {3.f, 30.f}});
+  selfsup::bricks::enqueue_keys(queue, ptr, keys);
+  EXPECT_EQ(ptr.item<int64_t>(), 3);
+  selfsup::bricks::enqueue_keys(queue, ptr, keys * 2);
+  // Columns 3, 4 then 0 get the second batch: 2, 4 | 6 wraps to column 0.
+  auto expected = torch::tensor({{6.f, 2.f, 3.f, 2.f, 4.f}, {60.f, 20.f, 30.f, 20.f, 40.f}});
+  EXPECT_TRUE(torch::equal(queue, expected)) << queue;
+  EXPECT_EQ(ptr.item<int64_t>(), 1);
+  EXPECT_THROW(selfsup::bricks::enqueue_keys(queue, ptr, torch::zeros({6, 2})),
+               selfsup::ValueError);
+  EXPECT_THROW(selfsup::bricks::enqueue_keys(queue, ptr, torch::zeros({1, 3})),
+               selfsup::ValueError);
+}
+
+TEST(KeyQueueTest, NewQueueHasUnitColumns) {
+  auto q = selfsup::bricks::make_key_queue(8, 16);
+  EXPECT_TRUE(torch::allclose(q.norm(2, 0), torch::ones({16}), 1e-5, 1e-5));
 }
 
 } // namespace
