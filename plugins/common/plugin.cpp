@@ -4,6 +4,7 @@
 
 #include "heads.h"
 #include "losses.h"
+#include "mocov2_neck.h"
 #include "necks.h"
 
 namespace selfsup::plugins::common {
@@ -12,6 +13,7 @@ void register_types(selfsup::Registrar& r) {
   r.add<selfsup::Neck>("NonLinearNeck", &make_nonlinear_neck,
                        NonLinearNeckOptions::table().schema());
   r.add<selfsup::Neck>("LinearNeck", &make_linear_neck, LinearNeckOptions::table().schema());
+  r.add<selfsup::Neck>("MoCoV2Neck", &make_mocov2_neck, MoCoV2NeckOptions::table().schema());
   r.add<selfsup::Neck>("AvgPool2dNeck", &make_avgpool2d_neck,
                        AvgPool2dNeckOptions::table().schema());
   r.add<selfsup::Head>("ContrastiveHead", &make_contrastive_head,
