@@ -1,10 +1,11 @@
-// The `backbones` plugin: image encoders (ResNet, ResNet_CIFAR).
+// The `backbones` plugin: image encoders (ResNet, ResNet_CIFAR, VisionTransformer, MoCoV3ViT).
 #include <string>
 
 #include <selfsup/plugin.h>
 #include <selfsup/registry.h>
 
 #include "resnet.h"
+#include "vit.h"
 
 namespace selfsup::plugins::backbones {
 
@@ -20,6 +21,10 @@ void register_types(selfsup::Registrar& r) {
     r.add<selfsup::Backbone>(std::string(scope) + ".ResNet_CIFAR", &make_mmcls_resnet_cifar,
                              ResNetOptions::table("cifar", "mmcls").schema());
   }
+  r.add<selfsup::Backbone>("VisionTransformer", &make_vision_transformer,
+                           VisionTransformerOptions::table("mmcls").schema());
+  r.add<selfsup::Backbone>("MoCoV3ViT", &make_mocov3_vit,
+                           VisionTransformerOptions::table("mocov3").schema());
 }
 
 } // namespace selfsup::plugins::backbones
