@@ -157,6 +157,9 @@ std::vector<CustomKey> read_custom_keys(const Config& keys, const Schema& group_
           .optional("weight_decay", ArgType::Float, Json(),
                     "the group's weight decay (instead of weight_decay * decay_mult)",
                     {check::ge(0)})
+          .optional("fix_lr", ArgType::Bool, false,
+                    "MMSelfSup's SimSiam mark: SimSiamHook holds the lr of the parameters "
+                    "named '*predictor*' at its lr (only a key naming the predictor may set it)")
           .extend(group_schema);
   std::vector<CustomKey> out;
   for (const auto& key : keys.keys()) {
@@ -176,6 +179,12 @@ std::vector<CustomKey> read_custom_keys(const Config& keys, const Schema& group_
         if (!v.is_null()) rule.lr = v.as_number();
       } else if (k == "weight_decay") {
         if (!v.is_null()) rule.weight_decay = v.as_number();
+      } else if (k == "fix_lr") {
+        // Read by SimSiamHook through the parameter names (RunnerContext::param_group_name).
+        if (v.as_bool() && key.find("predictor") == std::string::npos)
+          entry.fail_key("fix_lr", "SimSiamHook fixes the lr of the parameters named "
+                                   "'*predictor*' only; put fix_lr under a key containing "
+                                   "'predictor'");
       } else {
         options.set(k, v);
       }

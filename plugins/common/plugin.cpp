@@ -2,7 +2,9 @@
 #include <selfsup/plugin.h>
 #include <selfsup/registry.h>
 
+#include "cross_correlation_loss.h"
 #include "heads.h"
+#include "latent_cross_correlation_head.h"
 #include "losses.h"
 #include "mocov2_neck.h"
 #include "necks.h"
@@ -21,10 +23,14 @@ void register_types(selfsup::Registrar& r) {
   r.add<selfsup::Head>("ClsHead", &make_cls_head, ClsHeadOptions::table().schema());
   r.add<selfsup::Head>("LatentPredictHead", &make_latent_predict_head,
                        LatentPredictHeadOptions::table().schema());
+  r.add<selfsup::Head>("LatentCrossCorrelationHead", &make_latent_cross_correlation_head,
+                       LatentCrossCorrelationHeadOptions::table().schema());
   r.add<selfsup::Loss>("CrossEntropyLoss", &make_cross_entropy_loss,
                        CrossEntropyLossOptions::table().schema());
   r.add<selfsup::Loss>("CosineSimilarityLoss", &make_cosine_similarity_loss,
                        CosineSimilarityLossOptions::table().schema());
+  r.add<selfsup::Loss>("CrossCorrelationLoss", &make_cross_correlation_loss,
+                       CrossCorrelationLossOptions::table().schema());
 }
 
 } // namespace selfsup::plugins::common
