@@ -12,7 +12,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <ctime>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <unordered_map>
 
@@ -171,6 +173,118 @@ TensorMap from_ivalue(const c10::IValue& v, const std::string& what) {
     m[item.key().toStringRef()] = item.value().toTensor();
   }
   return m;
+}
+
+// ---- meta: JSON values <-> pickled Python values -------------------------------------
+
+c10::IValue to_ivalue(const Json& j) {
+  switch (j.type()) {
+  case Json::Type::Null:
+    return c10::IValue();
+  case Json::Type::Bool:
+    return j.as_bool();
+  case Json::Type::Int:
+    return j.as_int();
+  case Json::Type::Float:
+    return j.as_number();
+  case Json::Type::String:
+    return j.as_string();
+  case Json::Type::Array: {
+    c10::impl::GenericList list(c10::AnyType::get());
+    for (const auto& v : j.items()) list.push_back(to_ivalue(v));
+    return list;
+  }
+  case Json::Type::Object: {
+    c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
+    for (size_t i = 0; i < j.size(); ++i) dict.insert(j.keys()[i], to_ivalue(j.at(i)));
+    return dict;
+  }
+  }
+  return c10::IValue();
+}
+
+// The JSON value of a pickled value, or nothing for what JSON cannot hold (a tensor, a
+// tuple, a dict with non-string keys).
+std::optional<Json> to_json(const c10::IValue& v) {
+  if (v.isNone()) return Json();
+  if (v.isBool()) return Json(v.toBool());
+  if (v.isInt()) return Json(v.toInt());
+  if (v.isDouble()) return Json(v.toDouble());
+  if (v.isString()) return Json(v.toStringRef());
+  if (v.isList()) {
+    Json out = Json::array();
+    for (const c10::IValue& item : v.toList().vec()) {
+      auto j = to_json(item);
+      if (!j) return std::nullopt;
+      out.push_back(std::move(*j));
+    }
+    return out;
+  }
+  if (v.isGenericDict()) {
+    Json out = Json::object();
+    for (const auto& item : v.toGenericDict()) {
+      if (!item.key().isString()) return std::nullopt;
+      auto j = to_json(item.value());
+      if (!j) return std::nullopt;
+      out.set(item.key().toStringRef(), std::move(*j));
+    }
+    return out;
+  }
+  return std::nullopt;
+}
+
+std::string local_time() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d_%H%M%S", &tm);
+  return buf;
+}
+
+// The file's meta: mmengine's keys, then ours (see checkpoint.h).
+c10::impl::GenericDict meta_dict(const Checkpoint& ckpt) {
+  c10::impl::GenericDict meta(c10::StringType::get(), c10::AnyType::get());
+  for (size_t i = 0; i < ckpt.meta.size(); ++i) {
+    const std::string& key = ckpt.meta.keys()[i];
+    if (key == "config") {
+      meta.insert("cfg", ckpt.meta.at(i).dump(2)); // mmengine's meta.cfg: the config's text
+    } else {
+      meta.insert(key, to_ivalue(ckpt.meta.at(i)));
+    }
+  }
+  if (!meta.contains("time")) meta.insert("time", local_time());
+  meta.insert_or_assign("mmengine_version", std::string(kMmengineLayoutVersion));
+  meta.insert_or_assign("selfsup_format", std::string(kCheckpointFormat));
+  meta.insert_or_assign("selfsup_rng", to_dict(ckpt.rng));
+  return meta;
+}
+
+// mmengine's MessageHub.state_dict() as its Runner leaves it at a checkpoint: runtime_info's
+// epoch and iter are those of the last iteration trained (RuntimeInfoHook sets them before
+// each epoch and iteration), 0-based, where meta counts what is done.
+c10::impl::GenericDict message_hub(const c10::impl::GenericDict& meta) {
+  c10::impl::GenericDict info(c10::StringType::get(), c10::AnyType::get());
+  auto int_of = [&](const char* key) -> std::optional<int64_t> {
+    if (!meta.contains(key) || !meta.at(key).isInt()) return std::nullopt;
+    return meta.at(key).toInt();
+  };
+  const auto iter = int_of("iter"), epoch = int_of("epoch"), ipe = int_of("iters_per_epoch");
+  for (const char* key : {"cfg", "seed", "experiment_name", "mmengine_version"})
+    if (meta.contains(key)) info.insert(key, meta.at(key));
+  info.insert("loop_stage", std::string("train"));
+  if (epoch)
+    info.insert("epoch", iter && ipe && *ipe > 0 && *iter > 0 ? (*iter - 1) / *ipe : *epoch);
+  if (iter) info.insert("iter", std::max<int64_t>(*iter - 1, 0));
+  for (const char* key : {"max_epochs", "max_iters"})
+    if (const auto v = int_of(key)) info.insert(key, *v);
+  c10::impl::GenericDict resumed(c10::StringType::get(), c10::AnyType::get());
+  for (const auto& item : info) resumed.insert(item.key(), true);
+  c10::impl::GenericDict hub(c10::StringType::get(), c10::AnyType::get());
+  hub.insert("log_scalars", c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
+  hub.insert("runtime_info", info);
+  hub.insert("resumed_keys", resumed);
+  return hub;
 }
 
 // ---- Optimizer state: LibTorch's archive layout <-> PyTorch's state_dict layout ----------
@@ -389,16 +503,42 @@ std::string first_nonfinite(const TensorMap& state) {
   return "";
 }
 
+c10::impl::GenericDict mmengine_scheduler_state(const std::string& param_name, int64_t begin,
+                                                int64_t end, bool by_epoch, int64_t global_step,
+                                                const std::vector<double>& base_values,
+                                                const std::vector<double>& last_values) {
+  auto list = [](const std::vector<double>& values) {
+    c10::impl::GenericList out(c10::AnyType::get());
+    for (double v : values) out.push_back(v);
+    return out;
+  };
+  // mmengine's step(): _global_step += 1, then last_step += 1 when begin <= _global_step < end.
+  const int64_t inside =
+      std::max<int64_t>(0, std::min(global_step + 1, end) - std::max<int64_t>(begin, 0));
+  c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
+  d.insert("param_name", param_name);
+  d.insert("begin", begin);
+  d.insert("end", end);
+  d.insert("by_epoch", by_epoch);
+  d.insert("base_values", list(base_values));
+  d.insert("last_step", inside - 1);
+  d.insert("_global_step", global_step);
+  d.insert("verbose", false);
+  d.insert("_last_value", list(last_values));
+  return d;
+}
+
 void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   if (const std::string bad = first_nonfinite(ckpt.state_dict); !bad.empty())
     throw ValueError(path + ": refusing to write a checkpoint whose weights are not finite (" +
                      bad + " holds NaN or Inf: the run diverged)");
+  const c10::impl::GenericDict meta = meta_dict(ckpt);
   c10::impl::GenericDict top(c10::StringType::get(), c10::AnyType::get());
-  top.insert("format", std::string(kCheckpointFormat));
-  top.insert("meta", ckpt.meta.dump());
+  top.insert("meta", meta);
   top.insert("state_dict", to_dict(ckpt.state_dict));
-  top.insert("optimizer", ckpt.optimizer);
-  top.insert("rng", to_dict(ckpt.rng));
+  top.insert("message_hub", message_hub(meta));
+  if (!ckpt.optimizer.isNone()) top.insert("optimizer", ckpt.optimizer);
+  if (!ckpt.param_schedulers.isNone()) top.insert("param_schedulers", ckpt.param_schedulers);
   std::vector<char> bytes = torch::pickle_save(c10::IValue(top));
   add_checksum(bytes);
   write_bytes_atomic(path, bytes.data(), bytes.size());
@@ -427,12 +567,51 @@ Checkpoint load_checkpoint(const std::string& path) {
       throw ValueError(path + ": not a selfsup checkpoint (no '" + key + "')");
     return top.at(key);
   };
-  if (top.contains("format") && top.at("format").isString() &&
-      top.at("format").toStringRef() == kCheckpointFormat && !checked)
-    throw ValueError(path + ": corrupt checkpoint: " + kCheckpointFormat +
-                     " without its checksum (truncated or rewritten)");
-  if (!get("meta").isString()) throw ValueError(path + ": not a selfsup checkpoint (meta)");
+  const std::string readable = std::string("this selfsup reads ") + kCheckpointFormat +
+                               ", selfsup-checkpoint-3 and selfsup-checkpoint-2";
+  auto unsigned_file = [&](const std::string& format) {
+    return ValueError(path + ": corrupt checkpoint: " + format +
+                      " without its checksum (truncated or rewritten)");
+  };
   Checkpoint c;
+  if (get("meta").isGenericDict()) { // selfsup-checkpoint-4: mmengine's layout
+    const auto meta = get("meta").toGenericDict();
+    if (!meta.contains("selfsup_format") || !meta.at("selfsup_format").isString())
+      throw ValueError(path +
+                       ": not a selfsup checkpoint (meta has no selfsup_format: an "
+                       "mmengine checkpoint? " +
+                       readable + ")");
+    const std::string format = meta.at("selfsup_format").toStringRef();
+    if (format != kCheckpointFormat)
+      throw ValueError(path + ": checkpoint format '" + format + "' is not known (" + readable +
+                       "; a newer selfsup wrote it?)");
+    if (!checked) throw unsigned_file(format);
+    for (const auto& item : meta) {
+      if (!item.key().isString()) continue;
+      const std::string& key = item.key().toStringRef();
+      if (key == "selfsup_rng") {
+        c.rng = from_ivalue(item.value(), path + ": meta.selfsup_rng");
+      } else if (key == "cfg" && item.value().isString()) {
+        c.meta.set("config", Json::parse(item.value().toStringRef(), path + ":meta.cfg"));
+      } else if (auto j = to_json(item.value())) {
+        c.meta.set(key, std::move(*j));
+      }
+    }
+    c.state_dict = from_ivalue(get("state_dict"), path + ": state_dict");
+    if (top.contains("optimizer")) c.optimizer = top.at("optimizer");
+    if (top.contains("param_schedulers")) c.param_schedulers = top.at("param_schedulers");
+    return c;
+  }
+  // selfsup-checkpoint-3 (with a format key and the checksum) and -2 (neither).
+  if (top.contains("format")) {
+    const std::string format =
+        top.at("format").isString() ? top.at("format").toStringRef() : "(not a string)";
+    if (format != "selfsup-checkpoint-3")
+      throw ValueError(path + ": checkpoint format '" + format + "' is not known (" + readable +
+                       ")");
+    if (!checked) throw unsigned_file(format);
+  }
+  if (!get("meta").isString()) throw ValueError(path + ": not a selfsup checkpoint (meta)");
   c.meta = Json::parse(get("meta").toStringRef(), path + ":meta");
   c.state_dict = from_ivalue(get("state_dict"), path + ": state_dict");
   c.optimizer = get("optimizer"); // checked when an optimizer loads it

@@ -223,8 +223,12 @@ std::string Runner::save_checkpoint(const std::string& filename) {
   c.meta.set("seed", Json(int64_t(seed_)));
   c.meta.set("selfsup_version", SELFSUP_VERSION_STRING);
   c.meta.set("config", cfg_);
+  c.meta.set("max_epochs", Json(max_epochs_));
+  c.meta.set("max_iters", Json(max_iters_));
+  c.meta.set("experiment_name", options_.config_name);
   c.state_dict = module_state(*model_);
   c.optimizer = optim_wrapper_->state_dict();
+  if (!schedulers_.empty()) add_scheduler_states(c);
   {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
@@ -240,6 +244,28 @@ std::string Runner::save_checkpoint(const std::string& filename) {
   // Relative to the work dir, so the work dir can be moved.
   write_file_atomic((fs::path(work_dir_) / "last_checkpoint").string(), filename + "\n");
   return path;
+}
+
+void Runner::add_scheduler_states(Checkpoint& c) {
+  // As mmengine's Runner leaves them at a checkpoint: every scheduler has stepped after the
+  // last iteration (and epoch), so the groups hold the values of the next iteration.
+  std::vector<double> bases(optim_wrapper_->num_groups());
+  for (size_t g = 0; g < bases.size(); ++g) bases[g] = optim_wrapper_->initial_lr(g);
+  const std::vector<double> next = schedule_.values(iter_, bases);
+  auto groups = c.optimizer.toGenericDict().at("param_groups").toList();
+  for (size_t g = 0; g < groups.size() && g < next.size(); ++g)
+    groups.get(g).toGenericDict().insert_or_assign("lr", next[g]);
+  c10::impl::GenericList states(c10::AnyType::get());
+  for (const auto& s : schedulers_) {
+    const auto* chained = dynamic_cast<const ChainedParamScheduler*>(s.get());
+    // A plugin's scheduler (closed form only): counted in iterations over the whole run.
+    const bool per_iter = !chained || chained->steps_per_iteration();
+    const auto begin = chained ? int64_t(std::ceil(chained->begin_step())) : int64_t(0);
+    const auto end = chained ? int64_t(std::ceil(chained->end_step())) : max_iters_;
+    states.push_back(mmengine_scheduler_state(s->param_name(), begin, end, !per_iter,
+                                              per_iter ? iter_ : epoch_, bases, next));
+  }
+  c.param_schedulers = states;
 }
 
 void Runner::log_scalar(const std::string& name, double value) {

@@ -1,9 +1,21 @@
 #pragma once
-// Checkpoints: a pickled dict (readable by Python's torch.load) of
-//   format ("selfsup-checkpoint-3"), meta (JSON text), state_dict, optimizer (PyTorch's
-//   optimizer state_dict layout), rng —
+// Checkpoints in mmengine 0.8.4's layout (Runner.save_checkpoint), a pickled dict that
+// Python's torch.load reads and mmengine's Runner.resume and load_checkpoint accept:
+//   meta             {epoch, iter (done so far), cfg (the config as JSON text), seed,
+//                     experiment_name, time, mmengine_version (the mmengine release whose
+//                     layout this is), and ours: selfsup_format ("selfsup-checkpoint-4"),
+//                     selfsup_version, iters_per_epoch, batch_size, nonfinite_skipped,
+//                     max_epochs, max_iters, selfsup_rng {name: RNG state tensor}}
+//   state_dict       {name: tensor}, the model's own names (backbone.*, neck.*, head.*)
+//   optimizer        PyTorch's optimizer state_dict layout (absent when not saved)
+//   param_schedulers [mmengine's _ParamScheduler.state_dict() per scheduler] (absent: none)
+//   message_hub      MessageHub.state_dict(): log_scalars ({}: its HistoryBuffers are Python
+//                     objects), runtime_info (epoch, iter, max_epochs, max_iters, cfg, seed,
+//                     experiment_name, mmengine_version, loop_stage) and resumed_keys
 // in torch.save's zip container, whose end-of-archive comment holds a CRC-32 of every byte
 // before it ("selfsup-crc32:xxxxxxxx"; zip readers, torch.load included, ignore the comment).
+// Older files still load: selfsup-checkpoint-3 (top-level format, meta as JSON text, rng; with
+// the CRC) and -2 (the same without format and CRC); any other format is refused by name.
 // Written atomically: a temp file `<name>.tmp` created exclusively and never through a
 // symbolic link (O_EXCL|O_NOFOLLOW), fsynced, renamed over the name, the folder fsynced; so
 // a crash or signal never leaves a half-written checkpoint under its name, and a file that
@@ -16,6 +28,7 @@
 //                                    (widens the window a kill test aims at).
 #include <map>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Dict.h>
 #include <ATen/core/ivalue.h>
@@ -36,23 +49,44 @@ namespace selfsup::core {
 using TensorMap = std::map<std::string, torch::Tensor>;
 
 struct Checkpoint {
-  Json meta = Json::object(); // epoch, iter, seed, config, selfsup version
+  /// epoch, iter, seed, config (a JSON value: the file's meta.cfg), selfsup_version,
+  /// iters_per_epoch, batch_size, nonfinite_skipped, max_epochs, max_iters, experiment_name,
+  /// and on load whatever else the file's meta holds that JSON can hold (selfsup_format,
+  /// time, mmengine_version).
+  Json meta = Json::object();
   TensorMap state_dict;
   /// PyTorch's optimizer state_dict layout (see optimizer_state_dict); None when absent.
   c10::IValue optimizer;
   TensorMap rng;
+  /// A list of mmengine_scheduler_state() dicts; None when the run has no schedulers. Written
+  /// for mmengine; selfsup recomputes its schedules on resume (docs/compatibility.md).
+  c10::IValue param_schedulers;
 };
 
-/// The checkpoint format this version writes.
-inline constexpr const char* kCheckpointFormat = "selfsup-checkpoint-3";
+/// The checkpoint format this version writes (meta.selfsup_format).
+inline constexpr const char* kCheckpointFormat = "selfsup-checkpoint-4";
+/// The mmengine release whose checkpoint layout this is (meta.mmengine_version).
+inline constexpr const char* kMmengineLayoutVersion = "0.8.4";
+
+/// One scheduler's state as mmengine's _ParamScheduler.state_dict() holds it: param_name,
+/// begin, end, by_epoch (false for a scheduler stepped per iteration), base_values (each
+/// group's initial value), last_step (steps taken inside [begin, end), -1 before begin),
+/// _global_step (steps since it was built: 0 at build), verbose, _last_value (each group's
+/// value after that step, i.e. for the next iteration). The scheduler's own hyper-parameters
+/// (T_max, start_factor, ...) are not written: mmengine's load_state_dict updates only the
+/// keys present, so those its config builds stay.
+SELFSUP_CORE_API c10::impl::GenericDict
+mmengine_scheduler_state(const std::string& param_name, int64_t begin, int64_t end, bool by_epoch,
+                         int64_t global_step, const std::vector<double>& base_values,
+                         const std::vector<double>& last_values);
 
 /// Writes atomically (see above). Throws ValueError naming the file when a weight in
 /// `state_dict` is NaN or Inf (a diverged model is never written), when `path` is a symbolic
 /// link, or when writing fails (a full disk): the previous file under `path` is then kept.
 SELFSUP_CORE_API void save_checkpoint(const std::string& path, const Checkpoint& ckpt);
-/// Throws ValueError naming the file if it is missing, truncated, fails its checksum or is
-/// not a selfsup checkpoint. Files without a checksum (selfsup-checkpoint-2, torch.save) load
-/// unchecked.
+/// Throws ValueError naming the file if it is missing, truncated, fails its checksum, is not
+/// a selfsup checkpoint or is of a format this version does not read (naming the format).
+/// Files of selfsup-checkpoint-2 have no checksum and load unchecked.
 SELFSUP_CORE_API Checkpoint load_checkpoint(const std::string& path);
 
 /// The name of the first floating-point tensor of `state` holding a NaN or an Inf, or "".

@@ -98,6 +98,9 @@ private:
   void train_step(Batch& batch);
   /// Throws ConfigError when `c` was written with another number of iterations per epoch.
   void check_resumable(const Checkpoint& c) const;
+  /// Puts mmengine's param_schedulers into `c` and the next iteration's lr into its optimizer
+  /// groups, as mmengine's Runner saves them.
+  void add_scheduler_states(Checkpoint& c);
   /// "The last good checkpoint is <path>." or that there is none (for error messages).
   [[nodiscard]] std::string last_good() const;
   /// The learning rate now: one value, or the range over the param groups.
