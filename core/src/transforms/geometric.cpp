@@ -13,6 +13,7 @@
 #include <selfsup/options.h>
 
 #include "common.h"
+#include "pil_ops.h"
 
 namespace selfsup::core::transforms {
 
@@ -68,9 +69,10 @@ struct RandomResizedCropOptions {
     return OptionTable<O>(
                "Crops a random area (fraction ~U(scale) of the image, log-uniform aspect ratio, "
                "up to max_attempts tries, then a central crop with the ratio clamped) and "
-               "resizes it to `size` (mmselfsup RandomResizedCrop). Resizing always runs on "
-               "OpenCV: backend 'pillow' is accepted for config compatibility and behaves as "
-               "'cv2' (no PIL antialiasing when shrinking).",
+               "resizes it to `size` (mmselfsup RandomResizedCrop). backend 'cv2' resizes with "
+               "OpenCV (cv::resize, no antialiasing when shrinking); 'pillow' reproduces PIL's "
+               "Image.resize bit for bit (separable filter widened by the downscale factor, "
+               "i.e. antialiased), as mmcv.imresize(backend='pillow') does.",
                O())
         .required("size", &O::size, "output size: an int (square) or [h, w]", image_size())
         .optional("scale", &O::scale,
@@ -83,12 +85,16 @@ struct RandomResizedCropOptions {
                   "random tries before falling back to a central crop", ge(0))
         .optional("interpolation", &O::interpolation, "how the crop is resized",
                   one_of({"nearest", "bilinear", "bicubic", "area", "lanczos"}))
-        .optional("backend", &O::backend, "'cv2' or 'pillow'; both run on OpenCV (see above)",
+        .optional("backend", &O::backend, "'cv2' (OpenCV) or 'pillow' (PIL's resampling)",
                   one_of({"cv2", "pillow"}))
         .rule([](const O& o, const Config& cfg) {
           if (!(o.scale[1] > 0))
             cfg.fail_key("scale", "expected a largest area fraction > 0, got " +
                                       describe_value(cfg["scale"].json()));
+          if (o.backend == "pillow" && o.interpolation == "area") // mmcv: no PIL 'area' filter
+            cfg.fail_key("interpolation", "expected 'nearest', 'bilinear', 'bicubic' or "
+                                          "'lanczos' with backend 'pillow' (PIL has no 'area'), "
+                                          "got 'area'");
         });
   }
 };
@@ -111,6 +117,10 @@ public:
     log_ratio_hi_ = std::log(ratio_hi_);
     max_attempts_ = o.max_attempts;
     interp_ = interpolation_flag(o.interpolation);
+    pillow_ = o.backend == "pillow";
+    if (o.interpolation == "nearest") filter_ = pil::Filter::nearest;
+    if (o.interpolation == "bicubic") filter_ = pil::Filter::bicubic;
+    if (o.interpolation == "lanczos") filter_ = pil::Filter::lanczos;
   }
 
   void apply(Sample& s, Rng& rng) const override {
@@ -148,6 +158,10 @@ public:
       y = (height - th) / 2;
       x = (width - tw) / 2;
     }
+    if (pillow_) {
+      s.img = pil::resize(s.img, x, y, tw, th, out_h_, out_w_, filter_);
+      return;
+    }
     const cv::Mat roi = as_mat(s.img)(cv::Rect(x, y, tw, th));
     s.img = resize_to(roi, out_h_, out_w_, s.img.channels, interp_);
   }
@@ -158,6 +172,8 @@ private:
   double ratio_lo_ = 0, ratio_hi_ = 0, log_ratio_lo_ = 0, log_ratio_hi_ = 0;
   int max_attempts_ = 0;
   int interp_ = cv::INTER_LINEAR;
+  bool pillow_ = false;
+  pil::Filter filter_ = pil::Filter::bilinear;
 };
 
 // ---------------------------------------------------------------------------------------

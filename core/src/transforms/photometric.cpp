@@ -17,6 +17,7 @@
 #include <selfsup/options.h>
 
 #include "common.h"
+#include "pil_ops.h"
 
 namespace selfsup::core::transforms {
 
@@ -25,7 +26,8 @@ namespace {
 // ---------------------------------------------------------------------------------------
 // ColorJitter
 
-// PIL ImageEnhance semantics (blend with a degenerate image, truncating like Image.blend).
+// backend 'cv2': the engine's OpenCV-era kernels (PIL-like blends computed in double; hue through
+// OpenCV's HSV_FULL). backend 'pillow' uses pil_ops.h, bit-exact with PIL.
 void adjust_brightness(Image& img, double factor) {
   Lut lut;
   for (int v = 0; v < 256; ++v) lut[size_t(v)] = trunc_u8(float(factor * v));
@@ -102,10 +104,12 @@ struct ColorJitterOptions {
     return OptionTable<O>(
                "Randomly changes brightness, contrast, saturation and hue, in a random order "
                "(mmselfsup ColorJitter). A value v gives factors ~U[max(0, 1-v), 1+v] (hue: "
-               "U[-v, v], v <= 0.5); a list gives [min, max]. PIL ImageEnhance semantics on BGR "
-               "uint8: brightness scales, contrast blends with the mean grey level, saturation "
-               "blends with the grey image, hue rotates H in HSV. Saturation and hue leave "
-               "1-channel images unchanged. Both backends run the same code on OpenCV.",
+               "U[-v, v], v <= 0.5); a list gives [min, max]. Brightness scales, contrast "
+               "blends with the mean grey level, saturation blends with the grey image, hue "
+               "rotates H in HSV. backend 'pillow' (the default, as mmselfsup) reproduces "
+               "mmcv's PIL path bit for bit (ImageEnhance blends, PIL's uint8 HSV); 'cv2' runs "
+               "the OpenCV kernels (hue through OpenCV's HSV, which rounds differently). "
+               "Saturation and hue leave 1-channel images unchanged.",
                O())
         .optional("brightness", &O::brightness, "jitter amount, or [min, max] factor",
                   factor_jitter())
@@ -116,7 +120,7 @@ struct ColorJitterOptions {
                   jitter(0.5, -0.5, 0.5,
                          "a number in [0, 0.5] or a list [min, max] with -0.5 <= min <= max <= "
                          "0.5"))
-        .optional("backend", &O::backend, "'pillow' or 'cv2' (same behaviour)",
+        .optional("backend", &O::backend, "'pillow' (PIL arithmetic) or 'cv2' (OpenCV)",
                   check::one_of({"pillow", "cv2"}));
   }
 };
@@ -126,7 +130,8 @@ public:
   explicit ColorJitter(const ColorJitterOptions& o)
       : brightness_(factor_range(o.brightness, 1.0, true)),
         contrast_(factor_range(o.contrast, 1.0, true)),
-        saturation_(factor_range(o.saturation, 1.0, true)), hue_(factor_range(o.hue, 0.0, false)) {}
+        saturation_(factor_range(o.saturation, 1.0, true)), hue_(factor_range(o.hue, 0.0, false)),
+        pillow_(o.backend == "pillow") {}
   explicit ColorJitter(const Config& cfg) : ColorJitter(ColorJitterOptions::table().parse(cfg)) {}
 
   void apply(Sample& s, Rng& rng) const override {
@@ -139,10 +144,17 @@ public:
     const double sat = saturation_ ? rng.uniform(saturation_->first, saturation_->second) : 1.0;
     const double h = hue_ ? rng.uniform(hue_->first, hue_->second) : 0.0;
     for (int op : order) {
-      if (op == 0 && brightness_) adjust_brightness(s.img, b);
-      if (op == 1 && contrast_) adjust_contrast(s.img, c);
-      if (op == 2 && saturation_) adjust_saturation(s.img, sat);
-      if (op == 3 && hue_) adjust_hue(s.img, h);
+      if (pillow_) {
+        if (op == 0 && brightness_) pil::brightness(s.img, b);
+        if (op == 1 && contrast_) pil::contrast(s.img, c);
+        if (op == 2 && saturation_) pil::color(s.img, sat);
+        if (op == 3 && hue_) pil::hue(s.img, h);
+      } else {
+        if (op == 0 && brightness_) adjust_brightness(s.img, b);
+        if (op == 1 && contrast_) adjust_contrast(s.img, c);
+        if (op == 2 && saturation_) adjust_saturation(s.img, sat);
+        if (op == 3 && hue_) adjust_hue(s.img, h);
+      }
     }
   }
 
@@ -166,6 +178,7 @@ private:
   }
 
   Range brightness_, contrast_, saturation_, hue_;
+  bool pillow_ = true;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -209,8 +222,7 @@ public:
     keep_channels_ = o.keep_channels;
     hsv_ = o.color_format == "hsv";
     const auto& w = o.channel_weights;
-    const double sum = w[0] + w[1] + w[2];
-    for (size_t i = 0; i < 3; ++i) weights_[i] = float(w[i] / sum);
+    weights_ = {w[0], w[1], w[2]};
   }
 
   void apply(Sample& s, Rng& rng) const override {
@@ -226,28 +238,14 @@ public:
     if (img.channels != 3)
       throw ValueError("RandomGrayscale: expected a 1- or 3-channel image, got " +
                        std::to_string(img.channels) + " channels");
-    const size_t n = size_t(img.height) * size_t(img.width);
-    const float w0 = weights_[0], w1 = weights_[1], w2 = weights_[2];
-    if (keep_channels_) {
-      uint8_t* p = img.data.data();
-      for (size_t i = 0; i < n; ++i, p += 3) {
-        const uint8_t g = clamp_u8(int(w0 * p[0] + w1 * p[1] + w2 * p[2]));
-        p[0] = p[1] = p[2] = g;
-      }
-    } else {
-      Image out(img.height, img.width, 1);
-      const uint8_t* p = img.data.data();
-      for (size_t i = 0; i < n; ++i, p += 3)
-        out.data[i] = clamp_u8(int(w0 * p[0] + w1 * p[1] + w2 * p[2]));
-      img = std::move(out);
-    }
+    img = pil::weighted_grey(img, weights_, keep_channels_); // mmcv's numpy arithmetic
   }
 
 private:
   double prob_ = 0;
   bool keep_channels_ = false;
   bool hsv_ = false;
-  std::array<float, 3> weights_{};
+  std::array<double, 3> weights_{};
 };
 
 // ---------------------------------------------------------------------------------------
@@ -262,9 +260,9 @@ struct RandomGaussianBlurOptions {
     using namespace selfsup::check;
     return OptionTable<O>("Gaussian blur with probability `prob`, sigma ~U[sigma_min, "
                           "sigma_max] (mmselfsup RandomGaussianBlur; PIL's "
-                          "GaussianBlur(radius=sigma), i.e. radius = standard deviation). Runs "
-                          "cv::GaussianBlur with a (2*ceil(3 sigma)+1)^2 kernel and replicated "
-                          "borders.",
+                          "GaussianBlur(radius=sigma), i.e. radius = standard deviation), "
+                          "reproduced bit for bit: PIL approximates the Gaussian by 3 passes of "
+                          "an extended box blur per direction, edges replicated.",
                           O())
         .required("sigma_min", &O::sigma_min, "smallest standard deviation", ge(0))
         .required("sigma_max", &O::sigma_max, "largest standard deviation, >= sigma_min")
@@ -291,21 +289,7 @@ public:
     require_image(s.img, "RandomGaussianBlur");
     if (!rng.bernoulli(prob_)) return;
     const double sigma = rng.uniform(sigma_min_, sigma_max_);
-    if (sigma <= 0.0) return; // PIL radius 0: identity
-    Image& img = s.img;
-    // Kernel radius 3 sigma, but no wider than the image needs (replicated borders).
-    const int cap = 2 * std::max(img.height, img.width) + 1;
-    const int ksize = int(std::min(2.0 * std::ceil(3.0 * sigma) + 1.0, double(cap)));
-    thread_local std::vector<uint8_t> scratch;
-    scratch.resize(img.data.size());
-    cv::Mat src = as_mat(img);
-    cv::Mat dst(img.height, img.width, CV_8UC(img.channels), scratch.data());
-    cv::GaussianBlur(src, dst, cv::Size(ksize, ksize), sigma, sigma, cv::BORDER_REPLICATE);
-    if (dst.data != scratch.data()) {
-      dst.copyTo(src);
-    } else {
-      std::swap(img.data, scratch);
-    }
+    pil::gaussian_blur(s.img, sigma);
   }
 
 private:
@@ -334,18 +318,17 @@ public:
   explicit RandomSolarize(const Config& cfg) {
     const auto o = RandomSolarizeOptions::table().parse(cfg);
     prob_ = o.prob;
-    const double thr = o.threshold;
-    for (int v = 0; v < 256; ++v) lut_[size_t(v)] = v < thr ? uint8_t(v) : uint8_t(255 - v);
+    threshold_ = o.threshold;
   }
 
   void apply(Sample& s, Rng& rng) const override {
     require_image(s.img, "RandomSolarize");
-    if (rng.bernoulli(prob_)) apply_lut(s.img, lut_);
+    if (rng.bernoulli(prob_)) pil::solarize(s.img, threshold_);
   }
 
 private:
   double prob_ = 0;
-  Lut lut_{};
+  double threshold_ = 128;
 };
 
 // ---------------------------------------------------------------------------------------

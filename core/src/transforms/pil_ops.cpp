@@ -1,0 +1,466 @@
+// The pillow-backend kernels of pil_ops.h. Written from PIL's documented algorithms; the
+// float/double types and the rounding of each step follow PIL 9.4 so results are bit-exact.
+#include "pil_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <selfsup/errors.h>
+
+#include "common.h"
+
+namespace selfsup::core::transforms::pil {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// Resampling
+
+constexpr int kPrecisionBits = 32 - 8 - 2; // 8-bit data, 2 bits of headroom for the sums
+
+double sinc(double x) {
+  if (x == 0.0) return 1.0;
+  x *= M_PI;
+  return std::sin(x) / x;
+}
+
+double filter_support(Filter f) {
+  switch (f) {
+  case Filter::bilinear:
+    return 1.0;
+  case Filter::bicubic:
+    return 2.0;
+  case Filter::lanczos:
+    return 3.0;
+  case Filter::nearest:
+    break;
+  }
+  return 0.0;
+}
+
+double filter_weight(Filter f, double x) {
+  switch (f) {
+  case Filter::bilinear:
+    x = std::fabs(x);
+    return x < 1.0 ? 1.0 - x : 0.0;
+  case Filter::bicubic: { // Keys' cubic convolution with a = -0.5
+    constexpr double a = -0.5;
+    x = std::fabs(x);
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
+  }
+  case Filter::lanczos:
+    return (-3.0 <= x && x < 3.0) ? sinc(x) * sinc(x / 3) : 0.0;
+  case Filter::nearest:
+    break;
+  }
+  return 0.0;
+}
+
+// One axis: for output index i, taps start[i] .. start[i] + count[i] - 1 of the input with
+// fixed-point weights k[i * ksize + t].
+struct Taps {
+  int ksize = 0;
+  std::vector<int> start, count;
+  std::vector<int32_t> k;
+};
+
+Taps make_taps(int in_size, int out_size, Filter f) {
+  Taps taps;
+  const double scale = double(in_size) / out_size;
+  const double filterscale = std::max(scale, 1.0); // shrinking widens the filter
+  const double support = filter_support(f) * filterscale;
+  taps.ksize = int(std::ceil(support)) * 2 + 1;
+  taps.start.resize(size_t(out_size));
+  taps.count.resize(size_t(out_size));
+  taps.k.assign(size_t(out_size) * size_t(taps.ksize), 0);
+  std::vector<double> w(size_t(taps.ksize));
+  const double inv = 1.0 / filterscale;
+  for (int i = 0; i < out_size; ++i) {
+    const double center = (i + 0.5) * scale;
+    const int lo = std::max(int(center - support + 0.5), 0);
+    const int hi = std::min(int(center + support + 0.5), in_size);
+    const int n = std::min(hi - lo, taps.ksize);
+    double total = 0.0;
+    for (int t = 0; t < n; ++t) {
+      w[size_t(t)] = filter_weight(f, (t + lo - center + 0.5) * inv);
+      total += w[size_t(t)];
+    }
+    int32_t* k = &taps.k[size_t(i) * size_t(taps.ksize)];
+    for (int t = 0; t < n; ++t) {
+      const double v = total != 0.0 ? w[size_t(t)] / total : w[size_t(t)];
+      const double fixed = v * double(1 << kPrecisionBits);
+      k[t] = int32_t(v < 0 ? -0.5 + fixed : 0.5 + fixed);
+    }
+    taps.start[size_t(i)] = lo;
+    taps.count[size_t(i)] = std::max(n, 0);
+  }
+  return taps;
+}
+
+inline uint8_t fixed_to_u8(int32_t acc) {
+  const int32_t v = acc >> kPrecisionBits; // arithmetic shift: floor
+  return uint8_t(v < 0 ? 0 : (v > 255 ? 255 : v));
+}
+
+// Horizontal pass over `rows` rows starting at `src` (row stride in bytes) into dst (dense).
+template <int kC>
+void resample_rows(const uint8_t* src, size_t src_stride, int rows, int channels, const Taps& tp,
+                   uint8_t* dst, int out_w) {
+  const int c = kC > 0 ? kC : channels;
+  std::vector<int32_t> acc(static_cast<size_t>(c));
+  for (int y = 0; y < rows; ++y) {
+    const uint8_t* in = src + size_t(y) * src_stride;
+    uint8_t* out = dst + size_t(y) * size_t(out_w) * size_t(c);
+    for (int i = 0; i < out_w; ++i) {
+      const int32_t* k = &tp.k[size_t(i) * size_t(tp.ksize)];
+      const uint8_t* p = in + size_t(tp.start[size_t(i)]) * size_t(c);
+      const int n = tp.count[size_t(i)];
+      for (int ch = 0; ch < c; ++ch) acc[size_t(ch)] = 1 << (kPrecisionBits - 1);
+      for (int t = 0; t < n; ++t, p += c)
+        for (int ch = 0; ch < c; ++ch) acc[size_t(ch)] += int32_t(p[ch]) * k[t];
+      for (int ch = 0; ch < c; ++ch)
+        out[size_t(i) * size_t(c) + size_t(ch)] = fixed_to_u8(acc[size_t(ch)]);
+    }
+  }
+}
+
+// Vertical pass: src rows are dense with `row_len` bytes each.
+void resample_cols(const uint8_t* src, size_t row_len, const Taps& tp, int out_h, uint8_t* dst) {
+  std::vector<int32_t> acc(row_len);
+  for (int j = 0; j < out_h; ++j) {
+    std::fill(acc.begin(), acc.end(), int32_t(1) << (kPrecisionBits - 1));
+    const int32_t* k = &tp.k[size_t(j) * size_t(tp.ksize)];
+    const int n = tp.count[size_t(j)];
+    for (int t = 0; t < n; ++t) {
+      const uint8_t* row = src + size_t(tp.start[size_t(j)] + t) * row_len;
+      const int32_t kt = k[t];
+      for (size_t i = 0; i < row_len; ++i) acc[i] += int32_t(row[i]) * kt;
+    }
+    uint8_t* out = dst + size_t(j) * row_len;
+    for (size_t i = 0; i < row_len; ++i) out[i] = fixed_to_u8(acc[i]);
+  }
+}
+
+Image crop(const Image& src, int x, int y, int w, int h) {
+  Image out(h, w, src.channels);
+  const size_t c = size_t(src.channels), row = size_t(w) * c;
+  for (int r = 0; r < h; ++r)
+    std::memcpy(&out.data[size_t(r) * row],
+                &src.data[(size_t(y + r) * size_t(src.width) + size_t(x)) * c], row);
+  return out;
+}
+
+// PIL resizes with NEAREST through its affine scaling: source index = floor of the running sum
+// scale/2 + i * scale (accumulated in double), 0 outside the image.
+Image resize_nearest(const Image& src, int x, int y, int w, int h, int out_h, int out_w) {
+  const size_t c = size_t(src.channels);
+  Image out(out_h, out_w, src.channels);
+  std::vector<int> xs(static_cast<size_t>(out_w));
+  const double sx = double(w) / out_w, sy = double(h) / out_h;
+  double pos = sx * 0.5;
+  for (int i = 0; i < out_w; ++i, pos += sx) xs[size_t(i)] = pos < 0.0 ? -1 : int(pos);
+  pos = sy * 0.5;
+  for (int j = 0; j < out_h; ++j, pos += sy) {
+    const int yi = pos < 0.0 ? -1 : int(pos);
+    uint8_t* o = &out.data[size_t(j) * size_t(out_w) * c];
+    if (yi < 0 || yi >= h) continue; // zero-filled, as PIL
+    const uint8_t* row = &src.data[(size_t(y + yi) * size_t(src.width) + size_t(x)) * c];
+    for (int i = 0; i < out_w; ++i) {
+      const int xi = xs[size_t(i)];
+      if (xi >= 0 && xi < w) std::memcpy(o + size_t(i) * c, row + size_t(xi) * c, c);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Blending (PIL Image.blend: float alpha, truncation toward zero, clipped)
+
+inline uint8_t blend(int degenerate, int value, float alpha) {
+  return trunc_u8(float(degenerate) + alpha * float(value - degenerate));
+}
+
+// ---------------------------------------------------------------------------------------
+// HSV (PIL's uint8 HSV: H and S scaled to 0..255 and truncated)
+
+inline void rgb_to_hsv(int r, int g, int b, uint8_t& h8, uint8_t& s8, uint8_t& v8) {
+  const int maxc = std::max(r, std::max(g, b));
+  const int minc = std::min(r, std::min(g, b));
+  v8 = uint8_t(maxc);
+  if (maxc == minc) {
+    h8 = s8 = 0;
+    return;
+  }
+  const float cr = float(maxc - minc);
+  const float s = cr / float(maxc);
+  const float rc = float(maxc - r) / cr;
+  const float gc = float(maxc - g) / cr;
+  const float bc = float(maxc - b) / cr;
+  float h;
+  if (r == maxc)
+    h = bc - gc;
+  else if (g == maxc)
+    h = float(2.0 + double(rc) - double(bc));
+  else
+    h = float(4.0 + double(gc) - double(rc));
+  h = float(std::fmod(double(h) / 6.0 + 1.0, 1.0));
+  h8 = clamp_u8(int(double(h) * 255.0));
+  s8 = clamp_u8(int(double(s) * 255.0));
+}
+
+inline void hsv_to_rgb(uint8_t h8, uint8_t s8, uint8_t v8, uint8_t& r, uint8_t& g, uint8_t& b) {
+  if (s8 == 0) {
+    r = g = b = v8;
+    return;
+  }
+  const double h6 = double(float(h8)) * 6.0 / 255.0;
+  const int i = int(std::floor(h6));
+  const float f = float(h6 - double(float(i)));
+  const float fs = float(double(float(s8)) / 255.0);
+  const double v = double(float(v8));
+  const uint8_t p = clamp_u8(int(std::round(v * (1.0 - double(fs)))));
+  const uint8_t q = clamp_u8(int(std::round(v * (1.0 - double(fs * f)))));
+  const uint8_t t = clamp_u8(int(std::round(v * (1.0 - double(fs) * (1.0 - double(f))))));
+  switch (i % 6) {
+  case 0:
+    r = v8, g = t, b = p;
+    break;
+  case 1:
+    r = q, g = v8, b = p;
+    break;
+  case 2:
+    r = p, g = v8, b = t;
+    break;
+  case 3:
+    r = p, g = q, b = v8;
+    break;
+  case 4:
+    r = t, g = p, b = v8;
+    break;
+  default:
+    r = v8, g = p, b = q;
+    break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Extended box blur
+
+// The box radius (integer part + fractional edge weight) whose 3 passes approximate a
+// Gaussian of standard deviation `radius` (Gwosdek et al., "Theoretical foundations of
+// Gaussian convolution by extended box filtering", 2011), in PIL's float arithmetic.
+float extended_box_radius(float radius, int passes) {
+  const float sigma2 = radius * radius / float(passes);
+  const float big_l = float(std::sqrt(12.0 * double(sigma2) + 1.0)); // box length
+  const float l = float(std::floor((double(big_l) - 1.0) / 2.0));    // integer radius
+  float a = (2 * l + 1) * (l * (l + 1) - 3 * sigma2);
+  a /= 6 * (sigma2 - (l + 1) * (l + 1));
+  return l + a;
+}
+
+// One box-blur pass over `n` pixels of `c` channels at `step` bytes apart, in place. Window
+// [x - r, x + r] at weight ww plus pixels x - r - 1 and x + r + 1 at weight fw (24-bit fixed
+// point), indices clamped to the line; `ext` is scratch.
+void box_line(uint8_t* line, size_t step, int n, int c, int r, uint32_t ww, uint32_t fw,
+              std::vector<uint8_t>& ext, std::vector<uint32_t>& acc) {
+  const int len = n + 2 * r + 2; // ext[j] = line[clamp(j - r - 1)]
+  ext.resize(size_t(len) * size_t(c));
+  for (int j = 0; j < len; ++j) {
+    const int src = std::min(std::max(j - r - 1, 0), n - 1);
+    std::memcpy(&ext[size_t(j) * size_t(c)], line + size_t(src) * step, size_t(c));
+  }
+  acc.assign(size_t(c), 0);
+  for (int j = 1; j <= 2 * r + 1; ++j)
+    for (int ch = 0; ch < c; ++ch) acc[size_t(ch)] += ext[size_t(j) * size_t(c) + size_t(ch)];
+  const size_t sc = size_t(c);
+  for (int x = 0; x < n; ++x) {
+    const uint8_t* far_left = &ext[size_t(x) * sc];
+    const uint8_t* far_right = &ext[size_t(x + 2 * r + 2) * sc];
+    uint8_t* out = line + size_t(x) * step;
+    for (int ch = 0; ch < c; ++ch) {
+      const uint32_t bulk = acc[size_t(ch)] * ww + uint32_t(far_left[ch] + far_right[ch]) * fw;
+      out[ch] = uint8_t((bulk + (1u << 23)) >> 24);
+      // slide: drop x - r (ext x + 1), add x + r + 1 (ext x + 2r + 2)
+      acc[size_t(ch)] += uint32_t(far_right[ch]) - uint32_t(ext[size_t(x + 1) * sc + size_t(ch)]);
+    }
+  }
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------
+
+Image resize(const Image& src, int x, int y, int w, int h, int out_h, int out_w, Filter filter) {
+  require_image(src, "resize (pillow)");
+  if (x < 0 || y < 0 || w <= 0 || h <= 0 || x + w > src.width || y + h > src.height || out_h <= 0 ||
+      out_w <= 0)
+    throw ValueError("resize (pillow): crop box (x " + std::to_string(x) + ", y " +
+                     std::to_string(y) + ", w " + std::to_string(w) + ", h " + std::to_string(h) +
+                     ") -> " + std::to_string(out_h) + "x" + std::to_string(out_w) +
+                     " does not fit the " + std::to_string(src.height) + "x" +
+                     std::to_string(src.width) + " image");
+  if (out_w == w && out_h == h) return crop(src, x, y, w, h);
+  if (filter == Filter::nearest) return resize_nearest(src, x, y, w, h, out_h, out_w);
+
+  const int c = src.channels;
+  const size_t src_stride = size_t(src.width) * size_t(c);
+  const uint8_t* origin = &src.data[size_t(y) * src_stride + size_t(x) * size_t(c)];
+  Taps vt = make_taps(h, out_h, filter);
+  // Rows of the crop the vertical pass reads: the horizontal pass runs only on those.
+  const int first = vt.start.front();
+  const int last = vt.start.back() + vt.count.back();
+
+  thread_local std::vector<uint8_t> tmp;
+  const uint8_t* rows = origin;
+  size_t rows_stride = src_stride;
+  int row_w = w;
+  if (out_w != w) {
+    const Taps ht = make_taps(w, out_w, filter);
+    tmp.resize(size_t(last - first) * size_t(out_w) * size_t(c));
+    const uint8_t* from = origin + size_t(first) * src_stride;
+    if (c == 3)
+      resample_rows<3>(from, src_stride, last - first, c, ht, tmp.data(), out_w);
+    else if (c == 1)
+      resample_rows<1>(from, src_stride, last - first, c, ht, tmp.data(), out_w);
+    else
+      resample_rows<0>(from, src_stride, last - first, c, ht, tmp.data(), out_w);
+    for (int& s : vt.start) s -= first;
+    rows = tmp.data();
+    rows_stride = size_t(out_w) * size_t(c);
+    row_w = out_w;
+  }
+  Image out(out_h, out_w, c);
+  if (out_h == h) { // horizontal only: the rows are the result
+    for (int r = 0; r < h; ++r)
+      std::memcpy(&out.data[size_t(r) * rows_stride], rows + size_t(r) * rows_stride, rows_stride);
+    return out;
+  }
+  if (rows == origin && rows_stride != size_t(row_w) * size_t(c)) { // vertical only, a crop
+    tmp.resize(size_t(h) * size_t(w) * size_t(c));
+    for (int r = 0; r < h; ++r)
+      std::memcpy(&tmp[size_t(r) * size_t(w) * size_t(c)], origin + size_t(r) * src_stride,
+                  size_t(w) * size_t(c));
+    rows = tmp.data();
+  }
+  resample_cols(rows, size_t(row_w) * size_t(c), vt, out_h, out.data.data());
+  return out;
+}
+
+void brightness(Image& img, double factor) {
+  const float alpha = float(factor);
+  Lut lut;
+  for (int v = 0; v < 256; ++v) lut[size_t(v)] = blend(0, v, alpha);
+  apply_lut(img, lut);
+}
+
+void contrast(Image& img, double factor) {
+  const size_t n = size_t(img.height) * size_t(img.width);
+  if (n == 0) return;
+  uint64_t sum = 0;
+  if (img.channels == 3) {
+    for (size_t i = 0; i < n; ++i) sum += uint64_t(luma_bgr(&img.data[i * 3]));
+  } else {
+    for (size_t i = 0; i < n; ++i) sum += img.data[i * size_t(img.channels)];
+  }
+  // ImageStat's mean (a double), then int(mean + 0.5).
+  const int mean = int(double(sum) / double(n) + 0.5);
+  const float alpha = float(factor);
+  Lut lut;
+  for (int v = 0; v < 256; ++v) lut[size_t(v)] = blend(mean, v, alpha);
+  apply_lut(img, lut);
+}
+
+void color(Image& img, double factor) {
+  if (img.channels != 3) return;
+  const float alpha = float(factor);
+  const size_t n = size_t(img.height) * size_t(img.width);
+  uint8_t* p = img.data.data();
+  for (size_t i = 0; i < n; ++i, p += 3) {
+    const int g = luma_bgr(p);
+    p[0] = blend(g, p[0], alpha);
+    p[1] = blend(g, p[1], alpha);
+    p[2] = blend(g, p[2], alpha);
+  }
+}
+
+void hue(Image& img, double factor) {
+  if (img.channels != 3) return;
+  // np.uint8(hue_factor * 255): truncation toward zero, then modulo 256.
+  const auto shift = uint8_t(int(factor * 255.0) & 0xFF);
+  const size_t n = size_t(img.height) * size_t(img.width);
+  uint8_t* p = img.data.data();
+  for (size_t i = 0; i < n; ++i, p += 3) {
+    uint8_t h, s, v;
+    rgb_to_hsv(p[2], p[1], p[0], h, s, v);
+    hsv_to_rgb(uint8_t(h + shift), s, v, p[2], p[1], p[0]);
+  }
+}
+
+Image luma(const Image& img) {
+  if (img.channels == 1) return img;
+  if (img.channels != 3)
+    throw ValueError("luma (pillow): expected a 1- or 3-channel image, got " +
+                     std::to_string(img.channels) + " channels");
+  Image out(img.height, img.width, 1);
+  const uint8_t* p = img.data.data();
+  for (size_t i = 0; i < out.data.size(); ++i, p += 3) out.data[i] = uint8_t(luma_bgr(p));
+  return out;
+}
+
+void gaussian_blur(Image& img, double radius) {
+  constexpr int kPasses = 3;
+  const float box = extended_box_radius(float(radius), kPasses);
+  if (!(box >= 0.0f)) return; // radius 0 (or invalid): PIL's passes leave the image unchanged
+  const int r = int(box);
+  const auto ww = uint32_t(float(1 << 24) / (box * 2 + 1));
+  const uint32_t fw = ((1u << 24) - uint32_t(r * 2 + 1) * ww) / 2;
+  if (ww == (1u << 24) && fw == 0) return; // box radius 0: identity
+  const int h = img.height, w = img.width, c = img.channels;
+  thread_local std::vector<uint8_t> ext;
+  thread_local std::vector<uint32_t> acc;
+  const size_t row = size_t(w) * size_t(c);
+  for (int pass = 0; pass < kPasses; ++pass)
+    for (int y = 0; y < h; ++y)
+      box_line(&img.data[size_t(y) * row], size_t(c), w, c, r, ww, fw, ext, acc);
+  for (int pass = 0; pass < kPasses; ++pass)
+    for (int x = 0; x < w; ++x)
+      box_line(&img.data[size_t(x) * size_t(c)], row, h, c, r, ww, fw, ext, acc);
+}
+
+void solarize(Image& img, double threshold) {
+  Lut lut;
+  for (int v = 0; v < 256; ++v) lut[size_t(v)] = v < threshold ? uint8_t(v) : uint8_t(255 - v);
+  apply_lut(img, lut);
+}
+
+Image weighted_grey(const Image& img, const std::array<double, 3>& weights_bgr,
+                    bool keep_channels) {
+  if (img.channels != 3)
+    throw ValueError("RandomGrayscale: expected a 3-channel image, got " +
+                     std::to_string(img.channels) + " channels");
+  double total = 0.0; // Python's sum(), left to right
+  for (double v : weights_bgr) total += v;
+  const double w0 = weights_bgr[0] / total, w1 = weights_bgr[1] / total,
+               w2 = weights_bgr[2] / total;
+  const size_t n = size_t(img.height) * size_t(img.width);
+  Image out(img.height, img.width, keep_channels ? 3 : 1);
+  const uint8_t* p = img.data.data();
+  for (size_t i = 0; i < n; ++i, p += 3) {
+    const double g = w0 * double(p[0]) + w1 * double(p[1]) + w2 * double(p[2]);
+    const uint8_t v = g >= 255.0 ? 255 : (g <= 0.0 ? 0 : uint8_t(g));
+    if (keep_channels) {
+      out.data[i * 3] = out.data[i * 3 + 1] = out.data[i * 3 + 2] = v;
+    } else {
+      out.data[i] = v;
+    }
+  }
+  return out;
+}
+
+} // namespace selfsup::core::transforms::pil
