@@ -17,6 +17,7 @@ PACKAGES=(
   python3-torch           # test-time oracle: Python reads our checkpoints (/usr/bin/python3)
   python3-torchvision     # test-time oracle: exported/checkpoint weights load into torchvision's ResNet
   python3-pil             # test-time oracle: the pillow backend's augmentations equal PIL's
+  chromium                # test-time oracle: `selfsup report`'s page renders its plots (headless)
 )
 
 missing=()

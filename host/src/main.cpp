@@ -20,7 +20,13 @@ void usage(std::ostream& os) {
         "Commands:\n"
         "  train CONFIG   train a model from a JSON config\n"
         "  list           list plugins and registered types\n"
-        "  config CONFIG  print the merged config as JSON (--check: list every fault)\n\n"
+        "  config CONFIG  print the merged config as JSON (--check: list every fault)\n"
+        "  eval linear|knn CONFIG --checkpoint CKPT\n"
+        "                 linear probe or weighted kNN on frozen features (top-1, top-5)\n"
+        "  extract CONFIG --checkpoint CKPT --out FILE.npy\n"
+        "                 write a split's features and labels as NumPy .npy files\n"
+        "  report WORK_DIR\n"
+        "                 write a self-contained HTML page of a run (plots, config, figures)\n\n"
         "Run 'selfsup <command> --help' for the options of a command.\n";
 }
 
@@ -42,6 +48,9 @@ int dispatch(int argc, char** argv) {
   if (cmd == "train") return cmd_train(argc - 1, argv + 1);
   if (cmd == "list") return cmd_list(argc - 1, argv + 1);
   if (cmd == "config") return cmd_config(argc - 1, argv + 1);
+  if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
+  if (cmd == "extract") return cmd_extract(argc - 1, argv + 1);
+  if (cmd == "report") return cmd_report(argc - 1, argv + 1);
   std::cerr << "selfsup: unknown command '" << cmd << "'\n\n";
   usage(std::cerr);
   return kUsage;

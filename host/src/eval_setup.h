@@ -1,0 +1,43 @@
+#pragma once
+// What `selfsup eval` and `selfsup extract` share: the model of a config with a checkpoint's
+// weights, and the labelled datasets to evaluate on.
+#include <memory>
+#include <string>
+
+#include <torch/types.h>
+
+#include <selfsup/config.h>
+#include <selfsup/interfaces/algorithm.h>
+#include <selfsup/json.h>
+
+namespace selfsup::core {
+class DataLoader;
+}
+
+namespace selfsup::host {
+
+/// Builds `cfg.model` (as `train` does, seed 0) on `device` and loads the weights of the
+/// checkpoint at `checkpoint`. Throws ValueError naming the file when it is missing or not a
+/// checkpoint, and naming the checkpoint and `config_path` with the missing, unexpected or
+/// mis-shaped entries when the checkpoint holds another model.
+std::shared_ptr<Algorithm> model_from_checkpoint(const Json& cfg, const std::string& config_path,
+                                                 const std::string& checkpoint,
+                                                 torch::Device device);
+
+/// The dataloader config of a labelled split: "train" is the KNNEvalHook's bank_dataloader;
+/// "test" is the top-level test_dataloader, else val_dataloader, else the KNNEvalHook's
+/// query_dataloader. Throws ConfigError naming what is missing.
+Config split_dataloader(const Json& cfg, const std::string& split);
+
+/// The config's KNNEvalHook entry of custom_hooks, or a null Config when there is none.
+Config knn_hook(const Json& cfg);
+
+/// Extracts the split's features (extract_features: the algorithm's last extract_feat output,
+/// global-average-pooled and L2-normalised) and labels, printing what it does to stdout.
+torch::Tensor split_features(Algorithm& model, const Json& cfg, const std::string& split,
+                             torch::Tensor& labels, torch::Device device);
+
+/// --device: "cpu" or "cuda" (refused when LibTorch has no CUDA device).
+torch::Device parse_device(const std::string& name);
+
+} // namespace selfsup::host
