@@ -30,6 +30,7 @@ parse_with_config(int argc, char** argv, const boost::program_options::options_d
 int cmd_train(int argc, char** argv);
 int cmd_list(int argc, char** argv);
 int cmd_config(int argc, char** argv);
+int cmd_convert_config(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_extract(int argc, char** argv);
 int cmd_report(int argc, char** argv);

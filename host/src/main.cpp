@@ -21,6 +21,8 @@ void usage(std::ostream& os) {
         "  train CONFIG   train a model from a JSON config\n"
         "  list           list plugins and registered types\n"
         "  config CONFIG  print the merged config as JSON (--check: list every fault)\n"
+        "  convert-config FILE.py\n"
+        "                 turn an MMSelfSup/mmengine .py config into one JSON config\n"
         "  eval linear|knn CONFIG --checkpoint CKPT\n"
         "                 linear probe or weighted kNN on frozen features (top-1, top-5)\n"
         "  extract CONFIG --checkpoint CKPT --out FILE.npy\n"
@@ -48,6 +50,7 @@ int dispatch(int argc, char** argv) {
   if (cmd == "train") return cmd_train(argc - 1, argv + 1);
   if (cmd == "list") return cmd_list(argc - 1, argv + 1);
   if (cmd == "config") return cmd_config(argc - 1, argv + 1);
+  if (cmd == "convert-config") return cmd_convert_config(argc - 1, argv + 1);
   if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
   if (cmd == "extract") return cmd_extract(argc - 1, argv + 1);
   if (cmd == "report") return cmd_report(argc - 1, argv + 1);
