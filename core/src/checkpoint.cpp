@@ -287,6 +287,110 @@ c10::impl::GenericDict message_hub(const c10::impl::GenericDict& meta) {
   return hub;
 }
 
+// ---- Param groups as mmengine builds them --------------------------------------------
+//
+// selfsup gives every parameter its own group. mmengine's DefaultOptimWrapperConstructor
+// does so only with a paramwise_cfg; without one it makes a single group over
+// model.parameters(), and torch's load_state_dict needs the same number of groups. So a run
+// without paramwise_cfg writes its (identical) groups as one, and loading splits it again.
+
+bool same_scalar(const c10::IValue& a, const c10::IValue& b) {
+  if (a.isDouble() && b.isDouble()) return a.toDouble() == b.toDouble();
+  if (a.isInt() && b.isInt()) return a.toInt() == b.toInt();
+  if (a.isBool() && b.isBool()) return a.toBool() == b.toBool();
+  if (a.isString() && b.isString()) return a.toStringRef() == b.toStringRef();
+  return a.isNone() && b.isNone();
+}
+
+bool without_paramwise_cfg(const Json& meta) {
+  const Json* cfg = meta.find("config");
+  if (!cfg || !cfg->is_object()) return false; // unknown: leave the groups as they are
+  const Json* wrapper = cfg->find("optim_wrapper");
+  const Json* paramwise =
+      wrapper && wrapper->is_object() ? wrapper->find("paramwise_cfg") : nullptr;
+  return !paramwise || paramwise->is_null() || (paramwise->is_object() && paramwise->size() == 0);
+}
+
+// One group of every parameter when the groups hold one parameter each and equal options;
+// else `optimizer` as it is.
+c10::IValue merged_groups(const c10::IValue& optimizer) {
+  if (!optimizer.isGenericDict() || !optimizer.toGenericDict().contains("param_groups"))
+    return optimizer;
+  const c10::IValue groups_value = optimizer.toGenericDict().at("param_groups");
+  if (!groups_value.isList() || groups_value.toList().size() < 2) return optimizer;
+  const auto groups = groups_value.toList();
+  c10::List<int64_t> params;
+  c10::impl::GenericDict first(c10::StringType::get(), c10::AnyType::get());
+  for (size_t i = 0; i < groups.size(); ++i) {
+    if (!groups.get(i).isGenericDict()) return optimizer;
+    const auto g = groups.get(i).toGenericDict();
+    if (!g.contains("params") || !g.at("params").isIntList() ||
+        g.at("params").toIntList().size() != 1)
+      return optimizer;
+    params.push_back(g.at("params").toIntList().get(0));
+    if (i == 0) {
+      first = g.copy();
+      continue;
+    }
+    if (g.size() != first.size()) return optimizer;
+    for (const auto& item : g)
+      if (item.key().toStringRef() != "params" &&
+          (!first.contains(item.key()) || !same_scalar(first.at(item.key()), item.value())))
+        return optimizer;
+  }
+  first.insert_or_assign("params", params);
+  c10::impl::GenericList one(c10::AnyType::get());
+  one.push_back(first);
+  c10::impl::GenericDict top = optimizer.toGenericDict().copy();
+  top.insert_or_assign("param_groups", one);
+  return top;
+}
+
+// A single group of several parameters split into one group per parameter (selfsup's).
+c10::IValue split_groups(const c10::IValue& optimizer) {
+  if (!optimizer.isGenericDict() || !optimizer.toGenericDict().contains("param_groups"))
+    return optimizer;
+  const c10::IValue groups_value = optimizer.toGenericDict().at("param_groups");
+  if (!groups_value.isList() || groups_value.toList().size() != 1 ||
+      !groups_value.toList().get(0).isGenericDict())
+    return optimizer;
+  const auto group = groups_value.toList().get(0).toGenericDict();
+  if (!group.contains("params") || !group.at("params").isIntList() ||
+      group.at("params").toIntList().size() < 2)
+    return optimizer;
+  c10::impl::GenericList groups(c10::AnyType::get());
+  for (const int64_t index : group.at("params").toIntList().vec()) {
+    c10::impl::GenericDict g = group.copy();
+    g.insert_or_assign("params", c10::List<int64_t>({index}));
+    groups.push_back(g);
+  }
+  c10::impl::GenericDict top = optimizer.toGenericDict().copy();
+  top.insert_or_assign("param_groups", groups);
+  return top;
+}
+
+// The scheduler states of merged_groups(): base_values and _last_value of the first group
+// (all groups had the same).
+c10::IValue one_group_schedulers(const c10::IValue& schedulers) {
+  if (!schedulers.isList()) return schedulers;
+  c10::impl::GenericList out(c10::AnyType::get());
+  for (const c10::IValue& s : schedulers.toList().vec()) {
+    if (!s.isGenericDict()) {
+      out.push_back(s);
+      continue;
+    }
+    c10::impl::GenericDict d = s.toGenericDict().copy();
+    for (const char* key : {"base_values", "_last_value"})
+      if (d.contains(key) && d.at(key).isList() && d.at(key).toList().size() > 1) {
+        c10::impl::GenericList first(c10::AnyType::get());
+        first.push_back(d.at(key).toList().get(0));
+        d.insert_or_assign(key, first);
+      }
+    out.push_back(d);
+  }
+  return out;
+}
+
 // ---- Optimizer state: LibTorch's archive layout <-> PyTorch's state_dict layout ----------
 //
 // LibTorch's save() writes {"pytorch_version", "state": {<TensorImpl key>: {name: value}},
@@ -537,8 +641,13 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt) {
   top.insert("meta", meta);
   top.insert("state_dict", to_dict(ckpt.state_dict));
   top.insert("message_hub", message_hub(meta));
-  if (!ckpt.optimizer.isNone()) top.insert("optimizer", ckpt.optimizer);
-  if (!ckpt.param_schedulers.isNone()) top.insert("param_schedulers", ckpt.param_schedulers);
+  const c10::IValue optimizer =
+      without_paramwise_cfg(ckpt.meta) ? merged_groups(ckpt.optimizer) : ckpt.optimizer;
+  if (!optimizer.isNone()) top.insert("optimizer", optimizer);
+  if (!ckpt.param_schedulers.isNone())
+    top.insert("param_schedulers", optimizer.isSameIdentity(ckpt.optimizer)
+                                       ? ckpt.param_schedulers
+                                       : one_group_schedulers(ckpt.param_schedulers));
   std::vector<char> bytes = torch::pickle_save(c10::IValue(top));
   add_checksum(bytes);
   write_bytes_atomic(path, bytes.data(), bytes.size());
@@ -598,7 +707,7 @@ Checkpoint load_checkpoint(const std::string& path) {
       }
     }
     c.state_dict = from_ivalue(get("state_dict"), path + ": state_dict");
-    if (top.contains("optimizer")) c.optimizer = top.at("optimizer");
+    if (top.contains("optimizer")) c.optimizer = split_groups(top.at("optimizer"));
     if (top.contains("param_schedulers")) c.param_schedulers = top.at("param_schedulers");
     return c;
   }

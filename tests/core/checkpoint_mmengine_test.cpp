@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -125,6 +127,8 @@ assert set(o) == {"state", "param_groups"}, list(o)
 ids = [i for g in o["param_groups"] for i in g["params"]]
 assert ids == list(range(n_params)), (len(ids), n_params)
 assert sorted(o["state"]) == ids
+# Without a paramwise_cfg mmengine builds one group over model.parameters(): so does the file.
+assert len(o["param_groups"]) == 1, len(o["param_groups"])
 for g in o["param_groups"]:
     assert g["momentum"] == 0.9 and g["initial_lr"] == 0.1, g
     # mmengine saves after its schedulers stepped: the lr of the next iteration (iteration 2:
@@ -227,6 +231,38 @@ TEST_F(CheckpointMmengineTest, TorchLoadFindsMmengineLayoutAndTorchvisionResNet1
   const auto theirs = torch::tensor(python);
   EXPECT_TRUE(torch::allclose(ours, theirs, 1e-4, 1e-4))
       << "max difference " << (ours - theirs).abs().max().item<float>();
+
+  // mmengine's own Runner resumes the file (with MMSelfSup 1.0 importable, e.g. after
+  // `source /work/anchors/env.sh`): it continues from epoch 1, iteration 2 with the learning
+  // rates of our own run.
+  if (!python_has("mmselfsup, mmengine, mmcv")) {
+    std::cout << "[ SKIPPED  ] mmengine's Runner.resume: " << kPython
+              << " cannot import mmselfsup, mmengine and mmcv\n";
+    return;
+  }
+  const std::string resumed =
+      run(std::string(kPython) + " " + (fixtures() / "mmengine_resume.py").string() + " " +
+          ckpt.string() + " " + (dir_.path() / "mmengine").string() + " 2>&1");
+  std::map<int64_t, double> our_lr; // by 0-based iteration
+  std::istringstream scalars(test::read_text(dir_.path() / "work" / "scalars.jsonl"));
+  for (std::string line; std::getline(scalars, line);) {
+    const Json rec = Json::parse(line, "scalars.jsonl");
+    our_lr[rec.find("iter")->as_int() - 1] = rec.find("lr")->as_number();
+  }
+  std::istringstream lines(resumed);
+  std::vector<int64_t> iters;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("mmengine iter ", 0) != 0) continue;
+    std::istringstream fields(line.substr(14));
+    int64_t iter = -1, epoch = -1;
+    std::string word;
+    double lr = -1;
+    char bracket;
+    fields >> iter >> word >> epoch >> word >> bracket >> lr;
+    iters.push_back(iter);
+    EXPECT_NEAR(lr, our_lr[iter], 1e-12) << line;
+  }
+  EXPECT_EQ(iters, (std::vector<int64_t>{2, 3, 4, 5})) << resumed;
 }
 
 // tests/fixtures/checkpoints/v3_epoch_1.pth was written by selfsup-checkpoint-3's code (see
@@ -260,6 +296,21 @@ TEST_F(CheckpointMmengineTest, AFormat3CheckpointStillResumes) {
   ASSERT_TRUE(now.meta.find("selfsup_format"));
   EXPECT_EQ(now.meta.find("selfsup_format")->as_string(), core::kCheckpointFormat);
   EXPECT_EQ(now.meta.find("seed")->as_int(), 5); // the resumed run kept the file's seed
+
+  // The current format resumes too: its one param group (the config has no paramwise_cfg)
+  // comes back as one group per parameter, with the momentum buffers.
+  cfg.find("train_cfg")->set("max_epochs", Json(3));
+  o.resume = (dir_.path() / "work" / "epoch_2.pth").string();
+  core::Runner again(cfg, o);
+  EXPECT_EQ(again.iter(), 4);
+  const auto saved = now.optimizer.toGenericDict();
+  EXPECT_EQ(saved.at("param_groups").toList().size(),
+            size_t(again.optimizer().param_groups().size()));
+  again.train();
+  EXPECT_EQ(core::load_checkpoint((dir_.path() / "work" / "epoch_3.pth").string())
+                .meta.find("iter")
+                ->as_int(),
+            6);
 }
 
 TEST_F(CheckpointMmengineTest, SaveAndLoadKeepMetaConfigRngAndSchedulers) {
