@@ -32,6 +32,38 @@ torch::Tensor pool_and_flatten(torch::Tensor x, bool with_avg_pool, const char* 
 
 // ---- NonLinearNeck ---------------------------------------------------------------------
 
+OptionTable<LinearKaimingInit> LinearKaimingInit::table() {
+  using O = LinearKaimingInit;
+  using namespace selfsup::check;
+  return OptionTable<O>("MMEngine's KaimingInit of the fc layers (init_cfg)", O())
+      .required("type", &O::type, "'Kaiming' (the only init of a neck's fc layers)",
+                one_of({"Kaiming"}))
+      .optional("layer", &O::layer, "the layer types it initialises: ['Linear']", size(1),
+                each(one_of({"Linear"})))
+      .optional("a", &O::a, "negative slope of the rectifier (leaky_relu)")
+      .optional("mode", &O::mode, "'fan_in' or 'fan_out'", one_of({"fan_in", "fan_out"}))
+      .optional("nonlinearity", &O::nonlinearity, "the gain's nonlinearity",
+                one_of({"relu", "leaky_relu", "linear"}))
+      .optional("bias", &O::bias, "the value of the biases")
+      .optional("distribution", &O::distribution, "'normal' or 'uniform'",
+                one_of({"normal", "uniform"}));
+}
+
+void LinearKaimingInit::apply(torch::nn::Linear& fc) const {
+  namespace init = torch::nn::init;
+  torch::NoGradGuard no_grad;
+  const init::FanModeType fan =
+      mode == "fan_in" ? init::FanModeType(torch::kFanIn) : init::FanModeType(torch::kFanOut);
+  init::NonlinearityType gain = torch::kReLU;
+  if (nonlinearity == "leaky_relu") gain = torch::kLeakyReLU;
+  if (nonlinearity == "linear") gain = torch::kLinear;
+  if (distribution == "uniform")
+    init::kaiming_uniform_(fc->weight, a, fan, gain);
+  else
+    init::kaiming_normal_(fc->weight, a, fan, gain);
+  if (fc->bias.defined()) fc->bias.fill_(bias);
+}
+
 OptionTable<NonLinearNeckOptions> NonLinearNeckOptions::table() {
   using O = NonLinearNeckOptions;
   using namespace selfsup::check;
@@ -51,7 +83,9 @@ OptionTable<NonLinearNeckOptions> NonLinearNeckOptions::table() {
       .optional("with_avg_pool", &O::with_avg_pool_,
                 "global average pooling of a [N, C, H, W] input first")
       .optional("vit_backbone", &O::vit_backbone_, "take the last input tensor (a ViT's cls token)")
-      .optional("norm_cfg", &O::norm_cfg_, "norm layer (SyncBN acts as BN on one process)");
+      .optional("norm_cfg", &O::norm_cfg_, "norm layer (SyncBN acts as BN on one process)")
+      .optional("init_cfg", &O::init_cfg_,
+                "Kaiming init of the fc layers (MMEngine's KaimingInit on ['Linear'])");
 }
 
 NonLinearNeck::NonLinearNeck(const NonLinearNeckOptions& options_) : options(options_) {
@@ -82,6 +116,8 @@ void NonLinearNeck::reset() {
     else
       bns_.emplace_back(nullptr);
   }
+  if (o.init_cfg())
+    for (auto& fc : fcs_) o.init_cfg()->apply(fc);
 }
 
 std::vector<torch::Tensor> NonLinearNeck::forward(const std::vector<torch::Tensor>& x) {

@@ -3,6 +3,7 @@
 // AvgPool2dNeck. Module names follow MMSelfSup (fc0, bn0, fc1, ...; fc) so weights map 1:1.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -24,6 +25,22 @@ using NormCfg = selfsup::bricks::NormCfg;
 
 // ---- NonLinearNeck ---------------------------------------------------------------------
 
+/// MMEngine's `init_cfg: {type: 'Kaiming', layer: ['Linear'], ...}` (KaimingInit) on a neck's
+/// fc layers: kaiming_{normal,uniform}_(weight, a, mode, nonlinearity), bias = `bias`
+/// (Barlow Twins' projector). Applied when the neck is built.
+struct LinearKaimingInit {
+  static OptionTable<LinearKaimingInit> table();
+  std::string type = "Kaiming";
+  std::vector<std::string> layer{"Linear"};
+  double a = 0;
+  std::string mode = "fan_out";
+  std::string nonlinearity = "relu";
+  double bias = 0;
+  std::string distribution = "normal";
+  /// Initialises `fc` as configured.
+  void apply(torch::nn::Linear& fc) const;
+};
+
 struct NonLinearNeckOptions {
   NonLinearNeckOptions(int64_t in, int64_t hid, int64_t out)
       : in_channels_(in), hid_channels_(hid), out_channels_(out) {}
@@ -44,6 +61,8 @@ struct NonLinearNeckOptions {
   TORCH_ARG(bool, vit_backbone) = false;
   /// MMSelfSup's default, SyncBN: BN on one process.
   TORCH_ARG(NormCfg, norm_cfg) = NormCfg{"SyncBN"};
+  /// Kaiming init of the fc layers; absent: LibTorch's default Linear init, as PyTorch's.
+  TORCH_ARG(std::optional<LinearKaimingInit>, init_cfg) = std::nullopt;
 
 private:
   NonLinearNeckOptions() = default;

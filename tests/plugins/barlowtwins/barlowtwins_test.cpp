@@ -271,3 +271,33 @@ TEST(BarlowTwinsTest, TrainsOnTinyFashionMnist) {
     }
   EXPECT_FALSE(test::logged_iters(dir.path() / "work/scalars.jsonl").empty());
 }
+
+TEST(BarlowTwinsTest, ProjectorKaimingInitCfgAsUpstreamRecipe) {
+  // init_cfg {type: 'Kaiming', distribution: 'uniform', layer: ['Linear']}: MMEngine's
+  // KaimingInit defaults a = 0, mode fan_out, relu gain, bias 0: U(-b, b), b = sqrt(6 / fan_out).
+  torch::manual_seed(8);
+  auto neck = build<Neck>(registry().config(
+      Json::parse(R"({"type": "NonLinearNeck", "in_channels": 64, "hid_channels": 256,
+          "out_channels": 128, "num_layers": 3, "with_last_bn": false, "with_bias": true,
+          "with_last_bias": true, "with_avg_pool": false,
+          "init_cfg": {"type": "Kaiming", "distribution": "uniform", "layer": ["Linear"]}})",
+                  "t"),
+      "neck"));
+  auto params = neck->named_parameters();
+  for (const auto& [name, fan_out] :
+       std::vector<std::pair<std::string, int64_t>>{{"fc0", 256}, {"fc1", 256}, {"fc2", 128}}) {
+    const auto w = params[name + ".weight"];
+    const double bound = std::sqrt(6.0 / double(fan_out));
+    EXPECT_LE(w.abs().max().item<double>(), bound) << name;
+    EXPECT_GT(w.abs().max().item<double>(), 0.95 * bound) << name;
+    // The variance of U(-b, b) is b^2 / 3 = 2 / fan_out.
+    EXPECT_NEAR(w.var().item<double>(), 2.0 / double(fan_out), 0.1 * 2.0 / double(fan_out)) << name;
+    EXPECT_EQ(params[name + ".bias"].abs().max().item<double>(), 0.0) << name;
+  }
+  auto bad = Json::parse(R"({"type": "NonLinearNeck", "in_channels": 4, "hid_channels": 4,
+      "out_channels": 4, "init_cfg": {"type": "Kaiming", "layer": ["Conv2d"]}})",
+                         "t");
+  EXPECT_TRUE(test::has_substr(
+      test::message_of<ConfigError>([&] { (void)build<Neck>(registry().config(bad, "neck")); }),
+      "neck.init_cfg.layer"));
+}
