@@ -209,7 +209,9 @@ inline void rgb_to_hsv(int r, int g, int b, uint8_t& h8, uint8_t& s8, uint8_t& v
     h = float(2.0 + double(rc) - double(bc));
   else
     h = float(4.0 + double(gc) - double(rc));
-  h = float(std::fmod(double(h) / 6.0 + 1.0, 1.0));
+  // fmod(h / 6 + 1, 1): the argument lies in [5/6, 11/6], where subtracting 1 is exact.
+  const double wrapped = double(h) / 6.0 + 1.0;
+  h = float(wrapped >= 1.0 ? wrapped - 1.0 : wrapped);
   h8 = clamp_u8(int(double(h) * 255.0));
   s8 = clamp_u8(int(double(s) * 255.0));
 }
@@ -220,7 +222,7 @@ inline void hsv_to_rgb(uint8_t h8, uint8_t s8, uint8_t v8, uint8_t& r, uint8_t& 
     return;
   }
   const double h6 = double(float(h8)) * 6.0 / 255.0;
-  const int i = int(std::floor(h6));
+  const int i = int(h6); // floor: h6 >= 0
   const float f = float(h6 - double(float(i)));
   const float fs = float(double(float(s8)) / 255.0);
   const double v = double(float(v8));
@@ -264,30 +266,59 @@ float extended_box_radius(float radius, int passes) {
   return l + a;
 }
 
-// One box-blur pass over `n` pixels of `c` channels at `step` bytes apart, in place. Window
-// [x - r, x + r] at weight ww plus pixels x - r - 1 and x + r + 1 at weight fw (24-bit fixed
-// point), indices clamped to the line; `ext` is scratch.
-void box_line(uint8_t* line, size_t step, int n, int c, int r, uint32_t ww, uint32_t fw,
-              std::vector<uint8_t>& ext, std::vector<uint32_t>& acc) {
-  const int len = n + 2 * r + 2; // ext[j] = line[clamp(j - r - 1)]
-  ext.resize(size_t(len) * size_t(c));
-  for (int j = 0; j < len; ++j) {
-    const int src = std::min(std::max(j - r - 1, 0), n - 1);
-    std::memcpy(&ext[size_t(j) * size_t(c)], line + size_t(src) * step, size_t(c));
+// One horizontal box-blur pass over a row of `n` pixels of `c` channels, in place. Output x
+// weighs the window [x - r, x + r] by ww and pixels x - r - 1 and x + r + 1 by fw (24-bit
+// fixed point), indices clamped to the row; `ext` is scratch.
+template <int kC>
+void box_row(uint8_t* line, int n, int channels, int r, uint32_t ww, uint32_t fw,
+             std::vector<uint8_t>& ext) {
+  const size_t c = size_t(kC > 0 ? kC : channels);
+  const int len = n + 2 * r + 2; // ext[j] = line[clamp(j - r - 1)]: r + 1 copies of each end
+  ext.resize(size_t(len) * c);
+  for (int j = 0; j <= r; ++j) std::memcpy(&ext[size_t(j) * c], line, c);
+  std::memcpy(&ext[size_t(r + 1) * c], line, size_t(n) * c);
+  for (int j = r + 1 + n; j < len; ++j)
+    std::memcpy(&ext[size_t(j) * c], line + size_t(n - 1) * c, c);
+  uint32_t acc[4] = {0, 0, 0, 0};
+  std::vector<uint32_t> wide;
+  uint32_t* sum = acc;
+  if (c > 4) {
+    wide.assign(c, 0);
+    sum = wide.data();
   }
-  acc.assign(size_t(c), 0);
   for (int j = 1; j <= 2 * r + 1; ++j)
-    for (int ch = 0; ch < c; ++ch) acc[size_t(ch)] += ext[size_t(j) * size_t(c) + size_t(ch)];
-  const size_t sc = size_t(c);
-  for (int x = 0; x < n; ++x) {
-    const uint8_t* far_left = &ext[size_t(x) * sc];
-    const uint8_t* far_right = &ext[size_t(x + 2 * r + 2) * sc];
-    uint8_t* out = line + size_t(x) * step;
-    for (int ch = 0; ch < c; ++ch) {
-      const uint32_t bulk = acc[size_t(ch)] * ww + uint32_t(far_left[ch] + far_right[ch]) * fw;
+    for (size_t ch = 0; ch < c; ++ch) sum[ch] += ext[size_t(j) * c + ch];
+  const size_t span = size_t(2 * r + 2) * c;
+  const uint8_t* e = ext.data();
+  for (int x = 0; x < n; ++x, e += c) {
+    uint8_t* out = line + size_t(x) * c;
+    for (size_t ch = 0; ch < c; ++ch) {
+      const uint32_t bulk = sum[ch] * ww + uint32_t(e[ch] + e[span + ch]) * fw;
       out[ch] = uint8_t((bulk + (1u << 23)) >> 24);
-      // slide: drop x - r (ext x + 1), add x + r + 1 (ext x + 2r + 2)
-      acc[size_t(ch)] += uint32_t(far_right[ch]) - uint32_t(ext[size_t(x + 1) * sc + size_t(ch)]);
+      sum[ch] += uint32_t(e[span + ch]) - uint32_t(e[c + ch]); // add x + r + 1, drop x - r
+    }
+  }
+}
+
+// One vertical box-blur pass, src -> dst (h rows of row_len bytes): the same sums, down the
+// columns, a whole row at a time.
+void box_cols(const uint8_t* src, uint8_t* dst, int h, size_t row_len, int r, uint32_t ww,
+              uint32_t fw, std::vector<uint32_t>& acc) {
+  const auto row = [&](int j) { return src + size_t(std::min(std::max(j, 0), h - 1)) * row_len; };
+  acc.assign(row_len, 0);
+  for (int j = -r; j <= r; ++j) {
+    const uint8_t* p = row(j);
+    for (size_t i = 0; i < row_len; ++i) acc[i] += p[i];
+  }
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* far_up = row(y - r - 1);
+    const uint8_t* far_down = row(y + r + 1);
+    const uint8_t* leaving = row(y - r);
+    uint8_t* out = dst + size_t(y) * row_len;
+    for (size_t i = 0; i < row_len; ++i) {
+      const uint32_t bulk = acc[i] * ww + uint32_t(far_up[i] + far_down[i]) * fw;
+      out[i] = uint8_t((bulk + (1u << 23)) >> 24);
+      acc[i] += uint32_t(far_down[i]) - uint32_t(leaving[i]);
     }
   }
 }
@@ -422,15 +453,24 @@ void gaussian_blur(Image& img, double radius) {
   const uint32_t fw = ((1u << 24) - uint32_t(r * 2 + 1) * ww) / 2;
   if (ww == (1u << 24) && fw == 0) return; // box radius 0: identity
   const int h = img.height, w = img.width, c = img.channels;
-  thread_local std::vector<uint8_t> ext;
+  thread_local std::vector<uint8_t> ext, other;
   thread_local std::vector<uint32_t> acc;
   const size_t row = size_t(w) * size_t(c);
   for (int pass = 0; pass < kPasses; ++pass)
-    for (int y = 0; y < h; ++y)
-      box_line(&img.data[size_t(y) * row], size_t(c), w, c, r, ww, fw, ext, acc);
-  for (int pass = 0; pass < kPasses; ++pass)
-    for (int x = 0; x < w; ++x)
-      box_line(&img.data[size_t(x) * size_t(c)], row, h, c, r, ww, fw, ext, acc);
+    for (int y = 0; y < h; ++y) {
+      uint8_t* line = &img.data[size_t(y) * row];
+      if (c == 3)
+        box_row<3>(line, w, c, r, ww, fw, ext);
+      else if (c == 1)
+        box_row<1>(line, w, c, r, ww, fw, ext);
+      else
+        box_row<0>(line, w, c, r, ww, fw, ext);
+    }
+  other.resize(img.data.size());
+  for (int pass = 0; pass < kPasses; ++pass) {
+    box_cols(img.data.data(), other.data(), h, row, r, ww, fw, acc);
+    std::swap(img.data, other); // the pass's result becomes the image
+  }
 }
 
 void solarize(Image& img, double threshold) {
