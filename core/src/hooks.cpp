@@ -1,4 +1,4 @@
-// The engine's hooks: CheckpointHook and KNNEvalHook.
+// The engine's hooks: CheckpointHook, KNNEvalHook and LinearProbeHook.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +10,7 @@
 #include <selfsup/core/checkpoint.h>
 #include <selfsup/core/data.h>
 #include <selfsup/core/knn_eval.h>
+#include <selfsup/core/linear_probe.h>
 #include <selfsup/interfaces/algorithm.h>
 #include <selfsup/interfaces/training.h>
 #include <selfsup/options.h>
@@ -209,6 +210,87 @@ private:
   std::optional<KnnResult> random_;
 };
 
+struct LinearProbeHookOptions {
+  Config bank_dataloader, query_dataloader;
+  int64_t epochs = LinearProbeOptions().epochs;
+  int64_t batch_size = LinearProbeOptions().batch_size;
+  double lr = LinearProbeOptions().base_lr;
+  double momentum = LinearProbeOptions().momentum;
+  double weight_decay = LinearProbeOptions().weight_decay;
+  bool standardize = LinearProbeOptions().standardize;
+  static OptionTable<LinearProbeHookOptions> table() {
+    using O = LinearProbeHookOptions;
+    return OptionTable<O>("Linear probe after training: a linear classifier trained on the frozen "
+                          "features (extract_feat, as the kNN) of the bank split, top-1/top-5 on "
+                          "the query split (docs/evaluation.md).",
+                          O())
+        .required("bank_dataloader", &O::bank_dataloader,
+                  "dataloader of the labelled training split of the probe")
+        .nested(DataLoader::schema())
+        .required("query_dataloader", &O::query_dataloader,
+                  "dataloader of the test split of the probe")
+        .nested(DataLoader::schema())
+        .optional("epochs", &O::epochs, "training epochs of the probe", gt(0))
+        .optional("batch_size", &O::batch_size, "batch size (capped to the bank's size)", gt(0))
+        .optional("lr", &O::lr, "SGD lr for a batch of 256, scaled by the batch; cosine to 0",
+                  gt(0))
+        .optional("momentum", &O::momentum, "SGD momentum", ge(0))
+        .optional("weight_decay", &O::weight_decay, "SGD weight decay", ge(0))
+        .optional("standardize", &O::standardize,
+                  "standardise the features first (BatchNorm1d without affine)");
+  }
+};
+
+class LinearProbeHook final : public Hook {
+public:
+  explicit LinearProbeHook(const LinearProbeHookOptions& o)
+      : bank_(DataLoader::from_config(o.bank_dataloader, 0)),
+        query_(DataLoader::from_config(o.query_dataloader, 0)) {
+    probe_.epochs = o.epochs;
+    probe_.batch_size = o.batch_size;
+    probe_.base_lr = o.lr;
+    probe_.momentum = o.momentum;
+    probe_.weight_decay = o.weight_decay;
+    probe_.standardize = o.standardize;
+  }
+  int priority() const override { return 80; }
+
+  void after_run(RunnerContext& ctx) override {
+    if (ctx.rank() != 0) return;
+    auto& model = ctx.model();
+    torch::Device device = model.parameters().empty() ? torch::Device(torch::kCPU)
+                                                      : model.parameters().front().device();
+    torch::Tensor bank_labels, query_labels;
+    auto bank = extract_features(model, *bank_, bank_labels, device);
+    auto queries = extract_features(model, *query_, query_labels, device);
+    LinearProbeOptions o = probe_;
+    o.seed = ctx.seed();
+    const LinearProbeResult r = linear_probe(bank, bank_labels, queries, query_labels, o);
+    ctx.log_scalar("linear/top1", r.top1);
+    ctx.log_scalar("linear/top5", r.top5);
+    char buf[300];
+    std::snprintf(buf, sizeof buf,
+                  "Linear probe (%lld epochs, batch %lld, lr %g; %lld train / %lld test) "
+                  "trained: top-1 %.2f%%, top-5 %.2f%%",
+                  (long long)r.epochs, (long long)r.batch_size, r.lr, (long long)r.num_train,
+                  (long long)r.num_test, r.top1, r.top5);
+    ctx.log(buf);
+    Json out = Json::object({{"top1", r.top1},
+                             {"top5", r.top5},
+                             {"train_top1", r.train_top1},
+                             {"epochs", Json(r.epochs)},
+                             {"batch_size", Json(r.batch_size)},
+                             {"lr", r.lr},
+                             {"num_train", Json(r.num_train)},
+                             {"num_test", Json(r.num_test)}});
+    write_file_atomic((fs::path(ctx.work_dir()) / "linear.json").string(), out.dump(2) + "\n");
+  }
+
+private:
+  std::unique_ptr<DataLoader> bank_, query_;
+  LinearProbeOptions probe_;
+};
+
 } // namespace
 
 void register_hooks(Registrar& r) {
@@ -224,6 +306,12 @@ void register_hooks(Registrar& r) {
         return std::make_shared<KNNEvalHook>(KNNEvalHookOptions::table().parse(c));
       },
       KNNEvalHookOptions::table().schema());
+  r.add<Hook>(
+      "LinearProbeHook",
+      [](const Config& c) {
+        return std::make_shared<LinearProbeHook>(LinearProbeHookOptions::table().parse(c));
+      },
+      LinearProbeHookOptions::table().schema());
 }
 
 } // namespace selfsup::core

@@ -281,7 +281,8 @@ std::string render_run_report(const std::string& work_dir) {
     mean /= double(tail);
     std::string text =
         fmt(s.points.back().second) + " at iteration " + fmt(s.points.back().first, "%.0f");
-    if (tail > 1) text += " (mean of the last " + std::to_string(tail) + ": " + fmt(mean) + ")";
+    if (tail > 1 && s.name.find("loss") != std::string::npos) // a noisy series
+      text += " (mean of the last " + std::to_string(tail) + ": " + fmt(mean) + ")";
     row(o, "last " + s.name, text);
   }
   if (const std::string knn = read_all(dir / "knn.json"); !knn.empty()) {
@@ -310,14 +311,15 @@ std::string render_run_report(const std::string& work_dir) {
     row(o, "last checkpoint", last.substr(0, last.find_last_not_of("\r\n") + 1));
   o << "</table>\n";
 
-  // Plots: losses, then the learning rate, then kNN accuracy, then anything else.
+  // Plots: losses, then the learning rate, then kNN / linear-probe accuracy, then the rest.
   auto group_of = [](const std::string& name) {
     if (name.find("loss") != std::string::npos) return 0;
     if (name == "lr" || name.rfind("lr/", 0) == 0 || name.rfind("lr_", 0) == 0) return 1;
-    if (name.rfind("knn", 0) == 0) return 2;
+    if (name.rfind("knn", 0) == 0 || name.rfind("linear/", 0) == 0) return 2;
     return 3;
   };
-  static const char* kGroups[] = {"Losses", "Learning rate", "kNN accuracy", "Other scalars"};
+  static const char* kGroups[] = {"Losses", "Learning rate",
+                                  "Evaluation accuracy (kNN, linear probe)", "Other scalars"};
   static const char* kIds[] = {"losses", "lr", "knn", "other"};
   static const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
   for (int g = 0; g < 4; ++g) {

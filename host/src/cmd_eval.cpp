@@ -116,11 +116,11 @@ int cmd_eval(int argc, char** argv) {
 
   char buf[400];
   if (mode == "knn") {
-    const Config hook = knn_hook(cfg);
-    if (k <= 0) k = !hook.is_null() && hook.has("k") ? hook["k"].as<int64_t>() : 200;
+    const Config hook = eval_hook(cfg);
+    const bool knn = !hook.is_null() && hook["type"].as<std::string>() == "KNNEvalHook";
+    if (k <= 0) k = knn && hook.has("k") ? hook["k"].as<int64_t>() : 200;
     if (!(temperature > 0))
-      temperature =
-          !hook.is_null() && hook.has("temperature") ? hook["temperature"].as<double>() : 0.07;
+      temperature = knn && hook.has("temperature") ? hook["temperature"].as<double>() : 0.07;
     const auto r = core::knn_classify(train, train_labels, test, test_labels, k, temperature);
     std::snprintf(buf, sizeof buf,
                   "kNN (k=%lld, T=%g, %lld bank / %lld queries): top-1 %.2f %%, top-5 %.2f %%",

@@ -9,6 +9,7 @@
 #include <selfsup/core/checkpoint.h>
 #include <selfsup/core/data.h>
 #include <selfsup/core/knn_eval.h>
+#include <selfsup/core/weight_export.h>
 #include <selfsup/errors.h>
 #include <selfsup/registry.h>
 
@@ -20,7 +21,9 @@ std::shared_ptr<Algorithm> model_from_checkpoint(const Json& cfg, const std::str
   const Config root(cfg);
   if (!root.has("model")) root.fail("expected a 'model' key (the algorithm to evaluate)");
   torch::manual_seed(0);
-  auto model = build<Algorithm>(root["model"]);
+  Json model_json = root["model"].json(); // init_cfg Pretrained: the checkpoint's weights win
+  const bool pretrained = !core::take_pretrained_init_cfg(model_json).empty();
+  auto model = build<Algorithm>(pretrained ? Config(model_json, "model") : root["model"]);
   const core::Checkpoint ckpt = core::load_checkpoint(checkpoint); // names the file
   try {
     core::load_module_state(*model, ckpt.state_dict, "checkpoint " + checkpoint);
@@ -33,17 +36,18 @@ std::shared_ptr<Algorithm> model_from_checkpoint(const Json& cfg, const std::str
   return model;
 }
 
-Config knn_hook(const Json& cfg) {
+Config eval_hook(const Json& cfg) {
   const Config root(cfg);
   if (!root.has("custom_hooks")) return Config();
   const Config hooks = root["custom_hooks"];
   if (!hooks.is_array()) return Config();
-  for (size_t i = 0; i < hooks.size(); ++i) {
-    const Config h = hooks.at(i);
-    if (h.is_object() && h.has("type") && h["type"].json().is_string() &&
-        h["type"].as<std::string>() == "KNNEvalHook")
-      return h;
-  }
+  for (const char* type : {"KNNEvalHook", "LinearProbeHook"})
+    for (size_t i = 0; i < hooks.size(); ++i) {
+      const Config h = hooks.at(i);
+      if (h.is_object() && h.has("type") && h["type"].json().is_string() &&
+          h["type"].as<std::string>() == type)
+        return h;
+    }
   return Config();
 }
 
@@ -54,11 +58,12 @@ Config split_dataloader(const Json& cfg, const std::string& split) {
       if (root.has(key) && !root[key].is_null()) return root[key];
   if (split != "train" && split != "test")
     throw ConfigError("--split: expected 'train' or 'test', got '" + split + "'");
-  const Config hook = knn_hook(cfg);
+  const Config hook = eval_hook(cfg);
   const char* key = split == "train" ? "bank_dataloader" : "query_dataloader";
   if (hook.is_null() || !hook.has(key))
-    throw ConfigError(std::string("custom_hooks: expected a KNNEvalHook with a ") + key +
-                      " (the labelled " + split + " split to evaluate on" +
+    throw ConfigError(std::string("custom_hooks: expected a KNNEvalHook (or LinearProbeHook) "
+                                  "with a ") +
+                      key + " (the labelled " + split + " split to evaluate on" +
                       (split == "test" ? "; or a top-level test_dataloader" : "") + ")");
   return hook[key];
 }

@@ -24,13 +24,14 @@ std::shared_ptr<Algorithm> model_from_checkpoint(const Json& cfg, const std::str
                                                  const std::string& checkpoint,
                                                  torch::Device device);
 
-/// The dataloader config of a labelled split: "train" is the KNNEvalHook's bank_dataloader;
-/// "test" is the top-level test_dataloader, else val_dataloader, else the KNNEvalHook's
+/// The dataloader config of a labelled split: "train" is the evaluation hook's bank_dataloader;
+/// "test" is the top-level test_dataloader, else val_dataloader, else the evaluation hook's
 /// query_dataloader. Throws ConfigError naming what is missing.
 Config split_dataloader(const Json& cfg, const std::string& split);
 
-/// The config's KNNEvalHook entry of custom_hooks, or a null Config when there is none.
-Config knn_hook(const Json& cfg);
+/// The config's evaluation hook in custom_hooks: the first KNNEvalHook, else the first
+/// LinearProbeHook (both name a bank_dataloader and a query_dataloader), or a null Config.
+Config eval_hook(const Json& cfg);
 
 /// Extracts the split's features (extract_features: the algorithm's last extract_feat output,
 /// global-average-pooled and L2-normalised) and labels, printing what it does to stdout.
