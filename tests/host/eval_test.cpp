@@ -131,7 +131,8 @@ TEST_F(EvalTest, BadInputExitsNonZeroNamingTheProblem) {
   r = test::run_selfsup("eval knn " + config() + " --checkpoint " + ckpt() +
                         " --cfg-options custom_hooks=[]");
   EXPECT_EQ(r.code, 2) << r.output;
-  EXPECT_TRUE(test::has_substr(r.output, "expected a KNNEvalHook with a bank_dataloader"));
+  EXPECT_TRUE(test::has_substr(
+      r.output, "expected a KNNEvalHook (or LinearProbeHook) with a bank_dataloader"));
   for (const char* cmd : {"eval linear", "eval knn", "extract", "report"})
     EXPECT_EQ(test::run_selfsup(std::string(cmd) + " --help").code, 0) << cmd;
 }
