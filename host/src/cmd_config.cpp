@@ -17,10 +17,13 @@ int cmd_config(int argc, char** argv) {
   opts.add_options()("help,h", "show this help")("cfg-options", po::value(&overrides)->multitoken(),
                                                  "override config keys: a.b=value ...")(
       "check",
-      "check the whole config as `train` does before it starts (types, keys, values, files), "
-      "listing every problem; exit 2 if any")("plugin-dir", po::value(&plugin_dirs),
-                                              "with --check: also load plugins from this folder")(
-      "allow-insecure-plugins", "with --check: load plugins others can write to");
+      "check the whole config: its keys, types, values and files as `train` does before it "
+      "starts, then build each part (model, optimizer and param groups, train loop, dataset "
+      "and pipeline, schedulers, hooks) without training; list every problem, exit 2 if any")(
+      "plugin-dir", po::value(&plugin_dirs), "with --check: also load plugins from this folder")(
+      "allow-insecure-plugins", "with --check: load plugins others can write to")(
+      "no-data", "with --check: do not require or read dataset files and folders (the "
+                 "datasets are not built, their pipelines are)");
   std::string config;
   po::variables_map vm = parse_with_config(argc, argv, opts, config);
   if (vm.count("help")) {
@@ -40,7 +43,10 @@ int cmd_config(int argc, char** argv) {
   core::PluginLoader loader;
   load_plugins(loader, plugin_dirs, vm.count("allow-insecure-plugins") > 0);
   const Json cfg = load_config(config, overrides, &loader);
-  core::check_before_training(cfg, core::TrainOptions{}, config); // throws: exit 2
+  core::CheckOptions check;
+  check.data = vm.count("no-data") == 0;
+  core::throw_problems(core::check_config(cfg, core::TrainOptions{}, check), config,
+                       "found by building each part without training"); // exit 2
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - start)
                       .count();

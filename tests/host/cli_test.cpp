@@ -349,7 +349,7 @@ std::string six_mistakes(const fs::path& missing_root) {
 
 void expect_six_mistakes(const std::string& output) {
   for (const char* want :
-       {"6 problems (found before anything was built, read or written):",
+       {"6 problems (found ",
         "\n  model.backbone.type: unknown backbone type 'ResNett'; did you mean 'ResNet'?",
         "\n  model.neck.hid_channel: unknown key (accepted: in_channels, hid_channels,",
         "; did you mean 'hid_channels'?", "\n  model.head.temperature: expected float, got \"hot\"",
@@ -378,10 +378,11 @@ TEST(CliTest, ConfigCheckPassesTheShippedConfigsQuickly) {
     ASSERT_EQ(r.code, 0) << name << ": " << r.output;
     const auto at = r.output.find("config OK: ");
     ASSERT_NE(at, std::string::npos) << r.output;
-    // "(checked in N ms)": plugins loaded, config merged and walked; no model, no data.
+    // "(checked in N ms)": plugins loaded, config merged and walked, then each part built
+    // (ResNet-18, the Fashion-MNIST loaders): no training step.
     const auto ms_at = r.output.find("(checked in ", at);
     ASSERT_NE(ms_at, std::string::npos) << r.output;
-    EXPECT_LT(std::stol(r.output.substr(ms_at + 12)), 1000) << r.output;
+    EXPECT_LT(std::stol(r.output.substr(ms_at + 12)), 5000) << r.output;
   }
 }
 

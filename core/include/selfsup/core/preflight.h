@@ -26,4 +26,30 @@ namespace selfsup::core {
 SELFSUP_CORE_API void check_before_training(const Json& cfg, const TrainOptions& options,
                                             const std::string& what);
 
+/// What `selfsup config --check` does beyond preflight().
+struct CheckOptions {
+  /// false (`--no-data`): dataset files and folders are neither required nor read; the
+  /// datasets are not built, their pipelines are (and a hook's data loaders' pipelines).
+  bool data = true;
+};
+
+/// Every problem of a merged training config found by building each part as `train` does,
+/// without training: preflight()'s problems, then, each on its own so that one fault does not
+/// hide another, the model, the optimizer with its parameter groups, the train loop, the
+/// training dataset with its pipeline, the parameter schedulers bound to the loop, and the
+/// hooks. A part preflight() already found a fault in is not built again. Each problem is
+/// "<json path>: <what>"; empty when `train` would start.
+[[nodiscard]] SELFSUP_CORE_API std::vector<std::string>
+check_config(const Json& cfg, const TrainOptions& options, const CheckOptions& check = {});
+
+/// The selfsup plugin that provides a type of MMSelfSup 1.0's model zoo, by its type name
+/// (a scope prefix such as `mmselfsup.` is ignored): "MoCo" -> "moco", "MAE" -> "mae",
+/// "RelativeLoc" -> "pretext"; "core" for the engine's own types; "" for a name that is not
+/// MMSelfSup's.
+[[nodiscard]] SELFSUP_CORE_API std::string zoo_plugin(const std::string& type);
+
+/// Throws one ConfigError: "<what>: N problems (<when>):\n  <problem>\n ...".
+SELFSUP_CORE_API void throw_problems(const std::vector<std::string>& problems,
+                                     const std::string& what, const std::string& when);
+
 } // namespace selfsup::core
