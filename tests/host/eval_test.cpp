@@ -54,7 +54,8 @@ std::string EvalTest::train_output_;
 
 // The two percentages of a "top-1 X %, top-5 Y %" line starting with `prefix`.
 std::pair<double, double> figures(const std::string& output, const std::string& prefix) {
-  const std::regex re(prefix + R"([^\n]*top-1 ([0-9.]+) %, top-5 ([0-9.]+) %)");
+  // The hooks write "top-1 X%", the commands "top-1 X %".
+  const std::regex re(prefix + R"([^\n]*top-1 ([0-9.]+) ?%, top-5 ([0-9.]+) ?%)");
   std::smatch m;
   if (!std::regex_search(output, m, re)) {
     ADD_FAILURE() << "no '" << prefix << "... top-1 X %, top-5 Y %' line in:\n" << output;
@@ -207,4 +208,58 @@ TEST_F(EvalTest, ExtractWritesNpyFilesNumpyReadsAsTheExtractionComputes) {
   ASSERT_EQ(r2.code, 0) << r2.output;
   EXPECT_TRUE(fs::exists(other));
   EXPECT_TRUE(test::has_substr(r2.output, "(64 x 32 float32)"));
+}
+
+TEST(LinearProbeHookTest, RunsAfterTrainingLogsAndWritesItsFigures) {
+  test::TempDir tmp;
+  test::make_fake_fmnist(tmp.path() / "data", 64, 30);
+  const std::string data = tmp.path().string() + "/data";
+  const std::string loader = R"({"batch_size": 32, "num_workers": 1,
+      "sampler": {"type": "DefaultSampler", "shuffle": false},
+      "dataset": {"type": "FashionMNIST", "data_root": ")" +
+                             data + R"(", "split": "SPLIT",
+                  "pipeline": [{"type": "PackSelfSupInputs", "algorithm_keys": ["gt_label"]}]}})";
+  auto split = [&](const std::string& s) {
+    return std::regex_replace(loader, std::regex("SPLIT"), s);
+  };
+  const fs::path cfg = tmp.path() / "probe.json";
+  test::write_file(cfg, "{\"_base_\": \"" + std::string(SELFSUP_SOURCE_DIR) +
+                            "/configs/simclr/simclr_resnet18_fmnist.json\",\n"
+                            "\"custom_hooks\": [{\"type\": \"LinearProbeHook\", \"epochs\": 5, "
+                            "\"bank_dataloader\": " +
+                            split("train") + ", \"query_dataloader\": " + split("test") + "}]}\n");
+  const std::string overrides =
+      " --cfg-options train_dataloader.dataset.data_root=" + data +
+      " train_dataloader.batch_size=16 train_cfg.max_epochs=1"
+      " model.backbone.stem_channels=4 model.backbone.base_channels=4"
+      " model.neck.in_channels=32 model.neck.hid_channels=32"
+      " param_scheduler.0.end=1 param_scheduler.1.begin=1 param_scheduler.1.end=2"
+      " param_scheduler.1.T_max=1";
+  const fs::path work = tmp.path() / "work";
+  const auto r = test::run_selfsup("train " + cfg.string() + " --work-dir " + work.string() +
+                                   " --threads 2" + overrides);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto [top1, top5] = figures(r.output, "Linear probe \\(5 epochs, batch 64, lr 0.075; 64 "
+                                              "train / 30 test\\) trained:");
+  (void)top1;
+  (void)top5;
+  // The same numbers as `eval linear` on the checkpoint with the same settings and seed.
+  const Json out = Json::parse(test::read_text(work / "linear.json"), "linear.json");
+  const auto e =
+      test::run_selfsup("eval linear " + (work / "probe.json").string() + " --checkpoint " +
+                        (work / "epoch_1.pth").string() + " --epochs 5 --threads 2");
+  ASSERT_EQ(e.code, 0) << e.output;
+  const auto [etop1, etop5] = figures(e.output, "linear probe:");
+  EXPECT_NEAR(etop1, out.find("top1")->as_number(), 0.005) << e.output;
+  EXPECT_NEAR(etop5, out.find("top5")->as_number(), 0.005) << e.output;
+  // The scalars reach the scalar log, hence the report.
+  const std::string log = test::read_text(work / "scalars.jsonl");
+  EXPECT_NE(log.find("\"linear/top1\""), std::string::npos);
+  EXPECT_NE(log.find("\"linear/top5\""), std::string::npos);
+  // A bad option is a config error naming its path.
+  const auto bad =
+      test::run_selfsup("train " + cfg.string() + " --work-dir " + (tmp.path() / "bad").string() +
+                        overrides + " custom_hooks.0.epochs=0");
+  EXPECT_EQ(bad.code, 2) << bad.output;
+  EXPECT_TRUE(test::has_substr(bad.output, "custom_hooks[0].epochs")) << bad.output;
 }
