@@ -13,6 +13,7 @@
 #include <selfsup/core/checkpoint.h>
 #include <selfsup/core/data.h>
 #include <selfsup/core/optim_wrapper.h>
+#include <selfsup/core/weight_export.h>
 #include <selfsup/dist.h>
 #include <selfsup/interfaces/algorithm.h>
 #include <selfsup/registry.h>
@@ -84,7 +85,11 @@ Runner::Runner(Json cfg_json, TrainOptions options)
 
   // Model.
   torch::manual_seed(seed_);
-  model_ = build<Algorithm>(keys.model);
+  Json model_json = keys.model.json(); // a backbone init_cfg of type Pretrained is ours
+  const std::string pretrained = take_pretrained_init_cfg(model_json);
+  model_ = build<Algorithm>(pretrained.empty() ? keys.model : Config(model_json, "model"));
+  if (!pretrained.empty())
+    load_pretrained_backbone(*model_, pretrained, "model.backbone.init_cfg " + pretrained);
   model_->to(device_);
   if (channels_last_) {
     // NHWC weights and inputs let oneDNN skip layout reorders (1.2-1.3x on a ResNet step).
@@ -119,8 +124,7 @@ Runner::Runner(Json cfg_json, TrainOptions options)
 
   if (keys.load_from && !resume_ckpt) { // a resumed run takes its weights from the checkpoint
     const std::string& from = *keys.load_from;
-    Checkpoint c = load_checkpoint(from);
-    load_module_state(*model_, c.state_dict, "load_from " + from);
+    load_initial_weights(*model_, from); // a checkpoint, or exported backbone weights
   }
 
   // The scalar log is opened by train(), once the work dir is ready.

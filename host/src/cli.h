@@ -34,5 +34,6 @@ int cmd_convert_config(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_extract(int argc, char** argv);
 int cmd_report(int argc, char** argv);
+int cmd_export(int argc, char** argv);
 
 } // namespace selfsup::host

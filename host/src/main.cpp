@@ -28,7 +28,9 @@ void usage(std::ostream& os) {
         "  extract CONFIG --checkpoint CKPT --out FILE.npy\n"
         "                 write a split's features and labels as NumPy .npy files\n"
         "  report WORK_DIR\n"
-        "                 write a self-contained HTML page of a run (plots, config, figures)\n\n"
+        "                 write a self-contained HTML page of a run (plots, config, figures)\n"
+        "  export CKPT --out FILE [--format torchvision|timm|selfsup]\n"
+        "                 write the backbone weights for torchvision, timm or mmcls\n\n"
         "Run 'selfsup <command> --help' for the options of a command.\n";
 }
 
@@ -54,6 +56,7 @@ int dispatch(int argc, char** argv) {
   if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
   if (cmd == "extract") return cmd_extract(argc - 1, argv + 1);
   if (cmd == "report") return cmd_report(argc - 1, argv + 1);
+  if (cmd == "export") return cmd_export(argc - 1, argv + 1);
   std::cerr << "selfsup: unknown command '" << cmd << "'\n\n";
   usage(std::cerr);
   return kUsage;
