@@ -142,7 +142,14 @@ Pipeline::Pipeline(const Config& list) {
   if (!list.is_array())
     list.fail("expected a list of transform dicts, got " + describe_value(list.json()));
   steps_.reserve(list.size());
-  for (size_t i = 0; i < list.size(); ++i) steps_.push_back(build<Transform>(list.at(i)));
+  for (size_t i = 0; i < list.size(); ++i) {
+    const Config step = list.at(i);
+    if (i > 0 && step.is_object() && step.has("type") && step["type"].json().is_string() &&
+        step["type"].json().as_string() == "LoadImageFromFile")
+      step.fail("LoadImageFromFile must be the first transform (the dataset decodes the image "
+                "before the pipeline)");
+    steps_.push_back(build<Transform>(step));
+  }
 }
 
 void Pipeline::apply(Sample& sample, Rng& rng) const {

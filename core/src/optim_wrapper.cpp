@@ -1,6 +1,8 @@
 #include <selfsup/core/optim_wrapper.h>
 
 #include <algorithm>
+#include <cmath>
+#include <iostream>
 #include <map>
 #include <unordered_map>
 #include <unordered_set>
@@ -57,7 +59,12 @@ OptionTable<ClipGradOptions> ClipGradOptions::table() {
       .optional("max_norm", &O::max_norm, "largest total gradient norm (type 'norm')", gt(0))
       .optional("norm_type", &O::norm_type, "the p of the p-norm (type 'norm')", gt(0))
       .optional("clip_value", &O::clip_value, "largest gradient magnitude (type 'value')", gt(0))
+      .optional("error_if_nonfinite", &O::error_if_nonfinite,
+                "torch's: a NaN or Inf total gradient norm stops the run (type 'norm')")
       .rule([](const O& o, const Config& c) {
+        if (o.type == "value" && o.error_if_nonfinite)
+          c.fail_key("error_if_nonfinite",
+                     "only clip_grad of type 'norm' takes error_if_nonfinite");
         if (o.type == "norm" && !o.max_norm) c.fail_key("max_norm", "required key is missing");
         if (o.type == "norm" && o.clip_value)
           c.fail_key("clip_value", "only clip_grad of type 'value' takes a clip_value");
@@ -109,7 +116,19 @@ OptionTable<OptimWrapperOptions> OptimWrapperOptions::table() {
                 "gathered so far dropped) and is counted (logged, 'nonfinite_skipped' in "
                 "scalars.jsonl) instead of stopping the run")
       .optional("dtype", &O::dtype, "AmpOptimWrapper's autocast dtype (default bfloat16)")
+      .optional("loss_scale", &O::loss_scale,
+                "AmpOptimWrapper's: \"dynamic\" or a number > 0; bfloat16 autocast needs no "
+                "loss scaling, so none is applied and the log says so once")
       .rule([](const O& o, const Config& c) {
+        if (!o.loss_scale.is_null()) {
+          if (o.type != "AmpOptimWrapper")
+            c.fail_key("loss_scale", "only AmpOptimWrapper takes a loss_scale");
+          const Json& v = o.loss_scale;
+          const bool ok =
+              (v.is_string() && v.as_string() == "dynamic") || (v.is_number() && v.as_number() > 0);
+          if (!ok)
+            c.fail_key("loss_scale", "expected \"dynamic\" or a number > 0, got " + v.dump());
+        }
         if (!o.dtype) return;
         if (o.type != "AmpOptimWrapper") c.fail_key("dtype", "only AmpOptimWrapper takes a dtype");
         if (*o.dtype != "bfloat16")
@@ -208,6 +227,11 @@ OptimWrapper::OptimWrapper(const Config& cfg, torch::nn::Module& model)
   factory_ = build<OptimizerFactory>(optimizer_cfg);
   optimizer_type_ = optimizer_cfg.get<std::string>("type");
   build_groups(model, cfg);
+  if (!options_.loss_scale.is_null())
+    std::cerr << "selfsup: " << cfg.path_of("loss_scale") << " " << options_.loss_scale.dump()
+              << ": no loss scaling is applied (bfloat16 autocast keeps float32's exponent "
+                 "range and needs none)"
+              << std::endl;
 }
 
 OptimWrapper::~OptimWrapper() = default;
@@ -320,6 +344,11 @@ bool OptimWrapper::update_params(const torch::Tensor& loss, int64_t iter, int64_
     if (clip.type == "norm") {
       const double norm =
           torch::nn::utils::clip_grad_norm_(params_, *clip.max_norm, clip.norm_type);
+      if (clip.error_if_nonfinite && !std::isfinite(norm))
+        throw ValueError("optim_wrapper.clip_grad: the total norm of order " +
+                         std::to_string(clip.norm_type) + " of the gradients is " +
+                         std::to_string(norm) +
+                         " (error_if_nonfinite: true); set it to false to clip anyway");
       scalars.emplace_back("grad_norm", norm);
     } else {
       torch::nn::utils::clip_grad_value_(params_, *clip.clip_value);

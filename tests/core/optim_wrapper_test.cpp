@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <limits>
 
 #include <ATen/autocast_mode.h>
 #include <torch/optim/sgd.h>
@@ -320,6 +321,55 @@ TEST_F(OptimWrapperTest, ClipsByNormAndLogsTheNormBeforeClipping) {
   EXPECT_TRUE(scalars.empty());
   EXPECT_NEAR(other.w[0].item<double>(), 1.0 - 0.5, 1e-6);
   EXPECT_NEAR(other.w[1].item<double>(), 2.0 + 0.25, 1e-6);
+}
+
+TEST_F(OptimWrapperTest, ErrorIfNonfiniteStopsOnANanNormAsTorch) {
+  OneParam net;
+  auto w = wrap(R"({"optimizer": {"type": "SGD", "lr": 1.0},
+                   "clip_grad": {"max_norm": 5.0, "error_if_nonfinite": true}})",
+                net);
+  std::vector<std::pair<std::string, double>> scalars;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(test::has_substr(
+      test::message_of<ValueError>([&] {
+        (void)w->update_params((net.w * torch::tensor({nan, 1.0f})).sum(), 0, 1, scalars);
+      }),
+      "error_if_nonfinite: true"));
+  // false (torch's default, as MoCo v3's config): the step goes on.
+  OneParam other;
+  auto v = wrap(R"({"optimizer": {"type": "SGD", "lr": 1.0},
+                   "clip_grad": {"max_norm": 5.0, "error_if_nonfinite": false}})",
+                other);
+  scalars.clear();
+  EXPECT_TRUE(v->update_params((other.w * torch::tensor({nan, 1.0f})).sum(), 0, 1, scalars));
+  TinyNet net2;
+  EXPECT_TRUE(test::has_substr(
+      error_of(
+          std::string(R"({"optimizer": )") + kSgd +
+              R"(, "clip_grad": {"type": "value", "clip_value": 1, "error_if_nonfinite": true}})",
+          net2),
+      "optim_wrapper.clip_grad.error_if_nonfinite: only clip_grad of type 'norm'"));
+}
+
+TEST_F(OptimWrapperTest, LossScaleOnlyForAmpAndLoggedAsUnneeded) {
+  TinyNet net;
+  auto cfg = [](const std::string& rest) {
+    return std::string(R"({"optimizer": )") + kSgd + rest + "}";
+  };
+  testing::internal::CaptureStderr();
+  (void)wrap(cfg(R"(, "type": "AmpOptimWrapper", "loss_scale": "dynamic")"), net);
+  (void)wrap(cfg(R"(, "type": "AmpOptimWrapper", "loss_scale": 512.0)"), net);
+  const std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_TRUE(test::has_substr(log, "optim_wrapper.loss_scale \"dynamic\": no loss scaling"));
+  EXPECT_TRUE(test::has_substr(log, "optim_wrapper.loss_scale 512"));
+  EXPECT_TRUE(
+      test::has_substr(error_of(cfg(R"(, "loss_scale": "dynamic")"), net),
+                       "optim_wrapper.loss_scale: only AmpOptimWrapper takes a loss_scale"));
+  EXPECT_TRUE(
+      test::has_substr(error_of(cfg(R"(, "type": "AmpOptimWrapper", "loss_scale": "static")"), net),
+                       "optim_wrapper.loss_scale: expected \"dynamic\" or a number > 0"));
+  EXPECT_TRUE(test::has_substr(
+      error_of(cfg(R"(, "type": "AmpOptimWrapper", "loss_scale": -1)"), net), "number > 0"));
 }
 
 namespace {

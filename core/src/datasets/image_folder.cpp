@@ -51,64 +51,97 @@ struct ImageFolderOptions {
   std::string color_type = "color";
   std::string on_bad_image = "error";
   int64_t max_pixels = kDefaultMaxImagePixels;
+  // MMPretrain's BaseDataset keys, taken by the mmcls/mmpretrain names only.
+  bool test_mode = false;
+  bool lazy_init = false;
+  bool serialize_data = true;
+  Json metainfo;
 
-  static OptionTable<ImageFolderOptions> table() {
+  // `mmcls`: the table of mmcls.ImageNet / mmcls.CustomDataset (and their mmpretrain names),
+  // which also takes MMPretrain's BaseDataset keys that change nothing here.
+  static OptionTable<ImageFolderOptions> table(bool mmcls = false) {
     using O = ImageFolderOptions;
-    return OptionTable<O>(
-               "A folder of JPEG/PNG images, as MMPretrain's CustomDataset: class sub-folders "
-               "(label = index of the sorted folder name), a flat folder (unlabelled, label -1), "
-               "or an annotation list (`ann_file`: lines `relative/path [label]`). Images are "
-               "decoded when a sample is read, to 8-bit BGR (or grey); names starting with '.' "
-               "are skipped. Samples carry gt_label, sample_idx and the string img_path.",
-               O())
-        .optional("data_root", &O::data_root,
-                  "the root folder: images (or class sub-folders) are under "
-                  "data_root/data_prefix, and a relative ann_file is read from data_root",
-                  check::existing_dir({""}))
-        .optional("data_prefix", &O::data_prefix,
-                  "a sub-folder of data_root holding the images: a string or {\"img_path\": "
-                  "string}")
-        .optional("ann_file", &O::ann_file,
-                  "an annotation list, one image per line: `path` or `path label` (an int >= 0), "
-                  "paths relative to data_root/data_prefix; \"\": list the folder instead")
-        .optional("with_label", &O::with_label,
-                  "true: class sub-folders (or labelled ann_file lines); false: every image "
-                  "below the folder (or the whole ann_file line is the path), label -1; absent: "
-                  "decided from the folder (sub-folders only: classes, images only: unlabelled) "
-                  "or from the ann_file lines")
-        .optional("extensions", &O::extensions,
-                  "file name endings listed (case-insensitive); JPEG and PNG are decoded",
-                  check::non_empty())
-        .optional("color_type", &O::color_type,
-                  "mmcv's: \"color\" (3 channels, grey expanded), \"grayscale\" (1 channel), "
-                  "\"unchanged\" (as stored: 1 or 3 channels; alpha is always dropped)",
-                  check::one_of({"color", "grayscale", "unchanged"}))
-        .optional("on_bad_image", &O::on_bad_image,
-                  "an unreadable or corrupt image: \"error\" stops the run naming the file; "
-                  "\"skip\" reports it once, counts it and reads the next good image in its place",
-                  check::one_of({"error", "skip"}))
-        .optional("max_pixels", &O::max_pixels,
-                  "images with more pixels (width * height) are refused from their header, "
-                  "before decoding (decompression bombs)",
-                  check::gt(0))
-        .rule([](const O& o, const Config& cfg) {
-          const Json& p = o.data_prefix;
-          const bool prefix_ok =
-              p.is_string() || (p.is_object() && p.keys().size() == 1 && p.find("img_path") &&
-                                p.find("img_path")->is_string());
-          if (!prefix_ok)
-            cfg.fail_key("data_prefix",
-                         "expected a string or {\"img_path\": string}, got " + p.dump());
-          for (size_t i = 0; i < o.extensions.size(); ++i) {
-            const auto& all = decodable_extensions();
-            if (std::find(all.begin(), all.end(), lower(o.extensions[i])) == all.end())
-              cfg["extensions"].at(i).fail("expected one of \".jpg\", \".jpeg\", \".png\" (the "
-                                           "formats decoded), got \"" +
-                                           o.extensions[i] + "\"");
-          }
-          if (o.data_root.empty() && o.ann_file.empty() && p.is_string() && p.as_string().empty())
-            cfg.fail("give data_root (the image folder), or an ann_file");
-        });
+    auto t =
+        OptionTable<O>(
+            "A folder of JPEG/PNG images, as MMPretrain's CustomDataset: class sub-folders "
+            "(label = index of the sorted folder name), a flat folder (unlabelled, label -1), "
+            "or an annotation list (`ann_file`: lines `relative/path [label]`). Images are "
+            "decoded when a sample is read, to 8-bit BGR (or grey); names starting with '.' "
+            "are skipped. Samples carry gt_label, sample_idx and the string img_path.",
+            O())
+            .optional("data_root", &O::data_root,
+                      "the root folder: images (or class sub-folders) are under "
+                      "data_root/data_prefix, and a relative ann_file is read from data_root",
+                      check::existing_dir({""}))
+            .optional("data_prefix", &O::data_prefix,
+                      "a sub-folder of data_root holding the images: a string or {\"img_path\": "
+                      "string}")
+            .optional(
+                "ann_file", &O::ann_file,
+                "an annotation list, one image per line: `path` or `path label` (an int >= 0), "
+                "paths relative to data_root/data_prefix; \"\": list the folder instead")
+            .optional(
+                "with_label", &O::with_label,
+                "true: class sub-folders (or labelled ann_file lines); false: every image "
+                "below the folder (or the whole ann_file line is the path), label -1; absent: "
+                "decided from the folder (sub-folders only: classes, images only: unlabelled) "
+                "or from the ann_file lines")
+            .optional("extensions", &O::extensions,
+                      "file name endings listed (case-insensitive); JPEG and PNG are decoded",
+                      check::non_empty())
+            .optional("color_type", &O::color_type,
+                      "mmcv's: \"color\" (3 channels, grey expanded), \"grayscale\" (1 channel), "
+                      "\"unchanged\" (as stored: 1 or 3 channels; alpha is always dropped)",
+                      check::one_of({"color", "grayscale", "unchanged"}))
+            .optional(
+                "on_bad_image", &O::on_bad_image,
+                "an unreadable or corrupt image: \"error\" stops the run naming the file; "
+                "\"skip\" reports it once, counts it and reads the next good image in its place",
+                check::one_of({"error", "skip"}))
+            .optional("max_pixels", &O::max_pixels,
+                      "images with more pixels (width * height) are refused from their header, "
+                      "before decoding (decompression bombs)",
+                      check::gt(0))
+            .rule([](const O& o, const Config& cfg) {
+              const Json& p = o.data_prefix;
+              const bool prefix_ok =
+                  p.is_string() || (p.is_object() && p.keys().size() == 1 && p.find("img_path") &&
+                                    p.find("img_path")->is_string());
+              if (!prefix_ok)
+                cfg.fail_key("data_prefix",
+                             "expected a string or {\"img_path\": string}, got " + p.dump());
+              for (size_t i = 0; i < o.extensions.size(); ++i) {
+                const auto& all = decodable_extensions();
+                if (std::find(all.begin(), all.end(), lower(o.extensions[i])) == all.end())
+                  cfg["extensions"].at(i).fail("expected one of \".jpg\", \".jpeg\", \".png\" (the "
+                                               "formats decoded), got \"" +
+                                               o.extensions[i] + "\"");
+              }
+              if (o.data_root.empty() && o.ann_file.empty() && p.is_string() &&
+                  p.as_string().empty())
+                cfg.fail("give data_root (the image folder), or an ann_file");
+            });
+    if (mmcls) {
+      t.optional("test_mode", &O::test_mode,
+                 "MMPretrain's: true for evaluation sets; the samples are the same either way "
+                 "(this dataset filters nothing and never refetches)")
+          .optional("lazy_init", &O::lazy_init,
+                    "MMPretrain's: delay reading the annotations; here the file list is always "
+                    "read when the dataset is built, so a missing file is reported before the run")
+          .optional("serialize_data", &O::serialize_data,
+                    "MMPretrain's memory layout of the annotations between workers; the loader's "
+                    "threads share one list here")
+          .optional("metainfo", &O::metainfo,
+                    "MMPretrain's class names: only null (classes come from the folder or the "
+                    "labels of ann_file)")
+          .rule([](const O& o, const Config& cfg) {
+            if (!o.metainfo.is_null())
+              cfg.fail_key("metainfo", "expected null: class names are taken from the class "
+                                       "sub-folders or the ann_file labels, got " +
+                                           o.metainfo.dump());
+          });
+    }
+    return t;
   }
 };
 
@@ -119,8 +152,8 @@ struct Item {
 
 class ImageFolder final : public Dataset {
 public:
-  explicit ImageFolder(const Config& cfg) : where_(cfg.where()) {
-    const ImageFolderOptions o = ImageFolderOptions::table().parse(cfg);
+  explicit ImageFolder(const Config& cfg, bool mmcls = false) : where_(cfg.where()) {
+    const ImageFolderOptions o = ImageFolderOptions::table(mmcls).parse(cfg);
     extensions_ = o.extensions;
     for (auto& e : extensions_) e = lower(e);
     color_type_ = o.color_type;
@@ -411,6 +444,17 @@ void register_image_folder(Registrar& r) {
         return std::make_shared<ImageFolder>(cfg);
       },
       ImageFolderOptions::table().schema());
+  // MMPretrain's (mmcls 1.0's) ImageNet and CustomDataset: the same reader with their keys
+  // (ann_file lines `path label`; without ann_file, the class sub-folders of
+  // data_root/data_prefix).
+  for (const char* name : {"ImageNet", "mmcls.ImageNet", "mmpretrain.ImageNet",
+                           "mmcls.CustomDataset", "mmpretrain.CustomDataset"})
+    r.add<Dataset>(
+        name,
+        [](const Config& cfg) -> std::shared_ptr<Dataset> {
+          return std::make_shared<ImageFolder>(cfg, true);
+        },
+        ImageFolderOptions::table(true).schema());
 }
 
 } // namespace selfsup::core

@@ -35,6 +35,7 @@ void register_transforms(Registrar& r) {
   transforms::register_photometric(r);
   transforms::register_composition(r);
   transforms::register_packing(r);
+  transforms::register_loading(r);
 }
 
 } // namespace selfsup::core

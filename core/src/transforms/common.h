@@ -61,5 +61,6 @@ void register_photometric(Registrar& r); // ColorJitter, RandomGrayscale, Random
                                          // RandomSolarize, ColorConvert
 void register_composition(Registrar& r); // RandomApply, MultiView
 void register_packing(Registrar& r);     // PackSelfSupInputs
+void register_loading(Registrar& r);     // LoadImageFromFile
 
 } // namespace selfsup::core::transforms

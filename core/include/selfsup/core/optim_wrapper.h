@@ -60,6 +60,8 @@ struct SELFSUP_CORE_API ClipGradOptions {
   std::optional<double> max_norm;
   double norm_type = 2.0;
   std::optional<double> clip_value;
+  /// torch's clip_grad_norm_ error_if_nonfinite: a NaN or Inf total norm is an error.
+  bool error_if_nonfinite = false;
   static OptionTable<ClipGradOptions> table();
 };
 
@@ -86,6 +88,8 @@ struct SELFSUP_CORE_API OptimWrapperOptions {
   int64_t accumulative_counts = 1;
   bool skip_nonfinite = false;
   std::optional<std::string> dtype;
+  /// AmpOptimWrapper's loss_scale ("dynamic" or a number): bf16 needs none, logged once.
+  Json loss_scale;
   static OptionTable<OptimWrapperOptions> table();
 };
 
