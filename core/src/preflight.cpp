@@ -11,6 +11,7 @@
 #include <selfsup/core/data.h>
 #include <selfsup/core/optim_wrapper.h>
 #include <selfsup/core/schedulers.h>
+#include <selfsup/core/weight_export.h>
 #include <selfsup/errors.h>
 #include <selfsup/interfaces/algorithm.h>
 #include <selfsup/interfaces/training.h>
@@ -421,7 +422,14 @@ void build_parts(const Json& cfg, const Registry& registry, const CheckOptions& 
   auto wanted = [&](const std::string& key) { return raw.has(key) && !parts.faulted(key); };
 
   std::shared_ptr<Algorithm> model;
-  if (wanted("model")) parts.attempt("model", [&] { model = build<Algorithm>(raw["model"]); });
+  if (wanted("model"))
+    parts.attempt("model", [&] {
+      Json m = raw["model"].json(); // a backbone init_cfg Pretrained is the runner's to load
+      const std::string pretrained = take_pretrained_init_cfg(m);
+      if (!pretrained.empty() && !std::filesystem::is_regular_file(pretrained))
+        throw ConfigError("model.backbone.init_cfg.checkpoint: no such file '" + pretrained + "'");
+      model = build<Algorithm>(pretrained.empty() ? raw["model"] : raw["model"].derive(m, "model"));
+    });
   if (model && wanted("optim_wrapper"))
     parts.attempt("optim_wrapper", [&] { OptimWrapper w(raw["optim_wrapper"], *model); });
 
@@ -497,9 +505,22 @@ std::string zoo_plugin(const std::string& type) {
   return it == zoo_table().end() ? std::string() : it->second;
 }
 
-std::vector<std::string> preflight(const Json& cfg, const TrainOptions& options) {
+std::vector<std::string> preflight(const Json& config, const TrainOptions& options) {
   const Registry& registry = options.registry ? *options.registry : Registry::global();
+  // A backbone init_cfg of type Pretrained is the runner's to load: the backbone never sees it.
+  Json cfg = config;
+  std::vector<std::string> pretrained_problems;
+  if (Json* model = cfg.find("model")) try {
+      const std::string file = take_pretrained_init_cfg(*model);
+      std::error_code ec;
+      if (!file.empty() && !fs::is_regular_file(file, ec))
+        pretrained_problems.push_back("model.backbone.init_cfg.checkpoint: no such file '" + file +
+                                      "'");
+    } catch (const ConfigError& e) {
+      pretrained_problems.push_back(e.what());
+    }
   std::vector<std::string> problems = registry.validate(Config(cfg), RunnerKeys::table().schema());
+  problems.insert(problems.end(), pretrained_problems.begin(), pretrained_problems.end());
   add_plugin_hints(problems, cfg, registry);
   if (!options.resume.empty() && options.resume != "auto") {
     std::error_code ec;

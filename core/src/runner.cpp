@@ -87,7 +87,8 @@ Runner::Runner(Json cfg_json, TrainOptions options)
   torch::manual_seed(seed_);
   Json model_json = keys.model.json(); // a backbone init_cfg of type Pretrained is ours
   const std::string pretrained = take_pretrained_init_cfg(model_json);
-  model_ = build<Algorithm>(pretrained.empty() ? keys.model : Config(model_json, "model"));
+  model_ = build<Algorithm>(pretrained.empty() ? keys.model
+                                               : keys.model.derive(model_json, keys.model.path()));
   if (!pretrained.empty())
     load_pretrained_backbone(*model_, pretrained, "model.backbone.init_cfg " + pretrained);
   model_->to(device_);

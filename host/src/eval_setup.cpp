@@ -23,7 +23,8 @@ std::shared_ptr<Algorithm> model_from_checkpoint(const Json& cfg, const std::str
   torch::manual_seed(0);
   Json model_json = root["model"].json(); // init_cfg Pretrained: the checkpoint's weights win
   const bool pretrained = !core::take_pretrained_init_cfg(model_json).empty();
-  auto model = build<Algorithm>(pretrained ? Config(model_json, "model") : root["model"]);
+  auto model =
+      build<Algorithm>(pretrained ? root["model"].derive(model_json, "model") : root["model"]);
   const core::Checkpoint ckpt = core::load_checkpoint(checkpoint); // names the file
   try {
     core::load_module_state(*model, ckpt.state_dict, "checkpoint " + checkpoint);

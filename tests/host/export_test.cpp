@@ -313,5 +313,51 @@ TEST(Export, PretrainedInitCfgIsTakenFromTheBackbone) {
       "model.backbone.init_cfg.checkpoint"));
 }
 
+// Through `selfsup train`: init_cfg Pretrained on the backbone of the shipped SimCLR recipe
+// (tiny, frozen_stages=4 so the weights stay as loaded) starts from the file's weights, and a file
+// that does not fit fails before training, naming init_cfg; load_from the same.
+TEST(Export, TrainStartsFromPretrainedInitCfgAndLoadFrom) {
+  test::TempDir dir;
+  test::make_fake_fmnist(dir.path() / "data", 64, 30);
+  torch::manual_seed(11);
+  auto tiny = make_backbone(R"({"type": "ResNet", "depth": 18, "in_channels": 1,
+                                "stem": "cifar", "stem_channels": 4, "base_channels": 4})");
+  TensorMap state;
+  for (const auto& [k, v] : core::module_state(*tiny)) state["backbone." + k] = v;
+  const std::string file = (dir.path() / "tiny_backbone.pth").string();
+  core::save_weights(file, core::export_backbone(state, "selfsup", "tiny"));
+  const std::string cfg =
+      std::string(SELFSUP_SOURCE_DIR) + "/configs/simclr/simclr_resnet18_fmnist.json";
+  auto train = [&](const std::string& work, const std::string& extra) {
+    return test::run_selfsup("train " + cfg + " --work-dir " + (dir.path() / work).string() +
+                             " --threads 2" + test::tiny_run_overrides(dir.path() / "data") +
+                             " model.backbone.frozen_stages=4" + extra);
+  };
+  const test::CliResult r = train("init", " model.backbone.init_cfg.type=Pretrained"
+                                          " model.backbone.init_cfg.checkpoint=" +
+                                              file);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const core::Checkpoint after = core::load_checkpoint((dir.path() / "init/epoch_2.pth").string());
+  for (const auto& [name, t] : state) EXPECT_TRUE(after.state_dict.at(name).equal(t)) << name;
+
+  const test::CliResult from = train("from", " load_from=" + file);
+  ASSERT_EQ(from.code, 0) << from.output;
+  const core::Checkpoint after2 = core::load_checkpoint((dir.path() / "from/epoch_2.pth").string());
+  for (const auto& [name, t] : state) EXPECT_TRUE(after2.state_dict.at(name).equal(t)) << name;
+
+  // A ResNet-34's weights do not fit the ResNet-18.
+  auto r34 = make_backbone(R"({"type": "ResNet", "depth": 34, "in_channels": 1,
+                               "stem": "cifar", "stem_channels": 4, "base_channels": 4})");
+  TensorMap s34;
+  for (const auto& [k, v] : core::module_state(*r34)) s34["backbone." + k] = v;
+  const std::string bad = (dir.path() / "r34.pth").string();
+  core::save_weights(bad, core::export_backbone(s34, "selfsup", "r34"));
+  const test::CliResult refused = train("bad", " model.backbone.init_cfg.type=Pretrained"
+                                               " model.backbone.init_cfg.checkpoint=" +
+                                                   bad);
+  EXPECT_NE(refused.code, 0);
+  EXPECT_TRUE(test::has_substr(refused.output, "model.backbone.init_cfg " + bad)) << refused.output;
+}
+
 } // namespace
 } // namespace selfsup
