@@ -14,6 +14,7 @@
 #include <selfsup/sdk.h>
 
 #include "local_registry.h"
+#include "plugins/plugin_test_support.h"
 #include "test_support.h"
 
 using namespace selfsup;
@@ -21,43 +22,25 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The backbone passes its input through, so BYOL sees the features a test feeds in.
-class PassBackbone final : public Backbone {
-public:
-  std::vector<torch::Tensor> forward(const torch::Tensor& x) override { return {x}; }
-  std::vector<int64_t> out_channels() const override { return {0}; }
-};
+using test::FakeRun;
+using test::ref;
 
+// The backbone passes its input through, so BYOL sees the features a test feeds in.
 const test::LocalRegistry& registry() {
-  static const test::LocalRegistry registry("byol_test", [](Registrar& r) {
-    r.add<Backbone>(
-        "TestPassBackbone", [](const Config&) { return std::make_shared<PassBackbone>(); },
-        Schema("test"));
-  });
+  static const test::LocalRegistry registry("byol_test",
+                                            [](Registrar& r) { test::add_pass_backbone(r); });
   return registry;
 }
 
-using Dict = c10::Dict<c10::IValue, c10::IValue>;
+using Dict = test::TensorDict;
 
-Dict reference() {
-  const fs::path path = fs::path(SELFSUP_SOURCE_DIR) / "tests/fixtures/byol/byol_reference.pt";
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return torch::pickle_load(bytes).toGenericDict();
-}
-
-torch::Tensor ref(const Dict& d, const std::string& key) {
-  EXPECT_TRUE(d.contains(key)) << key;
-  return d.at(key).toTensor();
+test::TensorDict reference() {
+  return test::load_fixture("tests/fixtures/byol/byol_reference.pt");
 }
 
 void expect_close(const torch::Tensor& ours, const torch::Tensor& theirs, const std::string& what,
                   double rtol = 1e-5, double atol = 1e-9) {
-  ASSERT_EQ(ours.sizes(), theirs.sizes()) << what;
-  const auto a = ours.to(torch::kDouble), b = theirs.to(torch::kDouble);
-  EXPECT_TRUE(torch::allclose(a, b, rtol, atol))
-      << what << ": max abs difference " << (a - b).abs().max().item<double>();
+  test::expect_allclose(ours, theirs, rtol, atol, what);
 }
 
 // The fixture's model: pass-through backbone, 8 -> 16 -> 4 projector, 4 -> 16 -> 4 predictor.
@@ -76,37 +59,6 @@ Json byol_config(double base_momentum) {
   cfg.set("base_momentum", base_momentum);
   return cfg;
 }
-
-// Progress for an algorithm outside a runner: only iter() and max_iters() are answered.
-class FakeRun final : public RunnerContext {
-public:
-  FakeRun(int64_t iter, int64_t max_iters) : iter_(iter), max_iters_(max_iters) {}
-  int64_t epoch() const override { return 0; }
-  int64_t iter() const override { return iter_; }
-  int64_t inner_iter() const override { return iter_; }
-  int64_t max_epochs() const override { return 1; }
-  int64_t max_iters() const override { return max_iters_; }
-  int64_t iters_per_epoch() const override { return max_iters_; }
-  Algorithm& model() override { throw std::logic_error("FakeRun: no model"); }
-  torch::optim::Optimizer& optimizer() override { throw std::logic_error("FakeRun: no optim"); }
-  const std::string& param_group_name(size_t) const override {
-    throw std::logic_error("FakeRun: no groups");
-  }
-  const Dataset& train_dataset() const override { throw std::logic_error("FakeRun: no data"); }
-  Sampler& train_sampler() override { throw std::logic_error("FakeRun: no sampler"); }
-  int64_t train_batch_size() const override { return 0; }
-  const std::string& work_dir() const override { return dir_; }
-  int rank() const override { return 0; }
-  int world_size() const override { return 1; }
-  uint64_t seed() const override { return 0; }
-  std::string save_checkpoint(const std::string&) override { return ""; }
-  void log_scalar(const std::string&, double) override {}
-  void log(const std::string&) override {}
-
-private:
-  int64_t iter_, max_iters_;
-  std::string dir_;
-};
 
 } // namespace
 

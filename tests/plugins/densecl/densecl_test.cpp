@@ -13,6 +13,7 @@
 #include <selfsup/sdk.h>
 
 #include "local_registry.h"
+#include "plugins/plugin_test_support.h"
 #include "test_support.h"
 
 using namespace selfsup;
@@ -20,13 +21,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Test doubles. The backbone passes its input through (the "images" are backbone maps).
-class PassBackbone final : public Backbone {
-public:
-  std::vector<torch::Tensor> forward(const torch::Tensor& x) override { return {x}; }
-  std::vector<int64_t> out_channels() const override { return {0}; }
-};
+using test::FakeRun;
+using test::l2_rows;
+using test::ref;
 
+// Test doubles. The backbone (test::PassBackbone) passes its input through (the "images" are
+// backbone maps).
 // A DenseCL-shaped neck without weights: the dense grid is channels 2..3 of the map, the
 // global and pooled vectors are its mean over positions. Channels 0..1 reach only the
 // backbone-feature matching.
@@ -40,45 +40,13 @@ public:
 
 const test::LocalRegistry& registry() {
   static const test::LocalRegistry registry("densecl_test", [](Registrar& r) {
-    r.add<Backbone>(
-        "TestPassBackbone", [](const Config&) { return std::make_shared<PassBackbone>(); },
-        Schema("test"));
+    test::add_pass_backbone(r);
     r.add<Neck>(
         "TestPayloadNeck", [](const Config&) { return std::make_shared<PayloadNeck>(); },
         Schema("test"));
   });
   return registry;
 }
-
-// A run seen by the algorithm: only the iteration is asked for.
-class FakeRun final : public RunnerContext {
-public:
-  int64_t iteration = 0;
-  int64_t epoch() const override { return 0; }
-  int64_t iter() const override { return iteration; }
-  int64_t inner_iter() const override { return iteration; }
-  int64_t max_epochs() const override { return 1; }
-  int64_t max_iters() const override { return 100; }
-  int64_t iters_per_epoch() const override { return 100; }
-  Algorithm& model() override { throw ValueError("FakeRun: no model"); }
-  torch::optim::Optimizer& optimizer() override { throw ValueError("FakeRun: no optimizer"); }
-  const std::string& param_group_name(size_t) const override {
-    throw ValueError("FakeRun: no optimizer");
-  }
-  const Dataset& train_dataset() const override { throw ValueError("FakeRun: no dataset"); }
-  Sampler& train_sampler() override { throw ValueError("FakeRun: no sampler"); }
-  int64_t train_batch_size() const override { return 0; }
-  const std::string& work_dir() const override { return dir_; }
-  int rank() const override { return 0; }
-  int world_size() const override { return 1; }
-  uint64_t seed() const override { return 0; }
-  std::string save_checkpoint(const std::string&) override { return ""; }
-  void log_scalar(const std::string&, double) override {}
-  void log(const std::string&) override {}
-
-private:
-  std::string dir_;
-};
 
 std::shared_ptr<Algorithm> make_densecl(const std::string& neck, int64_t queue_len,
                                         int64_t feat_dim, double momentum, double loss_lambda,
@@ -95,38 +63,21 @@ std::shared_ptr<Algorithm> make_densecl(const std::string& neck, int64_t queue_l
   return build<Algorithm>(registry().config(cfg, "model"));
 }
 
-torch::Tensor l2_rows(const torch::Tensor& x) {
-  return x / x.norm(2, 1, true);
-}
-
 // -log softmax(logits)[0] per row, averaged.
 double info_nce(const torch::Tensor& logits) {
   return (torch::logsumexp(logits, 1) - logits.select(1, 0)).mean().item<double>();
 }
 
-using RefDict = c10::Dict<c10::IValue, c10::IValue>;
+using RefDict = test::TensorDict;
 
 // Upstream's values (tests/fixtures/densecl/make_densecl_reference.py).
-RefDict reference() {
-  const fs::path path =
-      fs::path(SELFSUP_SOURCE_DIR) / "tests/fixtures/densecl/densecl_reference.pt";
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return torch::pickle_load(bytes).toGenericDict();
-}
-
-torch::Tensor ref(const RefDict& d, const std::string& key) {
-  EXPECT_TRUE(d.contains(key)) << key;
-  return d.at(key).toTensor();
+test::TensorDict reference() {
+  return test::load_fixture("tests/fixtures/densecl/densecl_reference.pt");
 }
 
 void expect_close(const torch::Tensor& ours, const torch::Tensor& theirs, const std::string& what,
                   double rtol = 1e-5, double atol = 1e-6) {
-  ASSERT_EQ(ours.sizes(), theirs.sizes()) << what;
-  EXPECT_TRUE(torch::allclose(ours.to(torch::kDouble), theirs.to(torch::kDouble), rtol, atol))
-      << what << ": max abs difference "
-      << (ours.to(torch::kDouble) - theirs.to(torch::kDouble)).abs().max().item<double>();
+  test::expect_allclose(ours, theirs, rtol, atol, what);
 }
 
 const char* kDenseNeck =

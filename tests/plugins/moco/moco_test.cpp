@@ -13,6 +13,7 @@
 #include <selfsup/sdk.h>
 
 #include "local_registry.h"
+#include "plugins/plugin_test_support.h"
 #include "test_support.h"
 
 using namespace selfsup;
@@ -20,62 +21,19 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using test::FakeRun;
+using test::l2_rows;
+using test::ref;
+
 // Test doubles: the backbone passes its input through, the neck flattens it, so the
 // embeddings MoCo sees are exactly the vectors a test feeds in.
-class PassBackbone final : public Backbone {
-public:
-  std::vector<torch::Tensor> forward(const torch::Tensor& x) override { return {x}; }
-  std::vector<int64_t> out_channels() const override { return {0}; }
-};
-
-class FlattenNeck final : public Neck {
-public:
-  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& x) override {
-    return {x.back().flatten(1)};
-  }
-};
-
 const test::LocalRegistry& registry() {
   static const test::LocalRegistry registry("moco_test", [](Registrar& r) {
-    r.add<Backbone>(
-        "TestPassBackbone", [](const Config&) { return std::make_shared<PassBackbone>(); },
-        Schema("test"));
-    r.add<Neck>(
-        "TestFlattenNeck", [](const Config&) { return std::make_shared<FlattenNeck>(); },
-        Schema("test"));
+    test::add_pass_backbone(r);
+    test::add_flatten_neck(r);
   });
   return registry;
 }
-
-// A run seen by the algorithm: only the iteration is asked for.
-class FakeRun final : public RunnerContext {
-public:
-  int64_t iteration = 0;
-  int64_t epoch() const override { return 0; }
-  int64_t iter() const override { return iteration; }
-  int64_t inner_iter() const override { return iteration; }
-  int64_t max_epochs() const override { return 1; }
-  int64_t max_iters() const override { return 100; }
-  int64_t iters_per_epoch() const override { return 100; }
-  Algorithm& model() override { throw ValueError("FakeRun: no model"); }
-  torch::optim::Optimizer& optimizer() override { throw ValueError("FakeRun: no optimizer"); }
-  const std::string& param_group_name(size_t) const override {
-    throw ValueError("FakeRun: no optimizer");
-  }
-  const Dataset& train_dataset() const override { throw ValueError("FakeRun: no dataset"); }
-  Sampler& train_sampler() override { throw ValueError("FakeRun: no sampler"); }
-  int64_t train_batch_size() const override { return 0; }
-  const std::string& work_dir() const override { return dir_; }
-  int rank() const override { return 0; }
-  int world_size() const override { return 1; }
-  uint64_t seed() const override { return 0; }
-  std::string save_checkpoint(const std::string&) override { return ""; }
-  void log_scalar(const std::string&, double) override {}
-  void log(const std::string&) override {}
-
-private:
-  std::string dir_;
-};
 
 Json moco_json(const std::string& neck, double temperature, int64_t queue_len, int64_t feat_dim,
                double momentum) {
@@ -96,10 +54,6 @@ std::shared_ptr<Algorithm> make_moco(const std::string& neck, double temperature
       registry().config(moco_json(neck, temperature, queue_len, feat_dim, momentum), "model"));
 }
 
-torch::Tensor l2_rows(const torch::Tensor& x) {
-  return x / x.norm(2, 1, true);
-}
-
 // MoCo's loss written directly: cross-entropy of [q.k, q.queue] / t with class 0.
 torch::Tensor independent_loss(const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& queue, double t) {
@@ -108,23 +62,13 @@ torch::Tensor independent_loss(const torch::Tensor& q, const torch::Tensor& k,
 }
 
 // Upstream's values (tests/fixtures/moco/make_moco_reference.py).
-c10::Dict<c10::IValue, c10::IValue> reference() {
-  const fs::path path = fs::path(SELFSUP_SOURCE_DIR) / "tests/fixtures/moco/moco_reference.pt";
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return torch::pickle_load(bytes).toGenericDict();
-}
-
-torch::Tensor ref(const c10::Dict<c10::IValue, c10::IValue>& d, const std::string& key) {
-  return d.at(key).toTensor();
+test::TensorDict reference() {
+  return test::load_fixture("tests/fixtures/moco/moco_reference.pt");
 }
 
 void expect_close(const torch::Tensor& ours, const torch::Tensor& theirs, double rtol = 1e-5,
                   double atol = 1e-7) {
-  ASSERT_EQ(ours.sizes(), theirs.sizes());
-  EXPECT_TRUE(torch::allclose(ours.to(torch::kDouble), theirs.to(torch::kDouble), rtol, atol))
-      << "max abs difference " << (ours.to(torch::kDouble) - theirs.to(torch::kDouble)).abs().max();
+  test::expect_allclose(ours, theirs, rtol, atol);
 }
 
 torch::Tensor buffer(Algorithm& model, const std::string& name) {

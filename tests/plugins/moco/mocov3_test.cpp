@@ -21,6 +21,7 @@
 #include <selfsup/sdk.h>
 
 #include "local_registry.h"
+#include "plugins/plugin_test_support.h"
 #include "test_support.h"
 
 using namespace selfsup;
@@ -28,13 +29,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const c10::Dict<c10::IValue, c10::IValue>& reference() {
-  static const auto dict = [] {
-    std::ifstream in(std::string(SELFSUP_SOURCE_DIR) + "/tests/fixtures/mocov3/mocov3_reference.pt",
-                     std::ios::binary);
-    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return torch::pickle_load(bytes).toGenericDict();
-  }();
+using test::FakeRun;
+
+const test::TensorDict& reference() {
+  static const auto dict = test::load_fixture("tests/fixtures/mocov3/mocov3_reference.pt");
   return dict;
 }
 
@@ -66,36 +64,6 @@ void expect_close(const torch::Tensor& ours, const torch::Tensor& theirs, double
   const double scale = theirs.abs().max().item<double>();
   EXPECT_LE(err, atol + rtol * scale) << "max abs error " << err << " at scale " << scale;
 }
-
-// A run seen by the algorithm: only the iteration and max_iters are asked for.
-class FakeRun final : public RunnerContext {
-public:
-  int64_t iteration = 0, total = 10;
-  int64_t epoch() const override { return 0; }
-  int64_t iter() const override { return iteration; }
-  int64_t inner_iter() const override { return iteration; }
-  int64_t max_epochs() const override { return 1; }
-  int64_t max_iters() const override { return total; }
-  int64_t iters_per_epoch() const override { return total; }
-  Algorithm& model() override { throw ValueError("FakeRun: no model"); }
-  torch::optim::Optimizer& optimizer() override { throw ValueError("FakeRun: no optimizer"); }
-  const std::string& param_group_name(size_t) const override {
-    throw ValueError("FakeRun: no optimizer");
-  }
-  const Dataset& train_dataset() const override { throw ValueError("FakeRun: no dataset"); }
-  Sampler& train_sampler() override { throw ValueError("FakeRun: no sampler"); }
-  int64_t train_batch_size() const override { return 0; }
-  const std::string& work_dir() const override { return dir_; }
-  int rank() const override { return 0; }
-  int world_size() const override { return 1; }
-  uint64_t seed() const override { return 0; }
-  std::string save_checkpoint(const std::string&) override { return ""; }
-  void log_scalar(const std::string&, double) override {}
-  void log(const std::string&) override {}
-
-private:
-  std::string dir_;
-};
 
 // A world of two ranks seen from rank 1: rank 0's momentum features are fixed rows.
 class FakeTwoRanks final : public Distributed {
@@ -234,7 +202,7 @@ TEST(MoCoV3Test, LossGradientsAndCosineEmaEqualMmselfsup) {
   load_reference(*model, "mocov3", "momentum_encoder");
   // MoCoV3ViT's fixed position embedding is upstream's.
   expect_close(param(*model, "backbone.pos_embed"), fixture("mocov3.pos_embed_init"));
-  FakeRun run;
+  FakeRun run(0, 10);
   model->set_context(&run);
   run.iteration = 0;
   auto loss0 = model->loss({fixture("mocov3.view0"), fixture("mocov3.view1")}, DataSamples{});

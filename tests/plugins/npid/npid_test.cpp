@@ -11,6 +11,7 @@
 #include <selfsup/sdk.h>
 
 #include "local_registry.h"
+#include "plugins/plugin_test_support.h"
 #include "test_support.h"
 
 using namespace selfsup;
@@ -18,29 +19,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using test::l2_rows;
+using test::ref;
+
 // Test doubles: the backbone passes its input through, the neck flattens it, so the
 // embeddings NPID sees are exactly the vectors a test feeds in.
-class PassBackbone final : public Backbone {
-public:
-  std::vector<torch::Tensor> forward(const torch::Tensor& x) override { return {x}; }
-  std::vector<int64_t> out_channels() const override { return {0}; }
-};
-
-class FlattenNeck final : public Neck {
-public:
-  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& x) override {
-    return {x.back().flatten(1)};
-  }
-};
-
 const test::LocalRegistry& registry() {
   static const test::LocalRegistry registry("npid_test", [](Registrar& r) {
-    r.add<Backbone>(
-        "TestPassBackbone", [](const Config&) { return std::make_shared<PassBackbone>(); },
-        Schema("test"));
-    r.add<Neck>(
-        "TestFlattenNeck", [](const Config&) { return std::make_shared<FlattenNeck>(); },
-        Schema("test"));
+    test::add_pass_backbone(r);
+    test::add_flatten_neck(r);
   });
   return registry;
 }
@@ -66,28 +53,14 @@ torch::Tensor bank_of(Algorithm& model) {
   return model.named_buffers()["memory_bank.feature_bank"];
 }
 
-torch::Tensor l2_rows(const torch::Tensor& x) {
-  return x / x.norm(2, 1, true);
-}
-
 // Upstream's values (tests/fixtures/npid/make_npid_reference.py).
-c10::Dict<c10::IValue, c10::IValue> reference() {
-  const fs::path path = fs::path(SELFSUP_SOURCE_DIR) / "tests/fixtures/npid/npid_reference.pt";
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return torch::pickle_load(bytes).toGenericDict();
-}
-
-torch::Tensor ref(const c10::Dict<c10::IValue, c10::IValue>& d, const std::string& key) {
-  return d.at(key).toTensor();
+test::TensorDict reference() {
+  return test::load_fixture("tests/fixtures/npid/npid_reference.pt");
 }
 
 void expect_close(const torch::Tensor& ours, const torch::Tensor& theirs, double rtol = 1e-5,
                   double atol = 1e-7) {
-  ASSERT_EQ(ours.sizes(), theirs.sizes());
-  EXPECT_TRUE(torch::allclose(ours.to(torch::kDouble), theirs.to(torch::kDouble), rtol, atol))
-      << "max abs difference " << (ours.to(torch::kDouble) - theirs.to(torch::kDouble)).abs().max();
+  test::expect_allclose(ours, theirs, rtol, atol);
 }
 
 } // namespace

@@ -10,6 +10,7 @@
 #include <selfsup/sdk.h>
 
 #include "local_registry.h"
+#include "plugins/plugin_test_support.h"
 #include "test_support.h"
 
 using namespace selfsup;
@@ -17,43 +18,23 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class PassBackbone final : public Backbone {
-public:
-  std::vector<torch::Tensor> forward(const torch::Tensor& x) override { return {x}; }
-  std::vector<int64_t> out_channels() const override { return {0}; }
-};
+using test::ref;
 
 const test::LocalRegistry& registry() {
-  static const test::LocalRegistry registry("simsiam_test", [](Registrar& r) {
-    r.add<Backbone>(
-        "TestPassBackbone", [](const Config&) { return std::make_shared<PassBackbone>(); },
-        Schema("test"));
-  });
+  static const test::LocalRegistry registry("simsiam_test",
+                                            [](Registrar& r) { test::add_pass_backbone(r); });
   return registry;
 }
 
-using Dict = c10::Dict<c10::IValue, c10::IValue>;
+using Dict = test::TensorDict;
 
-Dict reference() {
-  const fs::path path =
-      fs::path(SELFSUP_SOURCE_DIR) / "tests/fixtures/simsiam/simsiam_reference.pt";
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return torch::pickle_load(bytes).toGenericDict();
-}
-
-torch::Tensor ref(const Dict& d, const std::string& key) {
-  EXPECT_TRUE(d.contains(key)) << key;
-  return d.at(key).toTensor();
+test::TensorDict reference() {
+  return test::load_fixture("tests/fixtures/simsiam/simsiam_reference.pt");
 }
 
 void expect_close(const torch::Tensor& ours, const torch::Tensor& theirs, const std::string& what,
                   double rtol = 1e-5, double atol = 1e-9) {
-  ASSERT_EQ(ours.sizes(), theirs.sizes()) << what;
-  const auto a = ours.to(torch::kDouble), b = theirs.to(torch::kDouble);
-  EXPECT_TRUE(torch::allclose(a, b, rtol, atol))
-      << what << ": max abs difference " << (a - b).abs().max().item<double>();
+  test::expect_allclose(ours, theirs, rtol, atol, what);
 }
 
 // The fixture's model: pass-through backbone, 3-layer projector 8 -> 16 -> 16 -> 16 (last BN

@@ -1,0 +1,62 @@
+#include "plugins/plugin_test_support.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+namespace selfsup::test {
+
+TensorDict load_fixture(const std::string& relative) {
+  const std::filesystem::path path = std::filesystem::path(SELFSUP_SOURCE_DIR) / relative;
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in.good()) << path;
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return torch::pickle_load(bytes).toGenericDict();
+}
+
+torch::Tensor ref(const TensorDict& d, const std::string& key) {
+  EXPECT_TRUE(d.contains(key)) << key;
+  return d.at(key).toTensor();
+}
+
+void expect_allclose(const torch::Tensor& ours, const torch::Tensor& theirs, double rtol,
+                     double atol, const std::string& what) {
+  ASSERT_EQ(ours.sizes(), theirs.sizes()) << what;
+  const auto a = ours.to(torch::kDouble), b = theirs.to(torch::kDouble);
+  EXPECT_TRUE(torch::allclose(a, b, rtol, atol))
+      << what << ": max abs difference " << (a - b).abs().max().item<double>();
+}
+
+torch::Tensor l2_rows(const torch::Tensor& x) {
+  return x / x.norm(2, 1, true);
+}
+
+void add_pass_backbone(Registrar& r) {
+  r.add<Backbone>(
+      "TestPassBackbone", [](const Config&) { return std::make_shared<PassBackbone>(); },
+      Schema("test"));
+}
+
+void add_flatten_neck(Registrar& r) {
+  r.add<Neck>(
+      "TestFlattenNeck", [](const Config&) { return std::make_shared<FlattenNeck>(); },
+      Schema("test"));
+}
+
+Algorithm& FakeRun::model() {
+  throw ValueError("FakeRun: no model");
+}
+torch::optim::Optimizer& FakeRun::optimizer() {
+  throw ValueError("FakeRun: no optimizer");
+}
+const std::string& FakeRun::param_group_name(size_t) const {
+  throw ValueError("FakeRun: no optimizer");
+}
+const Dataset& FakeRun::train_dataset() const {
+  throw ValueError("FakeRun: no dataset");
+}
+Sampler& FakeRun::train_sampler() {
+  throw ValueError("FakeRun: no sampler");
+}
+
+} // namespace selfsup::test
