@@ -4,6 +4,7 @@
 
 #include <selfsup/bricks/ema.h>
 #include <selfsup/bricks/queue.h>
+#include <selfsup/bricks/shuffle_bn.h>
 #include <selfsup/dist.h>
 #include <selfsup/errors.h>
 #include <selfsup/registry.h>
@@ -12,35 +13,9 @@ namespace selfsup::plugins::densecl {
 
 namespace {
 
-/// All ranks' rows (no gradient); in one process the tensor itself.
-torch::Tensor gather_rows(const torch::Tensor& x) {
-  auto parts = dist().all_gather(x);
-  return parts.size() == 1 ? parts[0] : torch::cat(parts);
-}
-
 /// F.normalize(x, dim=1).
 torch::Tensor normalize_dim1(const torch::Tensor& x) {
   return x / x.norm(2, 1, true).clamp_min(1e-12);
-}
-
-/// Shuffle-BN (MoCo's batch_shuffle_ddp): the global batch permuted by one permutation drawn
-/// on rank 0; returns this rank's share and the inverse permutation.
-std::pair<torch::Tensor, torch::Tensor> shuffle_batch(const torch::Tensor& x) {
-  auto& d = dist();
-  auto all = gather_rows(x);
-  auto perm = torch::randperm(all.size(0), torch::kLong).to(x.device());
-  d.broadcast(perm, 0);
-  auto inverse = torch::argsort(perm);
-  return {all.index_select(0, perm.view({d.world_size(), -1})[d.rank()]), inverse};
-}
-
-/// The inverse of shuffle_batch for an output computed on the shuffled share.
-torch::Tensor unshuffle_batch(const torch::Tensor& x, const torch::Tensor& inverse) {
-  auto& d = dist();
-  auto all = gather_rows(x);
-  TORCH_CHECK(all.size(0) == inverse.numel(), "DenseCL shuffle-BN: ", all.size(0),
-              " rows in all for a permutation of ", inverse.numel());
-  return all.index_select(0, inverse.view({d.world_size(), -1})[d.rank()]);
 }
 
 } // namespace
@@ -128,10 +103,13 @@ LossMap DenseCL::loss(const std::vector<torch::Tensor>& inputs, const DataSample
     // The key encoder follows the online one before the keys are computed, as upstream.
     const int64_t step = context() ? context()->iter() : 0;
     bricks::momentum_update(*key_encoder_, *query_view_, momentum_, step);
-    auto [shuffled, inverse] = shuffle_batch(inputs[1]);
+    auto [shuffled, inverse] = bricks::batch_shuffle(inputs[1], "DenseCL");
     Encoded ks = encode(*backbone_k_, *neck_k_, shuffled, feat_dim_);
-    k = {unshuffle_batch(ks.global, inverse), unshuffle_batch(ks.grid, inverse),
-         unshuffle_batch(ks.pooled, inverse), unshuffle_batch(ks.backbone_map, inverse)};
+    auto unshuffle = [&](const torch::Tensor& t) {
+      return bricks::batch_unshuffle(t, inverse, "DenseCL");
+    };
+    k = {unshuffle(ks.global), unshuffle(ks.grid), unshuffle(ks.pooled),
+         unshuffle(ks.backbone_map)};
   }
   const auto dtype = q.global.scalar_type();
 
@@ -151,8 +129,8 @@ LossMap DenseCL::loss(const std::vector<torch::Tensor>& inputs, const DataSample
   auto loss_single = head_->loss({l_pos, l_neg}, torch::Tensor());
   auto loss_dense = head_->loss({l_pos_dense, l_neg_dense}, torch::Tensor());
 
-  bricks::enqueue_keys(queue_, queue_ptr_, gather_rows(k.global));
-  bricks::enqueue_keys(queue2_, queue2_ptr_, gather_rows(k.pooled));
+  bricks::enqueue_keys(queue_, queue_ptr_, bricks::concat_all_gather(k.global));
+  bricks::enqueue_keys(queue2_, queue2_ptr_, bricks::concat_all_gather(k.pooled));
   return {{"loss_single", loss_single * (1 - loss_lambda_)},
           {"loss_dense", loss_dense * loss_lambda_}};
 }

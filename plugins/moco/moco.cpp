@@ -6,6 +6,7 @@
 
 #include <selfsup/bricks/ema.h>
 #include <selfsup/bricks/queue.h>
+#include <selfsup/bricks/shuffle_bn.h>
 #include <selfsup/dist.h>
 #include <selfsup/errors.h>
 #include <selfsup/interfaces/training.h>
@@ -15,44 +16,12 @@ namespace selfsup::plugins::moco {
 
 namespace {
 
-/// The ranks' tensors concatenated along dim 0 (no gradient); in one process the tensor.
-torch::Tensor gather_all(const torch::Tensor& x) {
-  auto parts = dist().all_gather(x);
-  return parts.size() == 1 ? parts[0] : torch::cat(parts);
-}
-
 /// F.normalize(x, dim=1): x / max(||x||, 1e-12).
 torch::Tensor l2_normalize(const torch::Tensor& x) {
   return x / x.norm(2, 1, true).clamp_min(1e-12);
 }
 
 } // namespace
-
-std::pair<torch::Tensor, torch::Tensor> batch_shuffle(const torch::Tensor& x) {
-  torch::NoGradGuard no_grad;
-  auto& d = dist();
-  const auto x_all = gather_all(x);
-  const int64_t world = d.world_size();
-  TORCH_CHECK(x_all.size(0) == x.size(0) * world,
-              "MoCo shuffle-BN: every rank needs the same "
-              "batch size (",
-              x.size(0), " here, ", x_all.size(0), " in all over ", world, " ranks)");
-  auto idx_shuffle = torch::randperm(x_all.size(0), torch::kLong).to(x.device());
-  d.broadcast(idx_shuffle, 0);
-  auto idx_unshuffle = torch::argsort(idx_shuffle);
-  const auto idx_this = idx_shuffle.view({world, -1})[d.rank()];
-  return {x_all.index_select(0, idx_this), idx_unshuffle};
-}
-
-torch::Tensor batch_unshuffle(const torch::Tensor& x, const torch::Tensor& idx_unshuffle) {
-  torch::NoGradGuard no_grad;
-  auto& d = dist();
-  const auto x_all = gather_all(x);
-  TORCH_CHECK(idx_unshuffle.numel() == x_all.size(0), "MoCo shuffle-BN: ", x_all.size(0),
-              " keys in all for a permutation of ", idx_unshuffle.numel());
-  const auto idx_this = idx_unshuffle.view({d.world_size(), -1})[d.rank()];
-  return x_all.index_select(0, idx_this);
-}
 
 Schema MoCo::schema() {
   using namespace selfsup::check;
@@ -113,16 +82,16 @@ LossMap MoCo::loss(const std::vector<torch::Tensor>& inputs, const DataSamples&)
     // The key encoder follows the query encoder before the keys are computed, as upstream.
     const int64_t step = context() ? context()->iter() : 0;
     bricks::momentum_update(*key_encoder_, *query_view_, momentum_, step);
-    auto [shuffled, idx_unshuffle] = batch_shuffle(im_k);
+    auto [shuffled, idx_unshuffle] = bricks::batch_shuffle(im_k, "MoCo");
     k = l2_normalize(neck_k_->forward(backbone_k_->forward(shuffled))[0]);
-    k = batch_unshuffle(k, idx_unshuffle);
+    k = bricks::batch_unshuffle(k, idx_unshuffle, "MoCo");
   }
 
   auto l_pos = (q * k.to(q.scalar_type())).sum(1, true);                  // [N, 1]
   auto l_neg = torch::mm(q, queue_.detach().clone().to(q.scalar_type())); // [N, K]
   auto loss = head_->loss({l_pos, l_neg}, torch::Tensor());
 
-  auto keys = gather_all(k);
+  auto keys = bricks::concat_all_gather(k);
   bricks::enqueue_keys(queue_, queue_ptr_, keys);
   return {{"loss", loss}};
 }

@@ -13,15 +13,6 @@
 
 namespace selfsup::plugins::moco {
 
-/// Shuffle-BN's batch permutation (MMSelfSup's batch_shuffle_ddp): the views of all ranks are
-/// gathered through dist(), one random permutation of the global batch (drawn on rank 0 and
-/// broadcast) is applied, and each rank keeps its slice. Returns that slice and the inverse
-/// permutation (of the global batch) that batch_unshuffle needs. In one process: a random
-/// permutation of the batch and its inverse.
-std::pair<torch::Tensor, torch::Tensor> batch_shuffle(const torch::Tensor& x);
-/// Undoes batch_shuffle on the key encoder's output (MMSelfSup's batch_unshuffle_ddp).
-torch::Tensor batch_unshuffle(const torch::Tensor& x, const torch::Tensor& idx_unshuffle);
-
 /// MoCo v1/v2 (He et al. 2020; Chen et al. 2020) as MMSelfSup 1.0 computes it. The query
 /// encoder is backbone + neck; the key encoder (`encoder_k.module.0` backbone,
 /// `encoder_k.module.1` neck, as MMEngine's averaged model names them) is a second instance
