@@ -43,6 +43,24 @@ void add_flatten_neck(Registrar& r) {
       Schema("test"));
 }
 
+Json two_view_fmnist_loader(const std::filesystem::path& data_root) {
+  Json loader = Json::parse(R"({"batch_size": 16, "num_workers": 2, "drop_last": true,
+      "dataset": {"type": "FashionMNIST", "split": "train", "pipeline": [
+        {"type": "MultiView", "num_views": [2], "transforms": [[
+          {"type": "RandomResizedCrop", "size": 16, "scale": [0.2, 1.0]},
+          {"type": "RandomFlip", "prob": 0.5}]]},
+        {"type": "PackSelfSupInputs"}]}})",
+                            "two_view_fmnist_loader");
+  loader.find("dataset")->set("data_root", data_root.string());
+  return loader;
+}
+
+TinyFmnistRun::TinyFmnistRun(int n_train, int n_test) : data(root.path() / "data") {
+  make_fake_fmnist(data, n_train, n_test);
+  options.work_dir = (root.path() / "run").string();
+  options.threads = 2;
+}
+
 Algorithm& FakeRun::model() {
   throw ValueError("FakeRun: no model");
 }

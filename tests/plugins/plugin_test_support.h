@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,8 @@
 
 #include <selfsup/core/runner.h>
 #include <selfsup/sdk.h>
+
+#include "test_support.h"
 
 namespace selfsup::test {
 
@@ -82,6 +85,21 @@ public:
 
 private:
   std::string dir_;
+};
+
+/// The train_dataloader of the tiny family runs: batches of 16 (2 workers, drop_last) of the
+/// FashionMNIST train split under `data_root`, two views of a 16-pixel RandomResizedCrop
+/// (scale 0.2..1) and a RandomFlip (0.5), packed by PackSelfSupInputs.
+Json two_view_fmnist_loader(const std::filesystem::path& data_root);
+
+/// A fresh temp folder holding a generated Fashion-MNIST (`data`, make_fake_fmnist with
+/// `n_train` / `n_test` images) and the training options of a run in it (work_dir `run`,
+/// 2 threads).
+struct TinyFmnistRun {
+  TinyFmnistRun(int n_train, int n_test);
+  TempDir root;
+  std::filesystem::path data;
+  core::TrainOptions options;
 };
 
 } // namespace selfsup::test

@@ -215,12 +215,6 @@ Json tiny_fmnist_config(const fs::path& data_root) {
                "predictor": {"type": "NonLinearNeck", "in_channels": 16, "hid_channels": 32,
                              "out_channels": 16, "num_layers": 2, "with_bias": true,
                              "with_last_bn": false, "with_avg_pool": false}}},
-    "train_dataloader": {"batch_size": 16, "num_workers": 2, "drop_last": true,
-      "dataset": {"type": "FashionMNIST", "split": "train", "pipeline": [
-        {"type": "MultiView", "num_views": [2], "transforms": [[
-          {"type": "RandomResizedCrop", "size": 16, "scale": [0.2, 1.0]},
-          {"type": "RandomFlip", "prob": 0.5}]]},
-        {"type": "PackSelfSupInputs"}]}},
     "optim_wrapper": {"type": "OptimWrapper",
       "optimizer": {"type": "LARS", "lr": 0.3, "momentum": 0.9, "weight_decay": 1e-6},
       "paramwise_cfg": {"custom_keys": {
@@ -237,7 +231,7 @@ Json tiny_fmnist_config(const fs::path& data_root) {
     "randomness": {"seed": 3}
   })",
                          "t");
-  cfg.find("train_dataloader")->find("dataset")->set("data_root", data_root.string());
+  cfg.set("train_dataloader", test::two_view_fmnist_loader(data_root));
   return cfg;
 }
 } // namespace

@@ -364,12 +364,6 @@ Json tiny_moco_config(const fs::path& data_root) {
                    "base_channels": 4, "stem": "cifar", "out_indices": [4]},
       "neck": {"type": "MoCoV2Neck", "in_channels": 32, "hid_channels": 32, "out_channels": 16},
       "head": {"type": "ContrastiveHead", "loss": {"type": "CrossEntropyLoss"}, "temperature": 0.2}},
-    "train_dataloader": {"batch_size": 16, "num_workers": 2, "drop_last": true,
-      "dataset": {"type": "FashionMNIST", "split": "train", "pipeline": [
-        {"type": "MultiView", "num_views": [2], "transforms": [[
-          {"type": "RandomResizedCrop", "size": 16, "scale": [0.2, 1.0]},
-          {"type": "RandomFlip", "prob": 0.5}]]},
-        {"type": "PackSelfSupInputs"}]}},
     "optim_wrapper": {"type": "OptimWrapper",
       "optimizer": {"type": "SGD", "lr": 0.03, "momentum": 0.9, "weight_decay": 1e-4}},
     "param_scheduler": [{"type": "CosineAnnealingLR", "T_max": 2, "by_epoch": true,
@@ -380,19 +374,16 @@ Json tiny_moco_config(const fs::path& data_root) {
     "randomness": {"seed": 5}
   })",
                          "t");
-  cfg.find("train_dataloader")->find("dataset")->set("data_root", data_root.string());
+  cfg.set("train_dataloader", test::two_view_fmnist_loader(data_root));
   return cfg;
 }
 } // namespace
 
 TEST(MoCoTest, TrainsOnTinyFashionMnistAndCheckpointsQueueAndKeyEncoder) {
   test::load_plugins();
-  test::TempDir root;
-  const fs::path data = root.path() / "data";
-  test::make_fake_fmnist(data, 64, 8);
-  core::TrainOptions o;
-  o.work_dir = (root.path() / "run").string();
-  o.threads = 2;
+  test::TinyFmnistRun tiny(64, 8);
+  const fs::path& data = tiny.data;
+  const core::TrainOptions& o = tiny.options;
   core::Runner runner(tiny_moco_config(data), o);
   auto& model = runner.model();
   const auto queue0 = buffer(model, "queue").clone();

@@ -310,12 +310,6 @@ Json tiny_mocov3_config(const fs::path& data_root) {
                              "with_last_bias": false, "with_avg_pool": false},
                "loss": {"type": "mmcls.CrossEntropyLoss", "loss_weight": 0.4},
                "temperature": 0.2}},
-    "train_dataloader": {"batch_size": 16, "num_workers": 2, "drop_last": true,
-      "dataset": {"type": "FashionMNIST", "split": "train", "pipeline": [
-        {"type": "MultiView", "num_views": [2], "transforms": [[
-          {"type": "RandomResizedCrop", "size": 16, "scale": [0.2, 1.0]},
-          {"type": "RandomFlip", "prob": 0.5}]]},
-        {"type": "PackSelfSupInputs"}]}},
     "optim_wrapper": {"type": "OptimWrapper",
       "optimizer": {"type": "AdamW", "lr": 1e-3, "weight_decay": 0.1},
       "paramwise_cfg": {"norm_decay_mult": 0.0, "bias_decay_mult": 0.0,
@@ -328,19 +322,16 @@ Json tiny_mocov3_config(const fs::path& data_root) {
     "randomness": {"seed": 5}
   })",
                          "t");
-  cfg.find("train_dataloader")->find("dataset")->set("data_root", data_root.string());
+  cfg.set("train_dataloader", test::two_view_fmnist_loader(data_root));
   return cfg;
 }
 } // namespace
 
 TEST(MoCoV3Test, TrainsOnTinyFashionMnistWithAdamWParamwiseRules) {
   test::load_plugins();
-  test::TempDir root;
-  const fs::path data = root.path() / "data";
-  test::make_fake_fmnist(data, 64, 8);
-  core::TrainOptions o;
-  o.work_dir = (root.path() / "run").string();
-  o.threads = 2;
+  test::TinyFmnistRun tiny(64, 8);
+  const fs::path& data = tiny.data;
+  const core::TrainOptions& o = tiny.options;
   core::Runner runner(tiny_mocov3_config(data), o);
   auto& model = runner.model();
   const auto pos0 = param(model, "backbone.pos_embed").clone();

@@ -260,12 +260,9 @@ Json tiny_npid_config(const fs::path& data_root, int64_t length) {
 
 TEST(NPIDTest, TrainsOnTinyFashionMnistAndChecksTheBankLength) {
   test::load_plugins();
-  test::TempDir root;
-  const fs::path data = root.path() / "data";
-  test::make_fake_fmnist(data, 64, 8);
-  core::TrainOptions o;
-  o.work_dir = (root.path() / "run").string();
-  o.threads = 2;
+  test::TinyFmnistRun tiny(64, 8);
+  const fs::path& data = tiny.data;
+  const core::TrainOptions& o = tiny.options;
   core::Runner runner(tiny_npid_config(data, 64), o);
   const auto bank0 = runner.model().named_buffers()["memory_bank.feature_bank"].clone();
   runner.train();
@@ -281,7 +278,7 @@ TEST(NPIDTest, TrainsOnTinyFashionMnistAndChecksTheBankLength) {
 
   // A bank shorter than the dataset is refused at the start of the run, naming the key.
   core::TrainOptions o2 = o;
-  o2.work_dir = (root.path() / "short").string();
+  o2.work_dir = (tiny.root.path() / "short").string();
   EXPECT_TRUE(test::has_substr(
       test::message_of<ConfigError>([&] { core::Runner(tiny_npid_config(data, 40), o2).train(); }),
       "model.memory_bank.length: the memory bank has 40 rows but the "

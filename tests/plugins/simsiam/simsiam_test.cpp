@@ -162,12 +162,6 @@ Json tiny_fmnist_config(const fs::path& data_root) {
                "predictor": {"type": "NonLinearNeck", "in_channels": 32, "hid_channels": 8,
                              "out_channels": 32, "with_avg_pool": false, "with_last_bn": false,
                              "with_last_bias": true}}},
-    "train_dataloader": {"batch_size": 16, "num_workers": 2, "drop_last": true,
-      "dataset": {"type": "FashionMNIST", "split": "train", "pipeline": [
-        {"type": "MultiView", "num_views": [2], "transforms": [[
-          {"type": "RandomResizedCrop", "size": 16, "scale": [0.2, 1.0]},
-          {"type": "RandomFlip", "prob": 0.5}]]},
-        {"type": "PackSelfSupInputs"}]}},
     "optim_wrapper": {"type": "OptimWrapper",
       "optimizer": {"type": "SGD", "lr": 0.05, "weight_decay": 1e-4, "momentum": 0.9},
       "paramwise_cfg": {"custom_keys": {"predictor": {"fix_lr": true}}}},
@@ -181,7 +175,7 @@ Json tiny_fmnist_config(const fs::path& data_root) {
     "randomness": {"seed": 3}
   })",
                          "t");
-  cfg.find("train_dataloader")->find("dataset")->set("data_root", data_root.string());
+  cfg.set("train_dataloader", test::two_view_fmnist_loader(data_root));
   return cfg;
 }
 } // namespace
