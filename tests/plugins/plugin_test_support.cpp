@@ -43,6 +43,10 @@ void add_flatten_neck(Registrar& r) {
       Schema("test"));
 }
 
+std::string model_config_error(const LocalRegistry& registry, const Json& cfg) {
+  return message_of<ConfigError>([&] { (void)build<Algorithm>(registry.config(cfg, "model")); });
+}
+
 Json two_view_fmnist_loader(const std::filesystem::path& data_root) {
   Json loader = Json::parse(R"({"batch_size": 16, "num_workers": 2, "drop_last": true,
       "dataset": {"type": "FashionMNIST", "split": "train", "pipeline": [

@@ -13,6 +13,7 @@
 #include <selfsup/core/runner.h>
 #include <selfsup/sdk.h>
 
+#include "local_registry.h"
 #include "test_support.h"
 
 namespace selfsup::test {
@@ -86,6 +87,10 @@ public:
 private:
   std::string dir_;
 };
+
+/// What building `cfg` as the Algorithm at "model" from `registry` throws: the ConfigError's
+/// message (another exception type is a test failure, see message_of), or "<no exception>".
+std::string model_config_error(const LocalRegistry& registry, const Json& cfg);
 
 /// The train_dataloader of the tiny family runs: batches of 16 (2 workers, drop_last) of the
 /// FashionMNIST train split under `data_root`, two views of a 16-pixel RandomResizedCrop

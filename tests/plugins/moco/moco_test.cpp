@@ -335,16 +335,11 @@ TEST(MoCoTest, ConfigErrorsNameTheirPath) {
   auto cfg = moco_json(kLinearNeck, 0.2, 8, 5, 0.999);
   auto no_neck = cfg;
   no_neck.erase("neck");
-  EXPECT_TRUE(test::has_substr(test::message_of<ConfigError>([&] {
-                                 (void)build<Algorithm>(registry().config(no_neck, "model"));
-                               }),
+  EXPECT_TRUE(test::has_substr(test::model_config_error(registry(), no_neck),
                                "model.neck: MoCo needs a neck"));
   auto bad_len = cfg;
   bad_len.set("queue_len", 0);
-  EXPECT_TRUE(test::has_substr(test::message_of<ConfigError>([&] {
-                                 (void)build<Algorithm>(registry().config(bad_len, "model"));
-                               }),
-                               "model.queue_len"));
+  EXPECT_TRUE(test::has_substr(test::model_config_error(registry(), bad_len), "model.queue_len"));
   // feat_dim must be the neck's output: the first batch says which.
   auto model = make_moco(kLinearNeck, 0.2, 8, 7, 0.999);
   EXPECT_TRUE(test::has_substr(

@@ -207,15 +207,10 @@ TEST(NPIDTest, ConfigErrorsNameThePath) {
                          "t");
   auto no_bank = cfg;
   no_bank.erase("memory_bank");
-  EXPECT_TRUE(test::has_substr(test::message_of<ConfigError>([&] {
-                                 (void)build<Algorithm>(registry().config(no_bank, "model"));
-                               }),
-                               "memory_bank"));
+  EXPECT_TRUE(test::has_substr(test::model_config_error(registry(), no_bank), "memory_bank"));
   auto no_neck = cfg;
   no_neck.erase("neck");
-  EXPECT_TRUE(test::has_substr(test::message_of<ConfigError>([&] {
-                                 (void)build<Algorithm>(registry().config(no_neck, "model"));
-                               }),
+  EXPECT_TRUE(test::has_substr(test::model_config_error(registry(), no_neck),
                                "model.neck: NPID needs a neck"));
   // A sample index past the bank is an error naming the config key to change.
   auto model = build<Algorithm>(registry().config(cfg, "model"));
