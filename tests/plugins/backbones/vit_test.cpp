@@ -280,8 +280,11 @@ TEST(MoCoV3ViTTest, InitAndStopGradConv1AsMmselfsup) {
   for (const auto& item : f2->named_parameters())
     EXPECT_FALSE(item.value().requires_grad()) << item.key();
   f2->train();
-  for (const auto& m : f2->named_modules("", /*include_self=*/false))
-    if (m.key().rfind("layers.", 0) == 0) EXPECT_FALSE(m.value()->is_training()) << m.key();
+  for (const auto& m : f2->named_modules("", /*include_self=*/false)) {
+    if (m.key().rfind("layers.", 0) == 0) {
+      EXPECT_FALSE(m.value()->is_training()) << m.key();
+    }
+  }
   EXPECT_TRUE(f2->is_training());
 }
 
