@@ -261,7 +261,9 @@ TEST(MoCoV3Test, EmaParametersAtChosenIterations) {
     (void)model->loss(views, DataSamples{});
     const double m = 1.0 - 0.01 * (std::cos(M_PI * double(it) / 10.0) + 1.0) / 2.0;
     expect_close(param(*model, target), m * before + (1 - m) * src, 1e-6, 1e-7);
-    if (it == 10) EXPECT_TRUE(torch::equal(param(*model, target), before)); // momentum 1
+    if (it == 10) {
+      EXPECT_TRUE(torch::equal(param(*model, target), before)); // momentum 1
+    }
   }
   // Outside a run (no context) every update is the first one: a copy.
   shift();
