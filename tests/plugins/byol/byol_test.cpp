@@ -147,8 +147,11 @@ TEST(BYOLTest, LossAndCosineEmaTargetMatchUpstreamOverIterations) {
       const std::string key = item.key().toStringRef();
       if (key.rfind(at + "target.", 0) != 0) continue;
       const std::string name = "target_net." + key.substr(at.size() + 7);
-      const torch::Tensor* ours = model->named_parameters().find(name);
-      if (!ours) ours = model->named_buffers().find(name);
+      // Copies: named_parameters()/named_buffers() return temporaries, so no pointer into them.
+      const auto params = model->named_parameters();
+      const auto buffers = model->named_buffers();
+      const torch::Tensor* ours = params.find(name);
+      if (!ours) ours = buffers.find(name);
       ASSERT_NE(ours, nullptr) << name;
       expect_close(*ours, item.value().toTensor(), at + name);
     }
