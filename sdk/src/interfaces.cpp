@@ -45,6 +45,11 @@ std::vector<torch::Tensor> Algorithm::predict(const std::vector<torch::Tensor>&,
   throw ValueError(name() + ": this algorithm has no predict mode");
 }
 
+Reconstruction Algorithm::reconstruct(const std::vector<torch::Tensor>&, const DataSamples&) {
+  throw ValueError(name() + ": this algorithm does not reconstruct images (only masked image "
+                            "modelling algorithms such as MAE and SimMIM do)");
+}
+
 ForwardOutput Algorithm::forward(const std::vector<torch::Tensor>& inputs,
                                  const DataSamples& samples, ForwardMode mode) {
   ForwardOutput out;

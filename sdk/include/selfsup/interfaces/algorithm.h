@@ -128,6 +128,13 @@ private:
   SelfSupDataPreprocessor first_, second_;
 };
 
+/// What a masked-image-modelling algorithm reconstructs (`selfsup visualize`): `original` and
+/// `reconstruction` [B, C, H, W] in the model's input space (after the data preprocessor, so
+/// the caller undoes its mean/std), `mask` [B, 1, H, W] float, 1 where the input was hidden.
+struct Reconstruction {
+  torch::Tensor original, mask, reconstruction;
+};
+
 class RunnerContext;
 enum class RunEvent;
 
@@ -145,6 +152,10 @@ public:
   /// Predictions; the default throws ValueError (most algorithms have none).
   virtual std::vector<torch::Tensor> predict(const std::vector<torch::Tensor>& inputs,
                                              const DataSamples& samples);
+  /// The images reconstructed from preprocessed `inputs` (MMSelfSup's `reconstruct`, used by
+  /// `selfsup visualize`); MAE and SimMIM override it. The default throws ValueError.
+  virtual Reconstruction reconstruct(const std::vector<torch::Tensor>& inputs,
+                                     const DataSamples& samples);
   /// Dispatches on the mode, like MMSelfSup's BaseModel.forward: tensor -> extract_feat,
   /// loss -> loss, predict -> predict. The runner and the evaluators call this.
   ForwardOutput forward(const std::vector<torch::Tensor>& inputs, const DataSamples& samples,
