@@ -1,176 +1,762 @@
-// Speed of selfsup beside MMSelfSup 1.0 measured on this 2-core machine, in one run:
-// start-up, augmentation throughput, and SimCLR training steps (fp32, channels-last, bf16).
+// Speed of selfsup beside MMSelfSup 1.0 and a plain-PyTorch reference, measured in one run on
+// this machine (ratios only ever come from the same invocation: the machine's speed moves from
+// day to day): start-up, augmentation throughput (32x32 arrays and 224-px crops of JPEG files),
+// training steps of SimCLR, MoCo v2 and BYOL (ResNet-18 CIFAR stem, batch 256, 32x32: fp32,
+// fp32 channels-last, bf16 autocast + channels-last) and the peak resident memory of each run.
 //
-//   ./build/bin/selfsup_bench [--steps N]
+//   selfsup_bench [--iters N] [--warmup N] [--algos simclr,mocov2,byol] [--quiet-wait S]
+//                 [--mmselfsup PYTHONPATH] [--anchors DIR] [--python EXE] [--no-python]
+//                 [--jpeg-images N] [--profile FILE]
+//
+// --mmselfsup (or SELFSUP_BENCH_MMSELFSUP) is the PYTHONPATH under which MMSelfSup 1.0 imports;
+// --anchors (or SELFSUP_BENCH_ANCHORS) the folder of upstream's bench_train.py / bench_data.py.
+// Without them the MMSelfSup columns are left out; without a Python that imports torch the
+// plain-PyTorch reference is left out too, and the bench says so.
+//
+// Every training measurement runs in its own fresh process (this executable with --child-train,
+// MMSelfSup's bench_train.py, bench/plain_reference.py), one after the other, so each has the
+// machine to itself, its peak resident memory is its own (wait4's ru_maxrss), and nothing the
+// children print reaches the table. Each timed step waits (bounded, --quiet-wait) for a quiet
+// machine first and records the CPU that other processes used during it; a step during which
+// others used >= 0.25 core is "dirty" and the figure is the median of the clean steps (of all
+// steps when none is clean), as upstream's bench_train.py does.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+// jpeglib.h needs <cstdio> and <cstddef> first.
+#include <jpeglib.h>
+
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <selfsup/core/builtins.h>
-#include <selfsup/core/config_file.h>
 #include <selfsup/core/data.h>
+#include <selfsup/core/optim_wrapper.h>
 #include <selfsup/core/plugin_loader.h>
-#include <selfsup/core/runner.h>
+#include <selfsup/interfaces/algorithm.h>
+#include <selfsup/registry.h>
+
+extern char** environ;
 
 namespace fs = std::filesystem;
 using namespace selfsup;
 
 namespace {
 
+constexpr int kBatch = 256;
+constexpr double kDirty = 0.25; // foreign cores during a step that make it dirty
+
 double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Median wall time of `selfsup list` (process start, LibTorch, every plugin loaded).
-double startup_seconds(const fs::path& exe) {
-  std::vector<double> t;
-  for (int i = 0; i < 5; ++i) {
-    std::fflush(stdout); // else each child flushes the parent's buffered lines again
-    double s = now();
-    pid_t pid = fork();
-    if (pid == 0) {
-      freopen("/dev/null", "w", stdout);
-      execl(exe.c_str(), exe.c_str(), "list", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    t.push_back(now() - s);
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+// ---------------------------------------------------------------------------------------
+// Foreign load: CPU time used by other processes during a window, in cores.
+
+int64_t busy_jiffies() {
+  std::ifstream f("/proc/stat");
+  std::string cpu;
+  int64_t v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  f >> cpu;
+  for (auto& x : v) f >> x;
+  // user nice system (idle iowait) irq softirq steal
+  return v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
 }
 
-// The SimCLR view pipeline of MMSelfSup's CIFAR/ImageNet recipe at 32x32 on a colour image:
-// each sample gives two views.
-Json simclr_pipeline(int size, bool colour) {
-  std::string p = R"([)";
-  if (colour) p += R"({"type": "ColorConvert", "channels": 3},)";
-  p += R"({"type": "MultiView", "num_views": 2, "transforms": [[
+double self_cpu_seconds() {
+  rusage self{}, children{};
+  getrusage(RUSAGE_SELF, &self);
+  getrusage(RUSAGE_CHILDREN, &children);
+  auto s = [](const timeval& t) { return double(t.tv_sec) + 1e-6 * double(t.tv_usec); };
+  return s(self.ru_utime) + s(self.ru_stime) + s(children.ru_utime) + s(children.ru_stime);
+}
+
+class LoadMon {
+public:
+  LoadMon() : t0_(now()), busy0_(busy_jiffies()), self0_(self_cpu_seconds()) {}
+  [[nodiscard]] double foreign_cores() const {
+    const double wall = std::max(1e-6, now() - t0_);
+    const double busy = double(busy_jiffies() - busy0_) / double(sysconf(_SC_CLK_TCK));
+    return std::max(0.0, (busy - (self_cpu_seconds() - self0_)) / wall);
+  }
+
+private:
+  double t0_;
+  int64_t busy0_;
+  double self0_;
+};
+
+// Waits (at most max_wait seconds) until others use < 0.15 core over 1 s.
+void wait_quiet(double max_wait) {
+  const double end = now() + max_wait;
+  while (now() < end) {
+    LoadMon m;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    if (m.foreign_cores() < 0.15) return;
+  }
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return std::nan("");
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Step times with the foreign load of each step -> the figure and how it was obtained.
+struct Steps {
+  std::vector<double> seconds, foreign;
+  [[nodiscard]] std::vector<double> clean() const {
+    std::vector<double> c;
+    for (size_t i = 0; i < seconds.size(); ++i)
+      if (foreign[i] < kDirty) c.push_back(seconds[i]);
+    return c;
+  }
+  [[nodiscard]] double step_s() const {
+    const auto c = clean();
+    return c.empty() ? median(seconds) : median(c);
+  }
+  [[nodiscard]] double max_foreign() const {
+    return foreign.empty() ? 0 : *std::max_element(foreign.begin(), foreign.end());
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+// Child processes.
+
+struct ChildResult {
+  int status = -1;
+  std::string out; // stdout
+  std::string err; // stderr (its tail is shown on failure)
+  long maxrss_kb = 0;
+  [[nodiscard]] bool ok() const { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+};
+
+std::string read_all(int fd) {
+  std::string s;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) != 0;) {
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    s.append(buf, size_t(n));
+  }
+  return s;
+}
+
+// Runs argv with `env` added to this process's environment; stdout is captured, stderr goes to
+// a file under `tmp` (read back after the child ends).
+ChildResult run_child(const std::vector<std::string>& argv,
+                      const std::map<std::string, std::string>& env, const fs::path& tmp) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    if (!env.count(kv.substr(0, kv.find('=')))) env_strings.push_back(kv);
+  }
+  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> args, envp;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  for (const auto& e : env_strings) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  const std::string err_path = (tmp / "child_stderr.txt").string();
+  const int err_fd = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  int fds[2];
+  ChildResult r;
+  if (err_fd < 0 || pipe(fds) != 0) {
+    r.err = "cannot create the child's pipe or " + err_path;
+    return r;
+  }
+  std::fflush(stdout); // a forked child must not inherit unwritten lines of the table
+  std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    dup2(err_fd, STDERR_FILENO);
+    close(fds[0]);
+    close(fds[1]);
+    close(err_fd);
+    execve(args[0], args.data(), envp.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  close(err_fd);
+  r.out = read_all(fds[0]);
+  close(fds[0]);
+  rusage ru{};
+  while (wait4(pid, &r.status, 0, &ru) < 0 && errno == EINTR) {
+  }
+  r.maxrss_kb = ru.ru_maxrss;
+  std::ifstream ef(err_path);
+  std::stringstream ss;
+  ss << ef.rdbuf();
+  r.err = ss.str();
+  return r;
+}
+
+std::string tail(const std::string& s, size_t n = 600) {
+  return s.size() <= n ? s : "..." + s.substr(s.size() - n);
+}
+
+std::optional<Json> read_json_file(const fs::path& p) {
+  std::ifstream f(p);
+  if (!f) return std::nullopt;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  try {
+    return Json::parse(ss.str(), p.string());
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::vector<double> numbers(const Json* a) {
+  std::vector<double> v;
+  if (a && a->is_array())
+    for (const auto& x : a->items()) v.push_back(x.as_number());
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------
+// selfsup's side of the training steps (run in a child: --child-train ALGO MODE ...).
+
+// The same models as upstream's bench_train.py builds from MMSelfSup's base configs: ResNet-18
+// with the CIFAR stem, neck in_channels 512, BN everywhere (one process).
+Json model_config(const std::string& algo) {
+  const std::string pre = R"("data_preprocessor": {"mean": [123.675, 116.28, 103.53],
+      "std": [58.395, 57.12, 57.375], "bgr_to_rgb": true},)";
+  auto backbone = [](bool zero_init) {
+    return std::string(R"("backbone": {"type": "ResNet", "depth": 18, "in_channels": 3,
+      "stem": "cifar", "out_indices": [4], "norm_cfg": {"type": "BN"}, "zero_init_residual": )") +
+           (zero_init ? "true" : "false") + "},";
+  };
+  std::string m;
+  if (algo == "simclr") {
+    m = R"({"type": "SimCLR", )" + pre + backbone(true) +
+        R"("neck": {"type": "NonLinearNeck", "in_channels": 512, "hid_channels": 2048,
+          "out_channels": 128, "num_layers": 2, "with_avg_pool": true,
+          "norm_cfg": {"type": "BN1d"}},
+        "head": {"type": "ContrastiveHead", "loss": {"type": "mmcls.CrossEntropyLoss"},
+          "temperature": 0.1}})";
+  } else if (algo == "mocov2") {
+    m = R"({"type": "MoCo", "queue_len": 65536, "feat_dim": 128, "momentum": 0.999, )" + pre +
+        backbone(false) +
+        R"("neck": {"type": "MoCoV2Neck", "in_channels": 512, "hid_channels": 2048,
+          "out_channels": 128, "with_avg_pool": true},
+        "head": {"type": "ContrastiveHead", "loss": {"type": "mmcls.CrossEntropyLoss"},
+          "temperature": 0.2}})";
+  } else if (algo == "byol") {
+    m = R"({"type": "BYOL", "base_momentum": 0.99, )" + pre + backbone(false) +
+        R"("neck": {"type": "NonLinearNeck", "in_channels": 512, "hid_channels": 4096,
+          "out_channels": 256, "num_layers": 2, "with_bias": true, "with_last_bn": false,
+          "with_avg_pool": true, "norm_cfg": {"type": "BN1d"}},
+        "head": {"type": "LatentPredictHead", "loss": {"type": "CosineSimilarityLoss"},
+          "predictor": {"type": "NonLinearNeck", "in_channels": 256, "hid_channels": 4096,
+            "out_channels": 256, "num_layers": 2, "with_bias": true, "with_last_bn": false,
+            "with_avg_pool": false, "norm_cfg": {"type": "BN1d"}}}})";
+  } else {
+    throw ValueError("--algos: unknown algorithm '" + algo + "' (simclr, mocov2, byol)");
+  }
+  return Json::parse(m, "bench model " + algo);
+}
+
+// Upstream's train_step on pre-made uint8 views (data loading excluded, as in bench_train.py):
+// preprocess, forward (loss), backward, SGD step, zero_grad; modes fp32 / fp32_cl / bf16_cl.
+int train_child(const std::string& algo, const std::string& mode, int iters, int warmup,
+                double quiet_wait, const std::string& profile) {
+  if (mode != "fp32" && mode != "fp32_cl" && mode != "bf16_cl")
+    throw ValueError("--child-train: mode must be fp32, fp32_cl or bf16_cl, got " + mode);
+  core::register_builtins();
+  core::PluginLoader loader;
+  loader.load_default_locations({});
+  torch::set_num_threads(2);
+  torch::manual_seed(0);
+  const bool cl = mode != "fp32", bf16 = mode == "bf16_cl";
+  auto model = build<Algorithm>(Config(model_config(algo), "model"));
+  model->train();
+  if (cl) { // as the Runner does with env_cfg.channels_last
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters())
+      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+  }
+  Json ow = Json::parse(R"({"type": "OptimWrapper",
+      "optimizer": {"type": "SGD", "lr": 0.03, "momentum": 0.9, "weight_decay": 1e-4}})",
+                        "bench optim_wrapper");
+  if (bf16) {
+    ow.set("type", "AmpOptimWrapper");
+    ow.set("dtype", "bfloat16");
+  }
+  core::OptimWrapper wrapper(Config(ow, "optim_wrapper"), *model);
+  std::vector<torch::Tensor> raw;
+  for (int v = 0; v < 2; ++v)
+    raw.push_back(torch::randint(0, 256, {kBatch, 3, 32, 32}, torch::kUInt8));
+  DataSamples samples;
+  samples.gt_label = torch::full({kBatch}, -1, torch::kLong);
+  samples.sample_idx = torch::arange(kBatch, torch::kLong);
+  const int64_t total_iters = warmup + iters;
+  int64_t iter = 0;
+  double last_loss = 0;
+  auto step = [&] {
+    std::vector<torch::Tensor> views = {raw[0].clone(), raw[1].clone()};
+    DataSamples s = samples;
+    torch::Tensor loss;
+    {
+      auto inputs = model->preprocess(views, s);
+      auto autocast = wrapper.autocast(torch::kCPU);
+      if (cl)
+        for (auto& x : inputs)
+          if (x.dim() == 4) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+      for (const auto& [name, value] : model->forward(inputs, s, ForwardMode::Loss).losses)
+        if (name.find("loss") != std::string::npos) {
+          torch::Tensor v = value.to(torch::kFloat32).mean();
+          loss = loss.defined() ? loss + v : v;
+        }
+    }
+    last_loss = loss.item<double>();
+    std::vector<std::pair<std::string, double>> scalars;
+    (void)wrapper.update_params(loss, iter++, total_iters, scalars);
+  };
+  for (int i = 0; i < warmup; ++i) step();
+  Steps st;
+  for (int i = 0; i < iters; ++i) {
+    wait_quiet(quiet_wait);
+    LoadMon m;
+    const double t0 = now();
+    if (!profile.empty() && i == iters - 1) {
+      // The last step under LibTorch's profiler, as a Chrome trace (chrome://tracing).
+      torch::autograd::profiler::RecordProfile guard(profile);
+      step();
+    } else {
+      step();
+    }
+    st.seconds.push_back(now() - t0);
+    st.foreign.push_back(m.foreign_cores());
+  }
+  Json out = Json::object({{"loss", Json(last_loss)}});
+  Json secs = Json::array(), foreign = Json::array();
+  for (double s : st.seconds) secs.push_back(Json(s));
+  for (double f : st.foreign) foreign.push_back(Json(f));
+  out.set("step_times", secs);
+  out.set("step_foreign", foreign);
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Augmentation.
+
+// MMSelfSup's SimCLR view pipeline (imagenet_simclr.py) at `size`: each sample gives two views.
+Json simclr_pipeline(int size) {
+  return Json::parse(
+      R"([{"type": "MultiView", "num_views": 2, "transforms": [[
       {"type": "RandomResizedCrop", "size": )" +
-       std::to_string(size) + R"(, "scale": [0.08, 1.0]},
+          std::to_string(size) + R"(, "backend": "pillow"},
       {"type": "RandomFlip", "prob": 0.5},
       {"type": "RandomApply", "prob": 0.8, "transforms": [
-        {"type": "ColorJitter", "brightness": 0.8, "contrast": 0.8, "saturation": 0.8, "hue": 0.2}]},
+        {"type": "ColorJitter", "brightness": 0.8, "contrast": 0.8, "saturation": 0.8,
+         "hue": 0.2}]},
       {"type": "RandomGrayscale", "prob": 0.2, "keep_channels": true,
        "channel_weights": [0.114, 0.587, 0.2989]},
       {"type": "RandomGaussianBlur", "sigma_min": 0.1, "sigma_max": 2.0, "prob": 0.5}]]},
-    {"type": "PackSelfSupInputs"}])";
-  return Json::parse(p, "bench pipeline");
+    {"type": "PackSelfSupInputs", "meta_keys": ["img_path"]}])",
+      "bench pipeline");
 }
 
-double augment_images_per_second() {
-  core::Pipeline pipeline(Config(simclr_pipeline(32, false), "pipeline"));
-  Image img(32, 32, 3);
+// Source images per second through the 32x32 pipeline on one core (in-memory uint8 arrays, as
+// upstream's bench_data.py).
+double augment_32_per_second() {
+  core::Pipeline pipeline(Config(simclr_pipeline(32), "pipeline"));
+  std::vector<Image> imgs;
   Rng fill(1);
-  for (auto& v : img.data) v = uint8_t(fill.next());
+  for (int i = 0; i < 64; ++i) {
+    Image img(32, 32, 3);
+    for (auto& v : img.data) v = uint8_t(fill.next());
+    imgs.push_back(std::move(img));
+  }
   int n = 0;
   double start = now(), elapsed = 0;
   do {
     for (int i = 0; i < 200; ++i, ++n) {
       Sample s;
-      s.img = img;
+      s.img = imgs[size_t(n) % imgs.size()];
       Rng rng(core::sample_seed(0, 0, n));
       pipeline.apply(s, rng);
     }
     elapsed = now() - start;
-  } while (elapsed < 2.0);
+  } while (elapsed < 3.0);
   return n / elapsed;
 }
 
-// One epoch of `steps` iterations of the shipped SimCLR config at full width, 3 channels,
-// 32x32, batch 256; returns samples/s over all but the first iteration.
-double train_samples_per_second(int steps, bool channels_last, bool bf16, const fs::path& dir) {
-  Json cfg = core::load_config_file(SELFSUP_BENCH_CONFIG);
-  core::apply_overrides(
-      cfg,
-      {"model.backbone.in_channels=3", "model.data_preprocessor.mean=[125.3,123.0,113.9]",
-       "model.data_preprocessor.std=[63.0,62.1,66.7]", "train_dataloader.batch_size=256",
-       "custom_hooks=[]", "default_hooks.logger.interval=1000",
-       "train_dataloader.dataset.indices=" + std::to_string(256 * steps), "train_cfg.max_epochs=1",
-       std::string("env_cfg.channels_last=") + (channels_last ? "true" : "false")});
-  cfg.find("train_dataloader")->find("dataset")->set("pipeline", simclr_pipeline(32, true));
-  if (bf16) {
-    core::apply_overrides(cfg,
-                          {"optim_wrapper.type=AmpOptimWrapper", "optim_wrapper.dtype=bfloat16"});
+// ImageNet-like JPEG files (500x375, smooth content with some texture, quality 90) in
+// dir/class0, written with libjpeg.
+void write_jpegs(const fs::path& dir, int count) {
+  fs::create_directories(dir / "class0");
+  const int w = 500, h = 375;
+  std::vector<uint8_t> rgb(size_t(w) * h * 3);
+  Rng rng(7);
+  for (int k = 0; k < count; ++k) {
+    const double a = rng.uniform(5, 40), b = rng.uniform(5, 40), c = rng.uniform(0, 6.3);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) {
+        uint8_t* p = &rgb[(size_t(y) * w + x) * 3];
+        const double noise = double(rng.next() % 24);
+        p[0] = uint8_t(std::clamp(120 + 90 * std::sin(x / a + c) + noise, 0.0, 255.0));
+        p[1] = uint8_t(std::clamp(120 + 90 * std::cos(y / b - c) + noise, 0.0, 255.0));
+        p[2] = uint8_t(std::clamp(120 + 60 * std::sin((x + y) / (a + b)) + noise, 0.0, 255.0));
+      }
+    const std::string path = (dir / "class0" / ("img" + std::to_string(k) + ".jpg")).string();
+    FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f) throw ValueError("cannot write " + path);
+    jpeg_compress_struct cinfo{};
+    jpeg_error_mgr jerr{};
+    cinfo.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&cinfo);
+    jpeg_stdio_dest(&cinfo, f);
+    cinfo.image_width = w;
+    cinfo.image_height = h;
+    cinfo.input_components = 3;
+    cinfo.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, 90, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    while (cinfo.next_scanline < cinfo.image_height) {
+      JSAMPROW row = &rgb[size_t(cinfo.next_scanline) * w * 3];
+      jpeg_write_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    std::fclose(f);
   }
-  fs::remove_all(dir);
-  core::TrainOptions o;
-  o.work_dir = dir.string();
-  o.threads = 2;
-  // The runner's own log lines would interleave with the table.
-  std::fflush(stdout);
-  int saved = dup(STDOUT_FILENO), null = open("/dev/null", O_WRONLY);
-  dup2(null, STDOUT_FILENO);
-  try {
-    core::Runner(cfg, o).train();
-  } catch (...) {
-    dup2(saved, STDOUT_FILENO);
-    throw;
+}
+
+// Source images per second: read + decode (the ImageFolder dataset) + the 224-px SimCLR
+// pipeline, one core.
+double augment_jpeg_per_second(const fs::path& dir) {
+  Json ds = Json::object({{"type", Json("ImageFolder")}, {"data_root", Json(dir.string())}});
+  auto dataset = build<Dataset>(Config(ds, "bench dataset"));
+  core::Pipeline pipeline(Config(simclr_pipeline(224), "pipeline"));
+  const int64_t size = dataset->size();
+  int n = 0;
+  double start = now(), elapsed = 0;
+  do {
+    for (int i = 0; i < 16; ++i, ++n) {
+      Sample s = dataset->get(n % size);
+      Rng rng(core::sample_seed(0, 0, n));
+      pipeline.apply(s, rng);
+    }
+    elapsed = now() - start;
+  } while (elapsed < 4.0);
+  return n / elapsed;
+}
+
+// Median wall time of `selfsup list` (process start, LibTorch, every plugin loaded).
+double startup_seconds(const fs::path& exe, const fs::path& tmp) {
+  std::vector<double> t;
+  for (int i = 0; i < 5; ++i) {
+    const double s = now();
+    (void)run_child({exe.string(), "list"}, {}, tmp);
+    t.push_back(now() - s);
   }
+  return median(t);
+}
+
+// ---------------------------------------------------------------------------------------
+// The table.
+
+struct Options {
+  int iters = 5, warmup = 2;
+  std::vector<std::string> algos = {"simclr", "mocov2", "byol"};
+  double quiet_wait = 5;
+  std::string mmselfsup, anchors, python = "/usr/bin/python3", profile;
+  bool no_python = false;
+  int jpeg_images = 48;
+};
+
+struct Figure {
+  double per_s = std::nan(""); // samples/s or images/s
+  long maxrss_kb = 0;
+  double foreign = 0; // the largest foreign load of a step (cores)
+  int clean = 0, steps = 0;
+  double loss = std::nan("");
+  std::string error;
+  [[nodiscard]] bool ok() const { return error.empty() && std::isfinite(per_s); }
+};
+
+Figure figure_of(const Steps& st, long maxrss_kb, double loss) {
+  Figure f;
+  f.per_s = kBatch / st.step_s();
+  f.maxrss_kb = maxrss_kb;
+  f.foreign = st.max_foreign();
+  f.clean = int(st.clean().size());
+  f.steps = int(st.seconds.size());
+  f.loss = loss;
+  return f;
+}
+
+Figure failed(const std::string& what, const ChildResult& r) {
+  Figure f;
+  f.error = what + " failed (status " + std::to_string(r.status) + "): " + tail(r.err);
+  return f;
+}
+
+std::string ratio(const Figure& a, const Figure& b) {
+  if (!a.ok() || !b.ok()) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2fx", a.per_s / b.per_s);
+  return buf;
+}
+
+void print_row(const std::string& what, const Figure& f, const std::string& r1,
+               const std::string& r2) {
+  if (!f.ok()) {
+    std::printf("%-40s  %s\n", what.c_str(), f.error.c_str());
+    return;
+  }
+  std::printf("%-40s %9.1f %8.0f MB %5d/%-2d %6.2f %10s %10s\n", what.c_str(), f.per_s,
+              double(f.maxrss_kb) / 1024.0, f.clean, f.steps, f.foreign, r1.c_str(), r2.c_str());
   std::fflush(stdout);
-  dup2(saved, STDOUT_FILENO);
-  close(null);
-  close(saved);
-  std::ifstream jl(dir / "scalars.jsonl");
-  std::string line;
-  std::vector<double> times;
-  while (std::getline(jl, line))
-    times.push_back(Json::parse(line, "scalars").find("time")->as_number());
-  double total = 0;
-  for (size_t i = 1; i < times.size(); ++i) total += times[i];
-  return 256.0 * double(times.size() - 1) / total;
 }
 
 } // namespace
 
-int main(int argc, char** argv) {
-  int steps = 6;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], "--steps") == 0) steps = std::max(2, std::atoi(argv[i + 1]));
-  const fs::path exe = fs::canonical("/proc/self/exe").parent_path() / "selfsup";
+int main(int argc, char** argv) try {
+  const fs::path exe = fs::canonical("/proc/self/exe");
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto value = [&](size_t& i) -> std::string {
+    if (i + 1 >= args.size()) throw ValueError(args[i] + ": expected a value after it");
+    return args[++i];
+  };
+  if (!args.empty() && args[0] == "--child-train") {
+    if (args.size() != 7)
+      throw ValueError("--child-train ALGO MODE ITERS WARMUP QUIET_WAIT PROFILE|-");
+    return train_child(args[1], args[2], std::stoi(args[3]), std::stoi(args[4]), std::stod(args[5]),
+                       args[6] == "-" ? "" : args[6]);
+  }
+  Options o;
+  if (const char* e = std::getenv("SELFSUP_BENCH_MMSELFSUP")) o.mmselfsup = e;
+  if (const char* e = std::getenv("SELFSUP_BENCH_ANCHORS")) o.anchors = e;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--iters") {
+      o.iters = std::max(1, std::stoi(value(i)));
+    } else if (a == "--warmup") {
+      o.warmup = std::max(1, std::stoi(value(i)));
+    } else if (a == "--algos") {
+      o.algos.clear();
+      std::stringstream ss(value(i));
+      for (std::string s; std::getline(ss, s, ',');) o.algos.push_back(s);
+    } else if (a == "--quiet-wait") {
+      o.quiet_wait = std::stod(value(i));
+    } else if (a == "--mmselfsup") {
+      o.mmselfsup = value(i);
+    } else if (a == "--anchors") {
+      o.anchors = value(i);
+    } else if (a == "--python") {
+      o.python = value(i);
+    } else if (a == "--no-python") {
+      o.no_python = true;
+    } else if (a == "--jpeg-images") {
+      o.jpeg_images = std::max(1, std::stoi(value(i)));
+    } else if (a == "--profile") {
+      o.profile = value(i);
+    } else {
+      throw ValueError("unknown option " + a +
+                       " (--iters, --warmup, --algos, --quiet-wait, --mmselfsup, --anchors, "
+                       "--python, --no-python, --jpeg-images, --profile)");
+    }
+  }
+  for (const auto& a : o.algos) (void)model_config(a); // an unknown name fails now
 
-  // Ratios to MMSelfSup are only meaningful from the same run on the same machine (its speed
-  // moves from day to day); until the bench runs MMSelfSup beside itself (issue 14) it prints
-  // selfsup's own figures only, and says so.
-  std::printf("selfsup bench: 2 compute threads; selfsup's figures only (no same-run "
-              "MMSelfSup reference, so no ratios)\n\n");
-  std::printf("%-44s %14s\n", "what", "selfsup");
-  double startup = startup_seconds(exe);
-  std::printf("%-44s %12.3f s\n", "start-up (`selfsup list`, median of 5)", startup);
+  const fs::path tmp = fs::temp_directory_path() / ("selfsup_bench_" + std::to_string(getpid()));
+  fs::create_directories(tmp);
+  const fs::path scripts = SELFSUP_BENCH_DIR;
+  const std::map<std::string, std::string> py_env = {
+      {"PYTHONPATH", o.mmselfsup + (o.anchors.empty() ? "" : ":" + o.anchors)},
+      {"MMCV_WITH_OPS", "0"},
+      {"QUIET_WAIT", std::to_string(o.quiet_wait)},
+      {"PYTHONDONTWRITEBYTECODE", "1"}};
+
+  // Which references can run here.
+  bool have_torch = false, have_mm = false;
+  std::string why_no_mm;
+  if (!o.no_python) {
+    const ChildResult t = run_child({o.python, "-c", "import torch"}, py_env, tmp);
+    have_torch = t.ok();
+    if (have_torch && !o.mmselfsup.empty() && !o.anchors.empty()) {
+      const ChildResult m = run_child({o.python, "-c", "import mmselfsup, mmengine"}, py_env, tmp);
+      have_mm = m.ok() && fs::exists(fs::path(o.anchors) / "bench_train.py") &&
+                fs::exists(fs::path(o.anchors) / "bench_data.py");
+      if (!have_mm) why_no_mm = "MMSelfSup does not import or the anchors lack bench_*.py";
+    } else if (have_torch) {
+      why_no_mm = "no --mmselfsup PYTHONPATH and --anchors DIR (or SELFSUP_BENCH_MMSELFSUP, "
+                  "SELFSUP_BENCH_ANCHORS)";
+    }
+  }
+
+  std::printf("selfsup bench: 2 compute threads, batch %d, %d timed steps after %d warm-up "
+              "steps per row; every ratio is from this run\n",
+              kBatch, o.iters, o.warmup);
+  if (o.no_python || !have_torch)
+    std::printf("no Python with torch (%s): selfsup's own figures only, no ratios\n",
+                o.no_python ? "--no-python" : (o.python + " cannot import torch").c_str());
+  else if (!have_mm)
+    std::printf("no MMSelfSup (%s): ratios against the plain-PyTorch reference only\n",
+                why_no_mm.c_str());
+  std::printf("machine: %s",
+              [] {
+                std::ifstream f("/proc/loadavg");
+                std::string a, b, c;
+                f >> a >> b >> c;
+                return "load average " + a + " " + b + " " + c + "\n";
+              }()
+                  .c_str());
+  std::printf("\n");
+  std::fflush(stdout);
+
+  std::printf("%-40s %12s\n", "start-up (`selfsup list`, median of 5)", "");
+  const double startup = startup_seconds(exe.parent_path() / "selfsup", tmp);
+  std::printf("%-40s %9.3f s\n\n", "  selfsup", startup);
 
   core::register_builtins();
   core::PluginLoader loader;
   loader.load_default_locations({});
   torch::set_num_threads(1);
-  double aug = augment_images_per_second();
-  std::printf("%-44s %8.0f img/s\n", "augment: SimCLR pipeline 32x32, 2 views, 1 core", aug);
 
-  const fs::path tmp = fs::temp_directory_path() / ("selfsup_bench_" + std::to_string(getpid()));
-  struct Mode {
-    const char* name;
-    bool cl, bf16;
-  } modes[] = {{"train: SimCLR R18 b256 32x32 fp32", false, false},
-               {"train: ... fp32, channels-last", true, false},
-               {"train: ... bf16 autocast, channels-last", true, true}};
-  std::fflush(stdout);
-  int index = 0;
-  for (const auto& m : modes) {
-    double sps = train_samples_per_second(steps, m.cl, m.bf16, tmp / std::to_string(index++));
-    std::printf("%-44s %6.1f samples/s\n", m.name, sps);
-    std::fflush(stdout);
+  // Augmentation, one core: selfsup, MMSelfSup, selfsup again (the mean of the two).
+  std::printf("%-40s %12s %10s\n", "augmentation, 1 process (img/s)", "img/s", "selfsup/mm");
+  const double aug_a = augment_32_per_second();
+  std::optional<double> mm_aug;
+  if (have_mm) {
+    const ChildResult r =
+        run_child({o.python, (fs::path(o.anchors) / "bench_data.py").string(), "--n", "1024",
+                   "--workers", "0", "--json", (tmp / "data.json").string()},
+                  py_env, tmp);
+    const auto j = read_json_file(tmp / "data.json");
+    if (r.ok() && j && j->find("single_process_img_per_s"))
+      mm_aug = j->find("single_process_img_per_s")->as_number();
+    else
+      std::printf("  MMSelfSup bench_data.py failed: %s\n", tail(r.err).c_str());
   }
-  fs::remove_all(tmp);
+  const double aug = 0.5 * (aug_a + augment_32_per_second());
+  auto aug_row = [](const char* what, double v, std::optional<double> ref) {
+    char r[32] = "-";
+    if (ref) std::snprintf(r, sizeof r, "%.2fx", v / *ref);
+    std::printf("%-40s %12.0f %10s\n", what, v, r);
+  };
+  aug_row("  selfsup: SimCLR 32x32 arrays", aug, mm_aug);
+  if (mm_aug) aug_row("  MMSelfSup 1.0: same pipeline", *mm_aug, std::nullopt);
+  std::fflush(stdout);
+
+  write_jpegs(tmp / "jpeg", o.jpeg_images);
+  const double jpeg_a = augment_jpeg_per_second(tmp / "jpeg");
+  std::optional<double> mm_jpeg;
+  if (have_mm) {
+    const ChildResult r =
+        run_child({o.python, (scripts / "mmselfsup_jpeg.py").string(), "--root",
+                   (tmp / "jpeg").string(), "--json", (tmp / "jpeg.json").string()},
+                  py_env, tmp);
+    const auto j = read_json_file(tmp / "jpeg.json");
+    if (r.ok() && j && j->find("img_per_s"))
+      mm_jpeg = j->find("img_per_s")->as_number();
+    else
+      std::printf("  MMSelfSup JPEG pipeline failed: %s\n", tail(r.err).c_str());
+  }
+  const double jpeg = 0.5 * (jpeg_a + augment_jpeg_per_second(tmp / "jpeg"));
+  aug_row("  selfsup: JPEG 500x375 -> 224 views", jpeg, mm_jpeg);
+  if (mm_jpeg) aug_row("  MMSelfSup 1.0: same files, its pipeline", *mm_jpeg, std::nullopt);
+  std::printf("\n");
+
+  // Training steps: per algorithm MMSelfSup (fp32), then selfsup's three modes, then (SimCLR)
+  // the plain-PyTorch reference's two; each in its own process.
+  std::printf("%-40s %9s %11s %8s %6s %10s %10s\n", "training step (ResNet-18 CIFAR, b256)",
+              "samples/s", "peak RSS", "clean", "load", "vs mm fp32", "vs plain");
+  std::fflush(stdout);
+  for (const auto& algo : o.algos) {
+    Figure mm;
+    if (have_mm) {
+      const fs::path jf = tmp / ("train_" + algo + ".json");
+      const ChildResult r = run_child({o.python, (fs::path(o.anchors) / "bench_train.py").string(),
+                                       "--algos", algo, "--iters", std::to_string(o.iters),
+                                       "--warmup", std::to_string(o.warmup), "--json", jf.string()},
+                                      py_env, tmp);
+      const auto j = read_json_file(jf);
+      if (r.ok() && j && j->find("rows") && j->find("rows")->size() == 1) {
+        const Json& row = j->find("rows")->at(0);
+        Steps st{numbers(row.find("step_times")), numbers(row.find("step_foreign"))};
+        mm = figure_of(st, r.maxrss_kb, row.find("last_loss")->as_number());
+      } else {
+        mm = failed("MMSelfSup bench_train.py", r);
+      }
+      print_row("MMSelfSup 1.0 " + algo + " fp32", mm, "1.00x", "");
+    }
+    std::map<std::string, Figure> plain;
+    if (have_torch && algo == "simclr") {
+      for (const char* mode : {"fp32", "bf16_cl"}) {
+        const fs::path jf = tmp / (std::string("plain_") + mode + ".json");
+        const ChildResult r =
+            run_child({o.python, (scripts / "plain_reference.py").string(), "--mode", mode,
+                       "--iters", std::to_string(o.iters), "--warmup", std::to_string(o.warmup),
+                       "--quiet-wait", std::to_string(o.quiet_wait), "--json", jf.string()},
+                      py_env, tmp);
+        const auto j = read_json_file(jf);
+        if (r.ok() && j) {
+          Steps st{numbers(j->find("step_times")), numbers(j->find("step_foreign"))};
+          plain[mode] = figure_of(st, r.maxrss_kb, j->find("loss")->as_number());
+        } else {
+          plain[mode] = failed("plain_reference.py", r);
+        }
+        print_row(std::string("plain PyTorch simclr ") + mode, plain[mode], ratio(plain[mode], mm),
+                  "1.00x");
+      }
+    }
+    for (const char* mode : {"fp32", "fp32_cl", "bf16_cl"}) {
+      const std::string prof = o.profile.empty() || std::string(mode) != "bf16_cl"
+                                   ? "-"
+                                   : o.profile + "." + algo + ".json";
+      const ChildResult r =
+          run_child({exe.string(), "--child-train", algo, mode, std::to_string(o.iters),
+                     std::to_string(o.warmup), std::to_string(o.quiet_wait), prof},
+                    {}, tmp);
+      Figure f;
+      try {
+        const Json j = Json::parse(r.out, "child");
+        Steps st{numbers(j.find("step_times")), numbers(j.find("step_foreign"))};
+        f = r.ok() ? figure_of(st, r.maxrss_kb, j.find("loss")->as_number()) : failed("selfsup", r);
+      } catch (const std::exception&) {
+        f = failed("selfsup " + algo + " " + mode, r);
+      }
+      const auto p = plain.find(mode); // fp32 against fp32, bf16_cl against bf16_cl
+      print_row("selfsup " + algo + " " + mode, f, ratio(f, mm),
+                p == plain.end() ? "" : ratio(f, p->second));
+    }
+  }
+  std::printf("\nsamples/s: batch / median step time over the clean steps (others used < %.2f "
+              "core; 'clean' counts them, 'load' is the largest foreign load of a step in cores);"
+              "\npeak RSS: the process's ru_maxrss; fp32_cl: channels-last; bf16_cl: "
+              "AmpOptimWrapper bf16 autocast + channels-last\n",
+              kDirty);
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "selfsup_bench: %s\n", e.what());
+  return 1;
 }
