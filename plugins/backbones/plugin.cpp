@@ -1,10 +1,12 @@
-// The `backbones` plugin: image encoders (ResNet, ResNet_CIFAR, VisionTransformer, MoCoV3ViT).
+// The `backbones` plugin: image encoders (ResNet, ResNet_CIFAR, VisionTransformer, MoCoV3ViT,
+// SwinTransformer).
 #include <string>
 
 #include <selfsup/plugin.h>
 #include <selfsup/registry.h>
 
 #include "resnet.h"
+#include "swin.h"
 #include "vit.h"
 
 namespace selfsup::plugins::backbones {
@@ -21,6 +23,8 @@ void register_types(selfsup::Registrar& r) {
     r.add<selfsup::Backbone>(std::string(scope) + ".ResNet_CIFAR", &make_mmcls_resnet_cifar,
                              ResNetOptions::table("cifar", "mmcls").schema());
   }
+  r.add<selfsup::Backbone>("SwinTransformer", &make_swin_transformer,
+                           SwinTransformerOptions::table("mmcls").schema());
   r.add<selfsup::Backbone>("VisionTransformer", &make_vision_transformer,
                            VisionTransformerOptions::table("mmcls").schema());
   r.add<selfsup::Backbone>("MoCoV3ViT", &make_mocov3_vit,
