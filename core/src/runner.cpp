@@ -12,6 +12,7 @@
 
 #include <selfsup/core/checkpoint.h>
 #include <selfsup/core/data.h>
+#include <selfsup/core/knn_eval.h>
 #include <selfsup/core/optim_wrapper.h>
 #include <selfsup/core/weight_export.h>
 #include <selfsup/dist.h>
@@ -289,6 +290,12 @@ void Runner::log(const std::string& message) {
   } else {
     std::cout << message << std::endl;
   }
+}
+
+torch::Tensor Runner::extract_features(const Config& dataloader) {
+  auto loader = DataLoader::from_config(dataloader, seed_);
+  torch::Tensor labels;
+  return core::extract_features(*model_, *loader, labels, device_);
 }
 
 void Runner::emit(RunEvent event, void (Hook::*method)(RunnerContext&)) {

@@ -7,6 +7,7 @@
 #include <selfsup/errors.h>
 #include <selfsup/options.h>
 #include <selfsup/interfaces/algorithm.h>
+#include <selfsup/interfaces/clustering.h>
 #include <selfsup/interfaces/data.h>
 #include <selfsup/interfaces/modules.h>
 #include <selfsup/interfaces/sampler.h>
@@ -26,6 +27,9 @@ Dataset::~Dataset() = default;
 Transform::~Transform() = default;
 ParamScheduler::~ParamScheduler() = default;
 RunnerContext::~RunnerContext() = default;
+torch::Tensor RunnerContext::extract_features(const Config& dataloader) {
+  throw ValueError(dataloader.path() + ": this run context cannot extract features (no data)");
+}
 Hook::~Hook() = default;
 TrainLoop::~TrainLoop() = default;
 TrainLoop::Driver::~Driver() = default;
@@ -33,6 +37,11 @@ Sampler::~Sampler() = default;
 DataPreprocessor::~DataPreprocessor() = default;
 
 void Algorithm::on_run_event(RunEvent, RunnerContext&) {}
+
+ClusteringAlgorithm::~ClusteringAlgorithm() = default;
+void ClusteringAlgorithm::init_memory(const torch::Tensor&, const torch::Tensor&) {
+  throw ValueError("init_memory: this algorithm has no memory bank (init_memory=true is for ODC)");
+}
 
 std::vector<torch::Tensor> Head::predict(const std::vector<torch::Tensor>&) {
   throw ValueError(name() + ": this head has no predict()");

@@ -80,6 +80,7 @@ public:
   std::string save_checkpoint(const std::string& filename) override;
   void log_scalar(const std::string& name, double value) override;
   void log(const std::string& message) override;
+  torch::Tensor extract_features(const Config& dataloader) override;
 
   [[nodiscard]] torch::Device device() const { return device_; }
   /// The most recent checkpoint in the work dir, or "" if none.

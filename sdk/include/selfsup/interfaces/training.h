@@ -94,6 +94,12 @@ public:
   virtual void log_scalar(const std::string& name, double value) = 0;
   /// Prints a message through the runner's logger.
   virtual void log(const std::string& message) = 0;
+  /// Features of every sample of a loader built from `dataloader` (a dict with
+  /// train_dataloader's keys; with an unshuffled sampler rows follow the dataset order), by
+  /// core's feature extraction: the model in eval mode without gradients, the last output of
+  /// its extract_feat, global-average-pooled when it is a map, L2-normalised rows, on CPU.
+  /// Every rank extracts every sample. The default throws ValueError (a context without data).
+  [[nodiscard]] virtual torch::Tensor extract_features(const Config& dataloader);
 };
 
 /// Runs at points of the training loop (MMEngine's hook points, plus the optimizer step).
