@@ -60,20 +60,73 @@ OptionTable<ClsHeadOptions> ClsHeadOptions::table() {
                 "global average pooling of a [N, C, H, W] input first")
       .optional("in_channels", &O::in_channels_, "input features", gt(0))
       .optional("num_classes", &O::num_classes_, "number of classes", gt(0))
-      .optional("vit_backbone", &O::vit_backbone_,
-                "take the last input tensor (a ViT's cls token)");
+      .optional("vit_backbone", &O::vit_backbone_, "take the last input tensor (a ViT's cls token)")
+      .optional("init_cfg", &O::init_cfg_,
+                "null (Normal std 0.01 on fc_cls) or MMEngine init dicts: Normal (mean, std, "
+                "bias) / Constant (val, bias) with a layer; those on Linear set fc_cls")
+      .as(ArgType::Any)
+      .rule([](const O& o, const Config& cfg) {
+        if (o.init_cfg().is_null()) return;
+        const Config init = cfg["init_cfg"];
+        const bool list = init.is_array();
+        for (size_t i = 0; i < (list ? init.size() : 1); ++i) {
+          const Config entry = list ? init.at(i) : init;
+          if (!entry.is_object() || !entry.has("type"))
+            entry.fail("expected an init dict with a type, got " + entry.json().dump());
+          const auto type = entry.get<std::string>("type");
+          if (type != "Normal" && type != "Constant")
+            entry.fail_key("type", "expected 'Normal' or 'Constant', got '" + type + "'");
+          for (const auto& key : entry.keys()) {
+            const bool ok = key == "type" || key == "layer" || key == "bias" ||
+                            (type == "Normal" ? key == "mean" || key == "std" : key == "val");
+            if (!ok) entry.fail_key(key, "unknown key of a " + type + " init");
+            if (key != "type" && key != "layer") (void)entry.get<double>(key);
+          }
+        }
+      });
 }
+
+namespace {
+
+/// Applies ClsHead's init_cfg (validated by the table) to fc_cls.
+void init_fc_cls(torch::nn::Linear& fc, const Json& init_cfg) {
+  torch::NoGradGuard no_grad;
+  if (init_cfg.is_null()) { // MMSelfSup's default init_cfg: Normal(std=0.01) on Linear, bias 0
+    torch::nn::init::normal_(fc->weight, 0.0, 0.01);
+    torch::nn::init::zeros_(fc->bias);
+    return;
+  }
+  const auto number = [](const Json& d, const char* key, double fallback) {
+    const Json* v = d.find(key);
+    return v ? v->as_number() : fallback;
+  };
+  const auto on_linear = [](const Json& d) {
+    const Json* layer = d.find("layer");
+    if (!layer) return true;
+    if (layer->is_string()) return layer->as_string() == "Linear";
+    for (const auto& item : layer->items())
+      if (item.is_string() && item.as_string() == "Linear") return true;
+    return false;
+  };
+  const std::vector<Json> entries =
+      init_cfg.is_array() ? init_cfg.items() : std::vector<Json>{init_cfg};
+  for (const auto& d : entries) {
+    if (!on_linear(d)) continue;
+    if (d.find("type")->as_string() == "Normal")
+      torch::nn::init::normal_(fc->weight, number(d, "mean", 0.0), number(d, "std", 1.0));
+    else
+      torch::nn::init::constant_(fc->weight, number(d, "val", 0.0));
+    torch::nn::init::constant_(fc->bias, number(d, "bias", 0.0));
+  }
+}
+
+} // namespace
 
 ClsHead::ClsHead(const ClsHeadOptions& options_, std::shared_ptr<selfsup::Loss> loss)
     : options(options_) {
   fc_cls_ =
       register_module("fc_cls", torch::nn::Linear(options.in_channels(), options.num_classes()));
-  {
-    // MMSelfSup's init_cfg: Normal(std=0.01) on Linear (bias 0).
-    torch::NoGradGuard no_grad;
-    torch::nn::init::normal_(fc_cls_->weight, 0.0, 0.01);
-    torch::nn::init::zeros_(fc_cls_->bias);
-  }
+  init_fc_cls(fc_cls_, options.init_cfg());
   loss_ = register_module("loss", std::move(loss));
 }
 

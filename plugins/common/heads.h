@@ -55,10 +55,15 @@ struct ClsHeadOptions {
   TORCH_ARG(int64_t, in_channels) = 2048;
   TORCH_ARG(int64_t, num_classes) = 1000;
   TORCH_ARG(bool, vit_backbone) = false;
+  /// MMEngine's init_cfg: null (Normal std 0.01 on fc_cls), or a dict / list of dicts of type
+  /// 'Normal' (mean, std, bias) or 'Constant' (val, bias) with a `layer` (a name or list);
+  /// those naming 'Linear' (or no layer) initialise fc_cls, the others (norm layers) match
+  /// nothing here.
+  TORCH_ARG(Json, init_cfg) = Json();
 };
 
-/// `[avgpool] -> fc_cls` (normal std 0.01, bias 0); loss = loss(logits, labels); predict
-/// returns softmax scores.
+/// `[avgpool] -> fc_cls` (normal std 0.01, bias 0, or `init_cfg`); loss = loss(logits,
+/// labels); predict returns softmax scores.
 class ClsHead final : public selfsup::Head {
 public:
   ClsHead(const ClsHeadOptions& options, std::shared_ptr<selfsup::Loss> loss);

@@ -56,7 +56,7 @@ template <class T> std::shared_ptr<Transform> make(const Config& cfg) {
 }
 
 // One registration function per source file, called by register_transforms.
-void register_geometric(Registrar& r);   // RandomResizedCrop, RandomFlip
+void register_geometric(Registrar& r);   // RandomResizedCrop, RandomFlip, Resize, RandomCrop
 void register_photometric(Registrar& r); // ColorJitter, RandomGrayscale, RandomGaussianBlur,
                                          // RandomSolarize, ColorConvert
 void register_composition(Registrar& r); // RandomApply, MultiView

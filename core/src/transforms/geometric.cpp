@@ -233,12 +233,100 @@ private:
   std::string direction_;
 };
 
+// ---------------------------------------------------------------------------------------
+// Resize (mmcv) and RandomCrop (mmselfsup), as the RelativeLoc pipeline uses them
+
+struct ResizeOptions {
+  Json scale; // required
+  bool keep_ratio = false;
+  std::string interpolation = "bilinear";
+  std::string backend = "cv2";
+
+  static OptionTable<ResizeOptions> table() {
+    using O = ResizeOptions;
+    using namespace selfsup::check;
+    return OptionTable<O>("Resizes the image to `scale` (mmcv Resize with OpenCV): an int is "
+                          "(s, s), a list is [w, h]; with keep_ratio the image is scaled to "
+                          "fit: factor min(max(scale) / long edge, min(scale) / short edge), "
+                          "sizes rounded half up. mmcv's scale_factor is not supported.",
+                          O())
+        .required("scale", &O::scale, "target size: an int or [w, h]", image_size())
+        .optional("keep_ratio", &O::keep_ratio, "keep the aspect ratio")
+        .optional("interpolation", &O::interpolation, "how the image is resized",
+                  one_of({"nearest", "bilinear", "bicubic", "area", "lanczos"}))
+        .optional("backend", &O::backend, "only 'cv2' (OpenCV)", one_of({"cv2"}));
+  }
+};
+
+class Resize final : public Transform {
+public:
+  explicit Resize(const Config& cfg) : o_(ResizeOptions::table().parse(cfg)) {
+    w_ = int(o_.scale.is_int() ? o_.scale.as_int() : o_.scale.at(0).as_int());
+    h_ = int(o_.scale.is_int() ? o_.scale.as_int() : o_.scale.at(1).as_int());
+    interp_ = interpolation_flag(o_.interpolation);
+  }
+  void apply(Sample& s, Rng&) const override {
+    require_image(s.img, "Resize");
+    int out_w = w_, out_h = h_;
+    if (o_.keep_ratio) {
+      const double f = std::min(double(std::max(w_, h_)) / std::max(s.img.width, s.img.height),
+                                double(std::min(w_, h_)) / std::min(s.img.width, s.img.height));
+      out_w = int(s.img.width * f + 0.5);
+      out_h = int(s.img.height * f + 0.5);
+    }
+    s.img = resize_to(as_mat(s.img), out_h, out_w, s.img.channels, interp_);
+  }
+
+private:
+  ResizeOptions o_;
+  int w_ = 0, h_ = 0, interp_ = cv::INTER_LINEAR;
+};
+
+struct RandomCropOptions {
+  Json size; // required
+  static OptionTable<RandomCropOptions> table() {
+    using O = RandomCropOptions;
+    return OptionTable<O>("Crops a random size[0] x size[1] window, offsets uniform (mmselfsup "
+                          "RandomCrop without padding; its padding keys are not supported)",
+                          O())
+        .required("size", &O::size, "crop size: an int (square) or [h, w]", image_size());
+  }
+};
+
+class RandomCrop final : public Transform {
+public:
+  explicit RandomCrop(const Config& cfg) {
+    const auto o = RandomCropOptions::table().parse(cfg);
+    h_ = int(o.size.is_int() ? o.size.as_int() : o.size.at(0).as_int());
+    w_ = int(o.size.is_int() ? o.size.as_int() : o.size.at(1).as_int());
+  }
+  void apply(Sample& s, Rng& rng) const override {
+    require_image(s.img, "RandomCrop");
+    if (s.img.height < h_ || s.img.width < w_)
+      throw ValueError("RandomCrop: the image (" + std::to_string(s.img.height) + "x" +
+                       std::to_string(s.img.width) + ") is smaller than the crop (" +
+                       std::to_string(h_) + "x" + std::to_string(w_) + ")");
+    int y = 0, x = 0;
+    if (!(s.img.height == h_ && s.img.width == w_)) {
+      y = int(rng.randint(0, s.img.height - h_));
+      x = int(rng.randint(0, s.img.width - w_));
+    }
+    const cv::Mat roi = as_mat(s.img)(cv::Rect(x, y, w_, h_));
+    s.img = resize_to(roi, h_, w_, s.img.channels, cv::INTER_LINEAR);
+  }
+
+private:
+  int h_ = 0, w_ = 0;
+};
+
 } // namespace
 
 void register_geometric(Registrar& r) {
   r.add<Transform>("RandomResizedCrop", &make<RandomResizedCrop>,
                    RandomResizedCropOptions::table().schema());
   r.add<Transform>("RandomFlip", &make<RandomFlip>, RandomFlipOptions::table().schema());
+  r.add<Transform>("Resize", &make<Resize>, ResizeOptions::table().schema());
+  r.add<Transform>("RandomCrop", &make<RandomCrop>, RandomCropOptions::table().schema());
 }
 
 } // namespace selfsup::core::transforms
