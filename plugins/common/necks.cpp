@@ -1,5 +1,7 @@
 #include "necks.h"
 
+#include <cmath>
+
 #include <torch/torch.h>
 
 namespace selfsup::plugins::common {
@@ -146,6 +148,43 @@ void NonLinearNeck::pretty_print(std::ostream& stream) const {
 
 // ---- LinearNeck ------------------------------------------------------------------------
 
+OptionTable<LinearTruncNormalInit> LinearTruncNormalInit::table() {
+  using O = LinearTruncNormalInit;
+  using namespace selfsup::check;
+  return OptionTable<O>("MMEngine's TruncNormalInit of the fc layer (init_cfg)", O())
+      .required("type", &O::type, "'TruncNormal'", one_of({"TruncNormal"}))
+      .optional("layer", &O::layer, "the layer types it initialises: 'Linear' or ['Linear']")
+      .optional("mean", &O::mean, "mean of the normal")
+      .optional("std", &O::std, "standard deviation of the normal", gt(0))
+      .optional("a", &O::a, "lower cut-off (absolute)")
+      .optional("b", &O::b, "upper cut-off (absolute)")
+      .optional("bias", &O::bias, "the value of the bias")
+      .rule([](const O& o, const Config& cfg) {
+        const bool linear = o.layer.is_string() && o.layer.as_string() == "Linear";
+        const bool list = o.layer.is_array() && o.layer.size() == 1 && o.layer.at(0).is_string() &&
+                          o.layer.at(0).as_string() == "Linear";
+        if (!linear && !list)
+          cfg.fail_key("layer", "expected 'Linear' or ['Linear'], got " + o.layer.dump());
+        if (o.a >= o.b)
+          cfg.fail_key("b",
+                       "expected b > a (" + std::to_string(o.a) + "), got " + std::to_string(o.b));
+      });
+}
+
+void LinearTruncNormalInit::apply(torch::nn::Linear& fc) const {
+  torch::NoGradGuard no_grad;
+  // Inverse-CDF sampling as PyTorch's trunc_normal_: U in [cdf(a), cdf(b)] -> erfinv.
+  auto cdf = [](double x) { return (1.0 + std::erf(x / std::sqrt(2.0))) / 2.0; };
+  const double l = cdf((a - mean) / std), u = cdf((b - mean) / std);
+  auto& w = fc->weight;
+  w.uniform_(2 * l - 1, 2 * u - 1);
+  w.erfinv_();
+  w.mul_(std * std::sqrt(2.0));
+  w.add_(mean);
+  w.clamp_(a, b);
+  if (fc->bias.defined()) fc->bias.fill_(bias);
+}
+
 OptionTable<LinearNeckOptions> LinearNeckOptions::table() {
   using O = LinearNeckOptions;
   using namespace selfsup::check;
@@ -154,8 +193,9 @@ OptionTable<LinearNeckOptions> LinearNeckOptions::table() {
       .required("out_channels", &O::out_channels_, "output features", gt(0))
       .optional("with_avg_pool", &O::with_avg_pool_,
                 "global average pooling of a [N, C, H, W] input first")
-      .optional("vit_backbone", &O::vit_backbone_,
-                "take the last input tensor (a ViT's cls token)");
+      .optional("vit_backbone", &O::vit_backbone_, "take the last input tensor (a ViT's cls token)")
+      .optional("init_cfg", &O::init_cfg_,
+                "TruncNormal init of the fc (MMEngine's TruncNormalInit on 'Linear')");
 }
 
 LinearNeck::LinearNeck(const LinearNeckOptions& options_) : options(options_) {
@@ -164,6 +204,7 @@ LinearNeck::LinearNeck(const LinearNeckOptions& options_) : options(options_) {
 
 void LinearNeck::reset() {
   fc_ = register_module("fc", torch::nn::Linear(options.in_channels(), options.out_channels()));
+  if (options.init_cfg()) options.init_cfg()->apply(fc_);
 }
 
 std::vector<torch::Tensor> LinearNeck::forward(const std::vector<torch::Tensor>& x) {

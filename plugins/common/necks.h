@@ -17,6 +17,7 @@
 #include <selfsup/bricks/norm.h>
 #include <selfsup/config.h>
 #include <selfsup/interfaces/modules.h>
+#include <selfsup/json.h>
 #include <selfsup/options.h>
 
 namespace selfsup::plugins::common {
@@ -87,6 +88,16 @@ private:
 
 // ---- LinearNeck ------------------------------------------------------------------------
 
+/// MMEngine's `init_cfg: {type: 'TruncNormal', layer: 'Linear', std, ...}` (TruncNormalInit)
+/// on LinearNeck's fc (MaskFeat): weight ~ N(mean, std) truncated to [a, b], bias = `bias`.
+struct LinearTruncNormalInit {
+  static OptionTable<LinearTruncNormalInit> table();
+  std::string type = "TruncNormal";
+  Json layer = "Linear"; // 'Linear' or ['Linear']
+  double mean = 0.0, std = 1.0, a = -2.0, b = 2.0, bias = 0.0;
+  void apply(torch::nn::Linear& fc) const;
+};
+
 struct LinearNeckOptions {
   LinearNeckOptions(int64_t in, int64_t out) : in_channels_(in), out_channels_(out) {}
   static OptionTable<LinearNeckOptions> table();
@@ -95,6 +106,7 @@ struct LinearNeckOptions {
   TORCH_ARG(int64_t, out_channels);
   TORCH_ARG(bool, with_avg_pool) = true;
   TORCH_ARG(bool, vit_backbone) = false;
+  TORCH_ARG(std::optional<LinearTruncNormalInit>, init_cfg) = std::nullopt;
 
 private:
   LinearNeckOptions() = default;

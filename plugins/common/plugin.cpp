@@ -2,12 +2,14 @@
 #include <selfsup/plugin.h>
 #include <selfsup/registry.h>
 
+#include "beit_mask_generator.h"
 #include "cross_correlation_loss.h"
 #include "heads.h"
 #include "latent_cross_correlation_head.h"
 #include "losses.h"
 #include "mocov2_neck.h"
 #include "necks.h"
+#include "pixel_reconstruction_loss.h"
 
 namespace selfsup::plugins::common {
 
@@ -31,6 +33,10 @@ void register_types(selfsup::Registrar& r) {
                        CosineSimilarityLossOptions::table().schema());
   r.add<selfsup::Loss>("CrossCorrelationLoss", &make_cross_correlation_loss,
                        CrossCorrelationLossOptions::table().schema());
+  r.add<selfsup::Loss>("PixelReconstructionLoss", &make_pixel_reconstruction_loss,
+                       PixelReconstructionLossOptions::table().schema());
+  r.add<selfsup::Transform>("BEiTMaskGenerator", &make_beit_mask_generator,
+                            BEiTMaskGeneratorOptions::table().schema());
 }
 
 } // namespace selfsup::plugins::common
