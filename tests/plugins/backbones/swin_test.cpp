@@ -104,7 +104,8 @@ TEST(SwinTransformerTest, AbsolutePositionAndOutAfterDownsampleEqualMmcls) {
 
 TEST(SwinTransformerTest, StateDictNamesAreMmclsOnes) {
   auto swin = make_swin(std::string(R"({"type": "SwinTransformer", )") + kTinyArch +
-                        R"(, "img_size": 18, "patch_size": 2, "window_size": 3})");
+                        R"(, "img_size": 18, "patch_size": 2, "window_size": 3,
+      "out_indices": [2]})");
   auto params = swin->named_parameters();
   for (const char* name :
        {"patch_embed.projection.weight", "patch_embed.norm.weight",
@@ -114,7 +115,7 @@ TEST(SwinTransformerTest, StateDictNamesAreMmclsOnes) {
         "stages.1.downsample.reduction.weight", "norm2.weight"})
     EXPECT_TRUE(params.contains(name)) << name;
   EXPECT_FALSE(params.contains("stages.1.downsample.reduction.bias"));
-  EXPECT_FALSE(params.contains("norm0.weight")); // out_indices defaults to (3,) -> here none
+  EXPECT_FALSE(params.contains("norm0.weight")); // a norm per out index only
   EXPECT_TRUE(
       swin->named_buffers().contains("stages.2.blocks.1.attn.w_msa.relative_position_index"));
 }
