@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <string>
 
 #include <torch/torch.h>
 
@@ -25,6 +26,20 @@ namespace selfsup::core {
 namespace {
 
 using namespace selfsup::check;
+
+constexpr const char* kPrecisionDoc =
+    "feature extraction arithmetic: 'bf16', 'fp32', or 'auto' (bf16 on a CPU with native "
+    "bf16, else fp32)";
+
+// How a hook extracts: in `precision`, with progress lines through the run's log.
+ExtractOptions hook_extract_options(RunnerContext& ctx, const std::string& precision,
+                                    const std::string& name) {
+  ExtractOptions o;
+  o.precision = parse_extract_precision(precision, "precision");
+  o.name = name;
+  o.log = [&ctx](const std::string& line) { ctx.log(line); };
+  return o;
+}
 
 struct CheckpointHookOptions {
   int64_t interval = 1;
@@ -90,6 +105,7 @@ struct KNNEvalHookOptions {
   int64_t k = 200;
   double temperature = 0.07;
   bool compare_random_init = true;
+  std::string precision = "auto";
   static OptionTable<KNNEvalHookOptions> table() {
     using O = KNNEvalHookOptions;
     return OptionTable<O>("Weighted kNN accuracy of the algorithm's features (extract_feat): "
@@ -107,7 +123,8 @@ struct KNNEvalHookOptions {
         .optional("k", &O::k, "neighbours", gt(0))
         .optional("temperature", &O::temperature, "softmax temperature of the vote", gt(0))
         .optional("compare_random_init", &O::compare_random_init,
-                  "also evaluate the encoder before training (same init and seed)");
+                  "also evaluate the encoder before training (same init and seed)")
+        .optional("precision", &O::precision, kPrecisionDoc, one_of({"auto", "fp32", "bf16"}));
   }
 };
 
@@ -115,7 +132,7 @@ class KNNEvalHook final : public Hook {
 public:
   explicit KNNEvalHook(const KNNEvalHookOptions& o)
       : interval_(o.interval), k_(o.k), temperature_(o.temperature),
-        compare_random_(o.compare_random_init),
+        compare_random_(o.compare_random_init), precision_(o.precision),
         // Built now, so a bad dataset config fails before training starts.
         bank_(DataLoader::from_config(o.bank_dataloader, 0)),
         query_(DataLoader::from_config(o.query_dataloader, 0)) {}
@@ -187,8 +204,10 @@ private:
     torch::Device device = model.parameters().empty() ? torch::Device(torch::kCPU)
                                                       : model.parameters().front().device();
     torch::Tensor bank_labels, query_labels;
-    auto bank = extract_features(model, *bank_, bank_labels, device);
-    auto queries = extract_features(model, *query_, query_labels, device);
+    auto bank = extract_features(model, *bank_, bank_labels, device,
+                                 hook_extract_options(ctx, precision_, "kNN bank features"));
+    auto queries = extract_features(model, *query_, query_labels, device,
+                                    hook_extract_options(ctx, precision_, "kNN query features"));
     KnnResult r = knn_classify(bank, bank_labels, queries, query_labels, k_, temperature_);
     ctx.log_scalar("knn/top1", r.top1);
     return r;
@@ -206,6 +225,7 @@ private:
   int64_t interval_, k_;
   double temperature_;
   bool compare_random_;
+  std::string precision_;
   std::unique_ptr<DataLoader> bank_, query_;
   std::optional<KnnResult> random_;
 };
@@ -218,6 +238,7 @@ struct LinearProbeHookOptions {
   double momentum = LinearProbeOptions().momentum;
   double weight_decay = LinearProbeOptions().weight_decay;
   bool standardize = LinearProbeOptions().standardize;
+  std::string precision = "auto";
   static OptionTable<LinearProbeHookOptions> table() {
     using O = LinearProbeHookOptions;
     return OptionTable<O>("Linear probe after training: a linear classifier trained on the frozen "
@@ -237,7 +258,8 @@ struct LinearProbeHookOptions {
         .optional("momentum", &O::momentum, "SGD momentum", ge(0))
         .optional("weight_decay", &O::weight_decay, "SGD weight decay", ge(0))
         .optional("standardize", &O::standardize,
-                  "standardise the features first (BatchNorm1d without affine)");
+                  "standardise the features first (BatchNorm1d without affine)")
+        .optional("precision", &O::precision, kPrecisionDoc, one_of({"auto", "fp32", "bf16"}));
   }
 };
 
@@ -245,7 +267,7 @@ class LinearProbeHook final : public Hook {
 public:
   explicit LinearProbeHook(const LinearProbeHookOptions& o)
       : bank_(DataLoader::from_config(o.bank_dataloader, 0)),
-        query_(DataLoader::from_config(o.query_dataloader, 0)) {
+        query_(DataLoader::from_config(o.query_dataloader, 0)), precision_(o.precision) {
     probe_.epochs = o.epochs;
     probe_.batch_size = o.batch_size;
     probe_.base_lr = o.lr;
@@ -261,8 +283,12 @@ public:
     torch::Device device = model.parameters().empty() ? torch::Device(torch::kCPU)
                                                       : model.parameters().front().device();
     torch::Tensor bank_labels, query_labels;
-    auto bank = extract_features(model, *bank_, bank_labels, device);
-    auto queries = extract_features(model, *query_, query_labels, device);
+    auto bank =
+        extract_features(model, *bank_, bank_labels, device,
+                         hook_extract_options(ctx, precision_, "linear probe train features"));
+    auto queries =
+        extract_features(model, *query_, query_labels, device,
+                         hook_extract_options(ctx, precision_, "linear probe test features"));
     LinearProbeOptions o = probe_;
     o.seed = ctx.seed();
     const LinearProbeResult r = linear_probe(bank, bank_labels, queries, query_labels, o);
@@ -288,6 +314,7 @@ public:
 
 private:
   std::unique_ptr<DataLoader> bank_, query_;
+  std::string precision_;
   LinearProbeOptions probe_;
 };
 

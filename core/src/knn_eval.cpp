@@ -1,53 +1,195 @@
 #include <selfsup/core/knn_eval.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
 #include <torch/torch.h>
 
 #include <selfsup/core/data.h>
+#include <selfsup/core/optim_wrapper.h>
 #include <selfsup/errors.h>
 #include <selfsup/interfaces/algorithm.h>
 
+#include "logging.h"
+
 namespace selfsup::core {
 
-torch::Tensor extract_features(Algorithm& model, DataLoader& loader, torch::Tensor& labels,
-                               torch::Device device) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = model.is_training();
-  model.eval();
-  std::vector<torch::Tensor> feats, labs;
-  // Feed channels-last inputs to a model whose conv weights are channels-last.
-  bool channels_last = false;
-  for (const auto& p : model.parameters())
-    if (p.dim() == 4) {
-      channels_last = p.is_contiguous(torch::MemoryFormat::ChannelsLast) && !p.is_contiguous();
-      break;
+ExtractPrecision parse_extract_precision(const std::string& name, const std::string& where) {
+  if (name == "auto") return ExtractPrecision::Auto;
+  if (name == "fp32") return ExtractPrecision::Float32;
+  if (name == "bf16") return ExtractPrecision::BFloat16;
+  throw ConfigError(where + ": expected 'auto', 'fp32' or 'bf16', got '" + name + "'");
+}
+
+std::string to_string(ExtractPrecision precision) {
+  switch (precision) {
+  case ExtractPrecision::Float32:
+    return "fp32";
+  case ExtractPrecision::BFloat16:
+    return "bf16";
+  case ExtractPrecision::Auto:
+    break;
+  }
+  return "auto";
+}
+
+bool cpu_has_native_bf16() {
+  static const bool has = [] {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("flags", 0) != 0) continue;
+      std::istringstream words(line);
+      std::string w;
+      while (words >> w)
+        if (w == "avx512_bf16" || w == "amx_bf16") return true;
+      return false; // the first processor's flags decide
     }
-  loader.start_epoch(0);
-  try {
+    return false;
+  }();
+  return has;
+}
+
+torch::ScalarType resolve_extract_dtype(ExtractPrecision precision, torch::Device device) {
+  switch (precision) {
+  case ExtractPrecision::Float32:
+    return torch::kFloat32;
+  case ExtractPrecision::BFloat16:
+    return torch::kBFloat16;
+  case ExtractPrecision::Auto:
+    break;
+  }
+  return device.is_cpu() && cpu_has_native_bf16() ? torch::kBFloat16 : torch::kFloat32;
+}
+
+namespace {
+
+// The model in the extraction's shape while alive: eval mode, every floating-point parameter
+// and buffer in `dtype` and 4-D ones channels-last. The destructor puts the original tensors
+// (the same storage, so optimizers and checkpoints see nothing) and the mode back.
+class InferenceModel {
+public:
+  InferenceModel(Algorithm& model, torch::ScalarType dtype)
+      : model_(model), was_training_(model.is_training()) {
+    torch::NoGradGuard no_grad;
+    std::unordered_set<const void*> seen;
+    auto convert = [&](torch::Tensor t) {
+      if (!t.defined() || !t.is_floating_point() || !seen.insert(t.unsafeGetTensorImpl()).second)
+        return;
+      const bool cl = t.dim() == 4;
+      if (t.scalar_type() == dtype && (!cl || t.is_contiguous(torch::MemoryFormat::ChannelsLast)))
+        return;
+      auto converted = t.to(t.options().dtype(dtype), /*non_blocking=*/false, /*copy=*/false,
+                            cl ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Preserve);
+      saved_.emplace_back(t, t.variable_data());
+      t.set_data(converted);
+    };
+    try {
+      for (const auto& p : model.parameters()) convert(p);
+      for (const auto& b : model.buffers()) convert(b);
+      model.eval();
+    } catch (...) {
+      restore();
+      throw;
+    }
+  }
+  ~InferenceModel() { restore(); }
+  InferenceModel(const InferenceModel&) = delete;
+  InferenceModel& operator=(const InferenceModel&) = delete;
+
+private:
+  void restore() noexcept {
+    torch::NoGradGuard no_grad;
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) it->first.set_data(it->second);
+    saved_.clear();
+    model_.train(was_training_);
+  }
+  Algorithm& model_;
+  bool was_training_;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> saved_; // (tensor, its original data)
+};
+
+// A progress line every `interval` batches: batches, images, images/s and ETA.
+class ExtractProgress {
+public:
+  ExtractProgress(const ExtractOptions& o, int64_t num_batches, torch::ScalarType dtype)
+      : o_(o), num_batches_(num_batches), dtype_(dtype), start_(std::chrono::steady_clock::now()) {}
+  void after_batch(int64_t images_in_batch) {
+    ++batches_;
+    images_ += images_in_batch;
+    if (!o_.log || o_.log_interval <= 0) return;
+    if (batches_ % o_.log_interval != 0 && batches_ != num_batches_) return;
+    const double s = seconds();
+    const double rate = s > 0 ? double(images_) / s : 0.0;
+    const double eta =
+        batches_ > 0 ? s / double(batches_) * double(std::max<int64_t>(0, num_batches_ - batches_))
+                     : 0.0;
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "%s [%lld/%lld] %lld images, %.0f images/s (%s), eta %s",
+                  o_.name.c_str(), (long long)batches_, (long long)num_batches_, (long long)images_,
+                  rate, dtype_ == torch::kBFloat16 ? "bf16" : "fp32", format_duration(eta).c_str());
+    o_.log(buf);
+  }
+  [[nodiscard]] double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+private:
+  const ExtractOptions& o_;
+  int64_t num_batches_;
+  torch::ScalarType dtype_;
+  std::chrono::steady_clock::time_point start_;
+  int64_t batches_ = 0, images_ = 0;
+};
+
+} // namespace
+
+torch::Tensor extract_features(Algorithm& model, DataLoader& loader, torch::Tensor& labels,
+                               torch::Device device, const ExtractOptions& options) {
+  const torch::ScalarType dtype = resolve_extract_dtype(options.precision, device);
+  std::vector<torch::Tensor> feats, labs;
+  {
+    InferenceModel inference_model(model, dtype);
+    // Autocast as well: an op that meets a float32 tensor the algorithm makes on the fly
+    // (a mask, a position embedding) still runs in the extraction's dtype.
+    std::optional<AutocastGuard> autocast;
+    if (dtype != torch::kFloat32) autocast.emplace(device, dtype);
+    c10::InferenceMode inference;
+    ExtractProgress progress(options, loader.num_batches(), dtype);
+    loader.start_epoch(0);
     while (auto batch = loader.next()) {
       std::vector<torch::Tensor> views;
-      for (auto& v : batch->views) views.push_back(v.to(device));
+      views.reserve(batch->views.size());
+      for (auto& v : batch->views) views.push_back(v.to(device, /*non_blocking=*/true));
       DataSamples samples = to_data_samples(*batch, device);
       auto inputs = model.preprocess(views, samples);
-      if (channels_last)
-        for (auto& x : inputs)
-          if (x.dim() == 4) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+      for (auto& x : inputs)
+        if (x.is_floating_point())
+          x = x.to(x.options().dtype(dtype), /*non_blocking=*/false, /*copy=*/false,
+                   x.dim() == 4 ? torch::MemoryFormat::ChannelsLast
+                                : torch::MemoryFormat::Preserve);
       // The algorithm's own features (extract_feat through forward's tensor mode).
       auto outs = model.forward(inputs, samples, ForwardMode::Tensor).tensors;
       if (outs.empty()) throw ValueError("kNN: the algorithm's extract_feat returned nothing");
-      auto f = outs.back();
+      auto f = outs.back().to(torch::kFloat32);
       if (f.dim() == 4) f = f.mean({2, 3});
       feats.push_back(
-          torch::nn::functional::normalize(f.reshape({f.size(0), -1}).to(torch::kFloat32),
+          torch::nn::functional::normalize(f.reshape({f.size(0), -1}),
                                            torch::nn::functional::NormalizeFuncOptions().dim(1))
               .cpu());
       labs.push_back(batch->gt_label.cpu());
+      progress.after_batch(batch->gt_label.size(0));
     }
-  } catch (...) {
-    model.train(was_training);
-    throw;
   }
-  model.train(was_training);
   if (feats.empty()) throw ValueError("kNN: the loader produced no samples");
+  // Outside inference mode: the results are ordinary tensors callers may modify in place.
   labels = torch::cat(labs);
   return torch::cat(feats);
 }

@@ -48,7 +48,7 @@ int cmd_eval(int argc, char** argv) {
 
   po::options_description opts("selfsup eval " + mode + " CONFIG --checkpoint CKPT [options]");
   std::vector<std::string> overrides, plugin_dirs;
-  std::string checkpoint, device_name = "cpu";
+  std::string checkpoint, device_name = "cpu", precision;
   int threads = 0;
   core::LinearProbeOptions lp;
   int64_t k = -1;
@@ -60,6 +60,9 @@ int cmd_eval(int argc, char** argv) {
     ("cfg-options", po::value(&overrides)->multitoken(), "override config keys: a.b=value ...")
     ("device", po::value(&device_name), "cpu or cuda")
     ("threads", po::value(&threads), "compute threads (default: all cores)")
+    ("precision", po::value(&precision),
+     "feature extraction: bf16, fp32 or auto (bf16 on a CPU with native bf16); default: the "
+     "evaluation hook's precision, else auto")
     ("plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)")
     ("allow-insecure-plugins", "load plugins from folders or files others can write to");
   if (mode == "linear")
@@ -100,7 +103,8 @@ int cmd_eval(int argc, char** argv) {
   core::PluginLoader loader;
   load_plugins(loader, plugin_dirs, vm.count("allow-insecure-plugins") > 0);
   const Json cfg = load_config(config, overrides, &loader);
-  if (threads > 0) torch::set_num_threads(threads);
+  set_compute_threads(threads);
+  const core::ExtractPrecision extract_precision = eval_precision(cfg, precision);
   const torch::Device device = parse_device(device_name);
 
   std::shared_ptr<Algorithm> model;
@@ -111,8 +115,8 @@ int cmd_eval(int argc, char** argv) {
     return kUsage;
   }
   torch::Tensor train_labels, test_labels;
-  auto train = split_features(*model, cfg, "train", train_labels, device);
-  auto test = split_features(*model, cfg, "test", test_labels, device);
+  auto train = split_features(*model, cfg, "train", train_labels, device, extract_precision);
+  auto test = split_features(*model, cfg, "test", test_labels, device, extract_precision);
 
   char buf[400];
   if (mode == "knn") {

@@ -20,7 +20,7 @@ namespace selfsup::host {
 int cmd_extract(int argc, char** argv) {
   po::options_description opts("selfsup extract CONFIG --checkpoint CKPT --out FILE.npy [options]");
   std::vector<std::string> overrides, plugin_dirs;
-  std::string checkpoint, out, labels_out, split = "test", device_name = "cpu";
+  std::string checkpoint, out, labels_out, split = "test", device_name = "cpu", precision;
   int threads = 0;
   // clang-format off
   opts.add_options()
@@ -34,6 +34,9 @@ int cmd_extract(int argc, char** argv) {
     ("cfg-options", po::value(&overrides)->multitoken(), "override config keys: a.b=value ...")
     ("device", po::value(&device_name), "cpu or cuda")
     ("threads", po::value(&threads), "compute threads (default: all cores)")
+    ("precision", po::value(&precision),
+     "feature extraction: bf16, fp32 or auto (bf16 on a CPU with native bf16); default: the "
+     "evaluation hook's precision, else auto")
     ("plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)")
     ("allow-insecure-plugins", "load plugins from folders or files others can write to");
   // clang-format on
@@ -61,7 +64,8 @@ int cmd_extract(int argc, char** argv) {
   core::PluginLoader loader;
   load_plugins(loader, plugin_dirs, vm.count("allow-insecure-plugins") > 0);
   const Json cfg = load_config(config, overrides, &loader);
-  if (threads > 0) torch::set_num_threads(threads);
+  set_compute_threads(threads);
+  const core::ExtractPrecision extract_precision = eval_precision(cfg, precision);
   const torch::Device device = parse_device(device_name);
 
   std::shared_ptr<Algorithm> model;
@@ -72,7 +76,7 @@ int cmd_extract(int argc, char** argv) {
     return kUsage;
   }
   torch::Tensor labels;
-  const auto feats = split_features(*model, cfg, split, labels, device);
+  const auto feats = split_features(*model, cfg, split, labels, device, extract_precision);
   core::write_npy(out, feats.to(torch::kFloat32));
   core::write_npy(labels_out, labels.to(torch::kInt64));
   std::cout << "Wrote " << out << " (" << feats.size(0) << " x " << feats.size(1)

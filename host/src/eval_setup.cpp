@@ -1,8 +1,10 @@
 #include "eval_setup.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <thread>
 
 #include <torch/torch.h>
 
@@ -70,20 +72,42 @@ Config split_dataloader(const Json& cfg, const std::string& split) {
 }
 
 torch::Tensor split_features(Algorithm& model, const Json& cfg, const std::string& split,
-                             torch::Tensor& labels, torch::Device device) {
+                             torch::Tensor& labels, torch::Device device,
+                             core::ExtractPrecision precision) {
   const Config dl = split_dataloader(cfg, split);
   auto loader = core::DataLoader::from_config(dl, 0);
+  const torch::ScalarType dtype = core::resolve_extract_dtype(precision, device);
+  const char* arithmetic = dtype == torch::kBFloat16 ? "bf16" : "fp32";
   std::cout << "Extracting " << split << " features (" << dl.where() << ": "
-            << loader->dataset().size() << " images)..." << std::endl;
+            << loader->dataset().size() << " images, batch " << loader->options().batch_size << ", "
+            << arithmetic << ", " << torch::get_num_threads() << " threads)..." << std::endl;
+  core::ExtractOptions o;
+  o.precision = precision;
+  o.name = "  " + split;
+  o.log = [](const std::string& line) { std::cout << line << std::endl; };
   const auto start = std::chrono::steady_clock::now();
-  auto feats = core::extract_features(model, *loader, labels, device);
+  auto feats = core::extract_features(model, *loader, labels, device, o);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   char buf[160];
-  std::snprintf(buf, sizeof buf, "  %lld x %lld features in %.1f s (%.0f images/s)",
+  std::snprintf(buf, sizeof buf, "  %lld x %lld features in %.1f s (%.0f images/s, %s)",
                 (long long)feats.size(0), (long long)feats.size(1), s,
-                s > 0 ? double(feats.size(0)) / s : 0.0);
+                s > 0 ? double(feats.size(0)) / s : 0.0, arithmetic);
   std::cout << buf << std::endl;
   return feats;
+}
+
+core::ExtractPrecision eval_precision(const Json& cfg, const std::string& name) {
+  if (!name.empty()) return core::parse_extract_precision(name, "--precision");
+  const Config hook = eval_hook(cfg);
+  if (!hook.is_null() && hook.has("precision"))
+    return core::parse_extract_precision(hook["precision"].as<std::string>(),
+                                         hook["precision"].where());
+  return core::ExtractPrecision::Auto;
+}
+
+void set_compute_threads(int threads) {
+  torch::set_num_threads(threads > 0 ? threads
+                                     : std::max(1, int(std::thread::hardware_concurrency())));
 }
 
 torch::Device parse_device(const std::string& name) {

@@ -7,6 +7,7 @@
 #include <torch/types.h>
 
 #include <selfsup/config.h>
+#include <selfsup/core/knn_eval.h>
 #include <selfsup/interfaces/algorithm.h>
 #include <selfsup/json.h>
 
@@ -34,9 +35,19 @@ Config split_dataloader(const Json& cfg, const std::string& split);
 Config eval_hook(const Json& cfg);
 
 /// Extracts the split's features (extract_features: the algorithm's last extract_feat output,
-/// global-average-pooled and L2-normalised) and labels, printing what it does to stdout.
+/// global-average-pooled and L2-normalised) and labels in `precision`, printing what it does
+/// to stdout: a line before, a progress line every 10 batches, the time and images/s after.
 torch::Tensor split_features(Algorithm& model, const Json& cfg, const std::string& split,
-                             torch::Tensor& labels, torch::Device device);
+                             torch::Tensor& labels, torch::Device device,
+                             core::ExtractPrecision precision);
+
+/// `--precision` of eval and extract: `name` when given, else the config's evaluation hook's
+/// `precision`, else auto. Throws ConfigError naming the option or the hook key.
+core::ExtractPrecision eval_precision(const Json& cfg, const std::string& name);
+
+/// --threads: `threads` compute threads, or every core when 0 (LibTorch alone would use 1
+/// here).
+void set_compute_threads(int threads);
 
 /// --device: "cpu" or "cuda" (refused when LibTorch has no CUDA device).
 torch::Device parse_device(const std::string& name);

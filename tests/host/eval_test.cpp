@@ -141,8 +141,9 @@ TEST_F(EvalTest, BadInputExitsNonZeroNamingTheProblem) {
 TEST_F(EvalTest, ExtractWritesNpyFilesNumpyReadsAsTheExtractionComputes) {
   const fs::path out = dir_->path() / "feats" / "test.npy";
   fs::create_directories(out.parent_path());
-  const auto r = test::run_selfsup("extract " + config() + " --checkpoint " + ckpt() +
-                                   " --split test --out " + out.string() + " --threads 2");
+  const auto r =
+      test::run_selfsup("extract " + config() + " --checkpoint " + ckpt() + " --split test --out " +
+                        out.string() + " --threads 2 --precision fp32");
   ASSERT_EQ(r.code, 0) << r.output;
   const fs::path labels_path = dir_->path() / "feats" / "test_labels.npy";
   ASSERT_TRUE(fs::exists(out)) << r.output;
