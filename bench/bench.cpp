@@ -2,11 +2,13 @@
 // this machine (ratios only ever come from the same invocation: the machine's speed moves from
 // day to day): start-up, augmentation throughput (32x32 arrays and 224-px crops of JPEG files),
 // training steps of SimCLR, MoCo v2 and BYOL (ResNet-18 CIFAR stem, batch 256, 32x32: fp32,
-// fp32 channels-last, bf16 autocast + channels-last) and the peak resident memory of each run.
+// fp32 channels-last, bf16 autocast + channels-last) and the peak resident memory of each run;
+// feature extraction (--extract-images N 1x32x32 images through ResNet-18, fp32 and selfsup's
+// default bf16-where-native, beside MMSelfSup's Extractor-style loop, bench/mmselfsup_extract.py).
 //
 //   selfsup_bench [--iters N] [--warmup N] [--algos simclr,mocov2,byol] [--quiet-wait S]
 //                 [--mmselfsup PYTHONPATH] [--anchors DIR] [--python EXE] [--no-python]
-//                 [--jpeg-images N] [--profile FILE]
+//                 [--jpeg-images N] [--profile FILE] [--extract-images N]
 //
 // --mmselfsup (or SELFSUP_BENCH_MMSELFSUP) is the PYTHONPATH under which MMSelfSup 1.0 imports;
 // --anchors (or SELFSUP_BENCH_ANCHORS) the folder of upstream's bench_train.py / bench_data.py.
@@ -48,6 +50,7 @@
 
 #include <selfsup/core/builtins.h>
 #include <selfsup/core/data.h>
+#include <selfsup/core/knn_eval.h>
 #include <selfsup/core/optim_wrapper.h>
 #include <selfsup/core/plugin_loader.h>
 #include <selfsup/interfaces/algorithm.h>
@@ -253,7 +256,7 @@ Json model_config(const std::string& algo) {
     m = R"({"type": "SimCLR", )" + pre + backbone(true) +
         R"("neck": {"type": "NonLinearNeck", "in_channels": 512, "hid_channels": 2048,
           "out_channels": 128, "num_layers": 2, "with_avg_pool": true,
-          "norm_cfg": {"type": "BN1d"}},
+          "norm_cfg": {"type": "BN"}},
         "head": {"type": "ContrastiveHead", "loss": {"type": "mmcls.CrossEntropyLoss"},
           "temperature": 0.1}})";
   } else if (algo == "mocov2") {
@@ -267,11 +270,11 @@ Json model_config(const std::string& algo) {
     m = R"({"type": "BYOL", "base_momentum": 0.99, )" + pre + backbone(false) +
         R"("neck": {"type": "NonLinearNeck", "in_channels": 512, "hid_channels": 4096,
           "out_channels": 256, "num_layers": 2, "with_bias": true, "with_last_bn": false,
-          "with_avg_pool": true, "norm_cfg": {"type": "BN1d"}},
+          "with_avg_pool": true, "norm_cfg": {"type": "BN"}},
         "head": {"type": "LatentPredictHead", "loss": {"type": "CosineSimilarityLoss"},
           "predictor": {"type": "NonLinearNeck", "in_channels": 256, "hid_channels": 4096,
             "out_channels": 256, "num_layers": 2, "with_bias": true, "with_last_bn": false,
-            "with_avg_pool": false, "norm_cfg": {"type": "BN1d"}}}})";
+            "with_avg_pool": false, "norm_cfg": {"type": "BN"}}}})";
   } else {
     throw ValueError("--algos: unknown algorithm '" + algo + "' (simclr, mocov2, byol)");
   }
@@ -364,7 +367,8 @@ int train_child(const std::string& algo, const std::string& mode, int iters, int
 // Augmentation.
 
 // MMSelfSup's SimCLR view pipeline (imagenet_simclr.py) at `size`: each sample gives two views.
-Json simclr_pipeline(int size) {
+// `img_path` is packed for files only (the arrays have no path).
+Json simclr_pipeline(int size, bool files) {
   return Json::parse(
       R"([{"type": "MultiView", "num_views": 2, "transforms": [[
       {"type": "RandomResizedCrop", "size": )" +
@@ -376,14 +380,15 @@ Json simclr_pipeline(int size) {
       {"type": "RandomGrayscale", "prob": 0.2, "keep_channels": true,
        "channel_weights": [0.114, 0.587, 0.2989]},
       {"type": "RandomGaussianBlur", "sigma_min": 0.1, "sigma_max": 2.0, "prob": 0.5}]]},
-    {"type": "PackSelfSupInputs", "meta_keys": ["img_path"]}])",
+    {"type": "PackSelfSupInputs", "meta_keys": )" +
+          std::string(files ? R"(["img_path"])" : "[]") + "}]",
       "bench pipeline");
 }
 
 // Source images per second through the 32x32 pipeline on one core (in-memory uint8 arrays, as
 // upstream's bench_data.py).
 double augment_32_per_second() {
-  core::Pipeline pipeline(Config(simclr_pipeline(32), "pipeline"));
+  core::Pipeline pipeline(Config(simclr_pipeline(32, false), "pipeline"));
   std::vector<Image> imgs;
   Rng fill(1);
   for (int i = 0; i < 64; ++i) {
@@ -452,7 +457,7 @@ void write_jpegs(const fs::path& dir, int count) {
 double augment_jpeg_per_second(const fs::path& dir) {
   Json ds = Json::object({{"type", Json("ImageFolder")}, {"data_root", Json(dir.string())}});
   auto dataset = build<Dataset>(Config(ds, "bench dataset"));
-  core::Pipeline pipeline(Config(simclr_pipeline(224), "pipeline"));
+  core::Pipeline pipeline(Config(simclr_pipeline(224, true), "pipeline"));
   const int64_t size = dataset->size();
   int n = 0;
   double start = now(), elapsed = 0;
@@ -488,6 +493,7 @@ struct Options {
   std::string mmselfsup, anchors, python = "/usr/bin/python3", profile;
   bool no_python = false;
   int jpeg_images = 48;
+  int extract_images = 5120; // feature-extraction rows (0: none)
 };
 
 struct Figure {
@@ -535,6 +541,164 @@ void print_row(const std::string& what, const Figure& f, const std::string& r1,
   std::fflush(stdout);
 }
 
+// ---------------------------------------------------------------------------------------
+// Feature extraction (kNN / linear probe / `selfsup extract`): selfsup's extract_features in
+// fp32 and in its default precision (auto: bf16 on a CPU with native bf16) beside MMSelfSup's
+// Extractor-style loop (bench/mmselfsup_extract.py), on the same IDX files: 1x32x32 images,
+// ResNet-18 with the CIFAR stem as the Fashion-MNIST configs, the loader's batch 512 with one
+// worker, 2 compute threads. Each batch is timed with the foreign load during it; the first
+// batch (loader start-up, the model's conversion) is left out of the median.
+
+constexpr int kExtractBatch = 512;
+
+// N pseudo-random 32x32 images and labels as the FashionMNIST dataset's train IDX files.
+void write_extract_idx(const fs::path& dir, int n) {
+  fs::create_directories(dir);
+  auto header = [](std::ofstream& f, std::vector<int32_t> dims) {
+    const char magic[4] = {0, 0, 8, char(dims.size())};
+    f.write(magic, 4);
+    for (int32_t d : dims) {
+      const char be[4] = {char(d >> 24), char(d >> 16), char(d >> 8), char(d)};
+      f.write(be, 4);
+    }
+  };
+  Rng rng(11);
+  std::ofstream img(dir / "train-images-idx3-ubyte", std::ios::binary);
+  header(img, {n, 32, 32});
+  std::vector<char> pixels(size_t(n) * 32 * 32);
+  for (auto& v : pixels) v = char(rng.next() & 0xff);
+  img.write(pixels.data(), std::streamsize(pixels.size()));
+  std::ofstream lab(dir / "train-labels-idx1-ubyte", std::ios::binary);
+  header(lab, {n});
+  for (int i = 0; i < n; ++i) lab.put(char(i % 10));
+  if (!img || !lab) throw ValueError("cannot write the extraction images under " + dir.string());
+}
+
+// selfsup's side (a child: --child-extract PRECISION ROOT): the shipped SimCLR Fashion-MNIST
+// model and the KNNEvalHook's dataloader shape; prints the batch times as JSON.
+int extract_child(const std::string& precision, const std::string& root) {
+  core::register_builtins();
+  core::PluginLoader loader;
+  loader.load_default_locations({});
+  torch::set_num_threads(2);
+  torch::manual_seed(0);
+  const Json model_cfg = Json::parse(R"({"type": "SimCLR",
+      "data_preprocessor": {"mean": [72.94], "std": [90.0], "bgr_to_rgb": false},
+      "backbone": {"type": "ResNet", "depth": 18, "in_channels": 1, "stem": "cifar",
+                   "out_indices": [4], "norm_cfg": {"type": "BN"}},
+      "neck": {"type": "NonLinearNeck", "in_channels": 512, "hid_channels": 512,
+               "out_channels": 128, "num_layers": 2, "with_avg_pool": true},
+      "head": {"type": "ContrastiveHead", "loss": {"type": "mmcls.CrossEntropyLoss"},
+               "temperature": 0.1}})",
+                                     "bench extract model");
+  auto model = build<Algorithm>(Config(model_cfg, "model"));
+  Json dl = Json::parse(R"({"num_workers": 1,
+      "sampler": {"type": "DefaultSampler", "shuffle": false},
+      "dataset": {"type": "FashionMNIST", "split": "train",
+                  "pipeline": [{"type": "PackSelfSupInputs", "algorithm_keys": ["gt_label"]}]}})",
+                        "bench extract dataloader");
+  dl.set("batch_size", Json(kExtractBatch));
+  dl.find("dataset")->set("data_root", Json(root));
+  auto data = core::DataLoader::from_config(Config(dl, "dataloader"), 0);
+  core::ExtractOptions o;
+  o.precision = core::parse_extract_precision(precision, "--child-extract");
+  o.log_interval = 1; // a callback after every batch: its time stamps time the batches
+  Json times = Json::array(), foreign = Json::array();
+  std::optional<LoadMon> mon;
+  double last = now();
+  mon.emplace();
+  o.log = [&](const std::string&) {
+    const double t = now();
+    times.push_back(Json(t - last));
+    foreign.push_back(Json(mon->foreign_cores()));
+    last = t;
+    mon.emplace();
+  };
+  torch::Tensor labels;
+  const double start = now();
+  const auto feats = core::extract_features(*model, *data, labels, torch::kCPU, o);
+  const double total = now() - start;
+  Json out = Json::object({{"images", Json(feats.size(0))}, {"seconds", Json(total)}});
+  out.set("batch_times", times);
+  out.set("batch_foreign", foreign);
+  out.set("dtype", Json(core::to_string(o.precision) == "auto"
+                            ? std::string(core::resolve_extract_dtype(o.precision, torch::kCPU) ==
+                                                  torch::kBFloat16
+                                              ? "bf16"
+                                              : "fp32")
+                            : core::to_string(o.precision)));
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
+// images/s of one extraction from its JSON (batch_times, batch_foreign, images, seconds).
+Figure extract_figure(const Json& j, long maxrss_kb) {
+  std::vector<double> t = numbers(j.find("batch_times")), f = numbers(j.find("batch_foreign"));
+  Figure fig;
+  // All but the first and the last (possibly partial) batch.
+  if (t.size() < 3) {
+    fig.error = "too few batches to time (need 3 or more)";
+    return fig;
+  }
+  Steps st{{t.begin() + 1, t.end() - 1}, {f.begin() + 1, f.end() - 1}};
+  fig.per_s = kExtractBatch / st.step_s();
+  fig.maxrss_kb = maxrss_kb;
+  fig.foreign = st.max_foreign();
+  fig.clean = int(st.clean().size());
+  fig.steps = int(st.seconds.size());
+  fig.loss = j.find("images")->as_number() / j.find("seconds")->as_number(); // end to end
+  return fig;
+}
+
+void print_extract_row(const std::string& what, const Figure& f, const std::string& r) {
+  if (!f.ok()) {
+    std::printf("%-40s  %s\n", what.c_str(), f.error.c_str());
+    return;
+  }
+  std::printf("%-40s %9.1f %9.1f %8.0f MB %5d/%-2d %6.2f %10s\n", what.c_str(), f.per_s, f.loss,
+              double(f.maxrss_kb) / 1024.0, f.clean, f.steps, f.foreign, r.c_str());
+  std::fflush(stdout);
+}
+
+// The extraction rows: MMSelfSup (when its PYTHONPATH is given), selfsup fp32, selfsup auto.
+void extraction_section(const fs::path& exe, const fs::path& tmp, int images,
+                        const std::string& python, bool have_torch, const std::string& mmselfsup,
+                        const std::map<std::string, std::string>& py_env) {
+  const fs::path root = tmp / "extract";
+  write_extract_idx(root, images);
+  std::printf("\n%-40s %9s %9s %11s %8s %6s %10s\n", "feature extraction (R18 CIFAR, 1x32x32)",
+              "img/s", "end2end", "peak RSS", "clean", "load", "vs mm");
+  std::fflush(stdout);
+  Figure mm;
+  if (have_torch && !mmselfsup.empty()) {
+    const fs::path jf = tmp / "extract_mm.json";
+    const ChildResult r = run_child(
+        {python, (fs::path(SELFSUP_BENCH_DIR) / "mmselfsup_extract.py").string(), "--root",
+         root.string(), "--batch", std::to_string(kExtractBatch), "--json", jf.string()},
+        py_env, tmp);
+    const auto j = read_json_file(jf);
+    mm = r.ok() && j ? extract_figure(*j, r.maxrss_kb) : failed("mmselfsup_extract.py", r);
+    print_extract_row("MMSelfSup 1.0 fp32 (eval, no_grad)", mm, "1.00x");
+  }
+  for (const char* precision : {"fp32", "auto"}) {
+    const ChildResult r =
+        run_child({exe.string(), "--child-extract", precision, root.string()}, {}, tmp);
+    Figure f;
+    std::string name = std::string("selfsup ") + precision;
+    try {
+      const Json j = Json::parse(r.out, "child");
+      f = r.ok() ? extract_figure(j, r.maxrss_kb) : failed("selfsup extraction", r);
+      if (std::string(precision) == "auto") name += " (" + j.find("dtype")->as_string() + ")";
+    } catch (const std::exception&) {
+      f = failed("selfsup extraction " + std::string(precision), r);
+    }
+    print_extract_row(name, f, have_torch && !mmselfsup.empty() ? ratio(f, mm) : "-");
+  }
+  std::printf("\nimg/s: batch %d / median batch time over the clean batches (the first left "
+              "out); end2end: all %d images / wall time, loader start-up included\n",
+              kExtractBatch, images);
+}
+
 } // namespace
 
 int main(int argc, char** argv) try {
@@ -549,6 +713,10 @@ int main(int argc, char** argv) try {
       throw ValueError("--child-train ALGO MODE ITERS WARMUP QUIET_WAIT PROFILE|-");
     return train_child(args[1], args[2], std::stoi(args[3]), std::stoi(args[4]), std::stod(args[5]),
                        args[6] == "-" ? "" : args[6]);
+  }
+  if (!args.empty() && args[0] == "--child-extract") {
+    if (args.size() != 3) throw ValueError("--child-extract PRECISION ROOT");
+    return extract_child(args[1], args[2]);
   }
   Options o;
   if (const char* e = std::getenv("SELFSUP_BENCH_MMSELFSUP")) o.mmselfsup = e;
@@ -577,10 +745,12 @@ int main(int argc, char** argv) try {
       o.jpeg_images = std::max(1, std::stoi(value(i)));
     } else if (a == "--profile") {
       o.profile = value(i);
+    } else if (a == "--extract-images") {
+      o.extract_images = std::max(0, std::stoi(value(i)));
     } else {
       throw ValueError("unknown option " + a +
                        " (--iters, --warmup, --algos, --quiet-wait, --mmselfsup, --anchors, "
-                       "--python, --no-python, --jpeg-images, --profile)");
+                       "--python, --no-python, --jpeg-images, --profile, --extract-images)");
     }
   }
   for (const auto& a : o.algos) (void)model_config(a); // an unknown name fails now
@@ -753,6 +923,9 @@ int main(int argc, char** argv) try {
               "\npeak RSS: the process's ru_maxrss; fp32_cl: channels-last; bf16_cl: "
               "AmpOptimWrapper bf16 autocast + channels-last\n",
               kDirty);
+  if (o.extract_images > 0)
+    extraction_section(exe, tmp, o.extract_images, o.python, have_torch && !o.no_python,
+                       o.mmselfsup, py_env);
   std::error_code ec;
   fs::remove_all(tmp, ec);
   return 0;
