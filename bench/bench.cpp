@@ -224,8 +224,14 @@ std::optional<Json> read_json_file(const fs::path& p) {
   if (!f) return std::nullopt;
   std::stringstream ss;
   ss << f.rdbuf();
+  // Python's json writes NaN and Infinity (bench_train.py's clean median when no step was
+  // clean), which are not JSON: read them as null.
+  std::string text = ss.str();
+  for (const std::string bad : {"-Infinity", "Infinity", "NaN"})
+    for (size_t at; (at = text.find(bad)) != std::string::npos;)
+      text.replace(at, bad.size(), "null");
   try {
-    return Json::parse(ss.str(), p.string());
+    return Json::parse(text, p.string());
   } catch (const std::exception&) {
     return std::nullopt;
   }
