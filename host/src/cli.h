@@ -35,5 +35,6 @@ int cmd_eval(int argc, char** argv);
 int cmd_extract(int argc, char** argv);
 int cmd_report(int argc, char** argv);
 int cmd_export(int argc, char** argv);
+int cmd_visualize(int argc, char** argv);
 
 } // namespace selfsup::host

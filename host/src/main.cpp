@@ -30,7 +30,9 @@ void usage(std::ostream& os) {
         "  report WORK_DIR\n"
         "                 write a self-contained HTML page of a run (plots, config, figures)\n"
         "  export CKPT --out FILE [--format torchvision|timm|selfsup]\n"
-        "                 write the backbone weights for torchvision, timm or mmcls\n\n"
+        "                 write the backbone weights for torchvision, timm or mmcls\n"
+        "  visualize CONFIG --checkpoint CKPT --out DIR\n"
+        "                 PNG images of masked-image-modelling reconstructions (MAE, SimMIM)\n\n"
         "Run 'selfsup <command> --help' for the options of a command.\n";
 }
 
@@ -57,6 +59,7 @@ int dispatch(int argc, char** argv) {
   if (cmd == "extract") return cmd_extract(argc - 1, argv + 1);
   if (cmd == "report") return cmd_report(argc - 1, argv + 1);
   if (cmd == "export") return cmd_export(argc - 1, argv + 1);
+  if (cmd == "visualize") return cmd_visualize(argc - 1, argv + 1);
   std::cerr << "selfsup: unknown command '" << cmd << "'\n\n";
   usage(std::cerr);
   return kUsage;
