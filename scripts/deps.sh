@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev            # LibTorch 1.13 (CPU)
+  libgloo-dev             # c10d's ProcessGroupGloo headers (distributed training, core/src/dist_c10d.cpp)
   libfaiss-dev            # k-means and PCA whitening of DeepCluster/ODC (plugins/deepcluster/clustering.cpp)
   libopenblas0-openmp     # makes libblas.so.3 an optimised BLAS instead of the reference one
   libboost-dev libboost-program-options-dev

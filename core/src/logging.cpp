@@ -24,8 +24,8 @@ std::string format_duration(double s) {
   return buf;
 }
 
-ProgressLogger::ProgressLogger(bool tty, int64_t interval)
-    : tty_(tty), interval_(std::max<int64_t>(1, interval)) {}
+ProgressLogger::ProgressLogger(bool tty, int64_t interval, bool quiet)
+    : tty_(tty), interval_(std::max<int64_t>(1, interval)), quiet_(quiet) {}
 
 ProgressLogger::~ProgressLogger() {
   if (bar_open_) std::cerr << "\n";
@@ -85,6 +85,7 @@ void ProgressLogger::after_iter(int64_t done, int64_t global_iter, int64_t remai
   for (const auto& [k, v] : scalars) rec.set(k, v);
   rec.set("time", dt);
   append(rec.dump());
+  if (quiet_) return;
 
   std::ostringstream loss;
   for (const auto& [k, v] : scalars) {
@@ -125,6 +126,7 @@ void ProgressLogger::record(const std::string& json_line) {
 }
 
 void ProgressLogger::message(const std::string& text) {
+  if (quiet_) return;
   if (bar_open_) {
     std::cerr << "\n";
     bar_open_ = false;

@@ -11,7 +11,8 @@ namespace selfsup::core {
 
 class ProgressLogger {
 public:
-  ProgressLogger(bool tty, int64_t interval);
+  /// `quiet`: writes nothing (a rank other than 0 of a distributed run).
+  ProgressLogger(bool tty, int64_t interval, bool quiet = false);
   ~ProgressLogger();
   ProgressLogger(const ProgressLogger&) = delete;
   ProgressLogger& operator=(const ProgressLogger&) = delete;
@@ -33,6 +34,7 @@ public:
 private:
   bool tty_;
   int64_t interval_;
+  bool quiet_ = false;
   void append(const std::string& line);
 
   int jsonl_ = -1; // the scalar log's file descriptor

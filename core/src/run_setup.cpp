@@ -1,5 +1,7 @@
 #include "run_setup.h"
 
+#include <cstdlib>
+
 #include <algorithm>
 #include <ctime>
 #include <filesystem>
@@ -13,8 +15,11 @@
 
 #include <selfsup/core/data.h>
 #include <selfsup/core/optim_wrapper.h>
+#include <selfsup/dist.h>
 #include <selfsup/errors.h>
 #include <selfsup/registry.h>
+
+#include "dist_c10d.h"
 
 namespace fs = std::filesystem;
 
@@ -57,8 +62,13 @@ OptionTable<MpOptions> MpOptions::table() {
 OptionTable<DistOptions> DistOptions::table() {
   using O = DistOptions;
   return OptionTable<O>("env_cfg.dist_cfg (MMEngine's distributed settings)", O())
-      .optional("backend", &O::backend, "accepted, no effect: training runs in one process",
-                one_of({"nccl", "gloo", "mpi"}));
+      .optional("backend", &O::backend,
+                "the c10d backend of a distributed run (default: gloo on CPU, nccl on CUDA)",
+                one_of({"nccl", "gloo"}))
+      .optional("timeout", &O::timeout,
+                "seconds the rendezvous and each collective wait for the other ranks before "
+                "failing (default 1800)",
+                gt(0.0));
 }
 
 OptionTable<EnvOptions> EnvOptions::table() {
@@ -69,7 +79,7 @@ OptionTable<EnvOptions> EnvOptions::table() {
       .optional("cudnn_benchmark", &O::cudnn_benchmark,
                 "cuDNN picks the fastest convolution algorithms (torch.backends.cudnn.benchmark)")
       .optional("mp_cfg", &O::mp_cfg, "{mp_start_method, opencv_num_threads}")
-      .optional("dist_cfg", &O::dist_cfg, "{backend}");
+      .optional("dist_cfg", &O::dist_cfg, "{backend, timeout}");
 }
 
 OptionTable<AutoScaleLrOptions> AutoScaleLrOptions::table() {
@@ -155,8 +165,10 @@ OptionTable<RunnerKeys> RunnerKeys::table() {
                 "accepted, no effect: the log shows progress, notes and warnings",
                 one_of({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}))
       .optional("launcher", &O::launcher,
-                "'none' only: training runs in one process (no distributed launcher)",
-                one_of({"none"}))
+                "'none': one process; 'pytorch': join the ranks torchrun's environment "
+                "variables describe (selfsup launch sets them); default: 'pytorch' when "
+                "WORLD_SIZE > 1 is set, else 'none'",
+                one_of({"none", "pytorch"}))
       .optional("visualizer", &O::visualizer,
                 "accepted, no effect: scalars go to <work_dir>/scalars.jsonl")
       .optional("vis_backends", &O::vis_backends,
@@ -167,7 +179,8 @@ OptionTable<RunnerKeys> RunnerKeys::table() {
           "plain lines every default_hooks.logger.interval, every iteration in scalars.jsonl)")
       .optional("auto_scale_lr", &O::auto_scale_lr, "{base_batch_size, enable: false}")
       .optional("find_unused_parameters", &O::find_unused_parameters,
-                "accepted, no effect: no DistributedDataParallel wrapper in one process")
+                "accepted, no effect: gradients are averaged over the ranks by the optimizer "
+                "wrapper, a parameter without a gradient on a rank counting as zero there")
       .rule([](const O& o, const Config& cfg) {
         if (o.param_scheduler && !o.param_scheduler->is_object() && !o.param_scheduler->is_array())
           cfg.fail_key("param_scheduler", "expected a scheduler dict or a list of them, got " +
@@ -403,6 +416,43 @@ Environment setup_environment(const RunnerKeys& keys, const TrainOptions& option
   env.threads = options.threads > 0 ? options.threads : cores;
   torch::set_num_threads(env.threads);
   return env;
+}
+
+std::shared_ptr<Distributed> setup_distributed(const RunnerKeys& keys, const TrainOptions& options,
+                                               torch::Device device,
+                                               std::vector<std::string>& notes) {
+  std::string launcher = options.launcher;
+  if (launcher.empty() && keys.launcher) launcher = *keys.launcher;
+  if (launcher.empty()) {
+    const char* ws = std::getenv("WORLD_SIZE");
+    launcher = ws && std::atoi(ws) > 1 ? "pytorch" : "none";
+    if (launcher == "pytorch")
+      notes.push_back("WORLD_SIZE=" + std::string(ws) +
+                      " in the environment: launcher 'pytorch' (set launcher='none' to train "
+                      "in one process)");
+  }
+  if (launcher != "none" && launcher != "pytorch")
+    throw ConfigError("--launcher: expected 'none' or 'pytorch', got '" + launcher + "'");
+  if (launcher == "none") return nullptr;
+
+  const DistEnv env = dist_env_from_environment();
+  DistOptions o;
+  if (keys.env_cfg && keys.env_cfg->dist_cfg) o = *keys.env_cfg->dist_cfg;
+  if (o.backend == "nccl" && !c10d_has_nccl()) {
+    // MMSelfSup's configs all say nccl: on a build without it they run on Gloo, said so.
+    notes.push_back("env_cfg.dist_cfg.backend 'nccl': this LibTorch has no NCCL (a CPU build); "
+                    "using gloo");
+    o.backend = "gloo";
+  }
+  const auto timeout = std::chrono::milliseconds(int64_t(o.timeout * 1000.0));
+  std::shared_ptr<Distributed> d = make_c10d(env, o.backend, timeout, device.is_cuda());
+  if (options.threads == 0 && env.local_world_size > 1) {
+    // As torchrun's OMP_NUM_THREADS: the local ranks share the cores instead of each taking all.
+    const int cores = std::max(1, int(std::thread::hardware_concurrency()));
+    torch::set_num_threads(std::max(1, cores / env.local_world_size));
+  }
+  set_dist(d);
+  return d;
 }
 
 HookSet build_hooks(const RunnerKeys& keys) {

@@ -13,6 +13,7 @@
 #include <selfsup/config.h>
 #include <selfsup/core/checkpoint.h>
 #include <selfsup/core/runner.h>
+#include <selfsup/dist.h>
 #include <selfsup/interfaces/training.h>
 #include <selfsup/json.h>
 #include <selfsup/options.h>
@@ -37,7 +38,8 @@ struct MpOptions {
 
 /// `env_cfg.dist_cfg`.
 struct DistOptions {
-  std::string backend = "nccl"; // accepted: one process here
+  std::string backend;   // "": Gloo on CPU, NCCL on CUDA
+  double timeout = 1800; // seconds for the rendezvous and each collective
   static OptionTable<DistOptions> table();
 };
 
@@ -101,6 +103,15 @@ struct RunnerKeys {
   std::optional<bool> find_unused_parameters;
   static OptionTable<RunnerKeys> table();
 };
+
+/// The run's distributed context: for launcher 'pytorch' (--launcher, else cfg.launcher, else
+/// 'pytorch' when the environment has WORLD_SIZE > 1) a c10d group joined from torchrun's
+/// environment variables with env_cfg.dist_cfg's backend and timeout, installed as dist();
+/// null for launcher 'none'. Without --threads, each of LOCAL_WORLD_SIZE local ranks gets
+/// its share of the cores. Notes go to `notes`.
+std::shared_ptr<Distributed> setup_distributed(const RunnerKeys& keys, const TrainOptions& options,
+                                               torch::Device device,
+                                               std::vector<std::string>& notes);
 
 /// --work-dir, else cfg.work_dir, else work_dirs/<config name>.
 std::string resolve_work_dir(const RunnerKeys& keys, const TrainOptions& options);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 
 #include <torch/torch.h>
 
@@ -20,6 +21,7 @@
 #include <selfsup/registry.h>
 #include <selfsup/version.h>
 
+#include "dist_c10d.h"
 #include "logging.h"
 #include "run_setup.h"
 
@@ -83,6 +85,9 @@ Runner::Runner(Json cfg_json, TrainOptions options)
   const Environment env = setup_environment(keys, options_);
   device_ = env.device;
   channels_last_ = env.channels_last;
+  // The ranks join before anything is built: the model and the data shards see the world.
+  std::vector<std::string> dist_notes;
+  dist_ = setup_distributed(keys, options_, device_, dist_notes);
 
   // Model.
   torch::manual_seed(seed_);
@@ -129,8 +134,10 @@ Runner::Runner(Json cfg_json, TrainOptions options)
     load_initial_weights(*model_, from); // a checkpoint, or exported backbone weights
   }
 
-  // The scalar log is opened by train(), once the work dir is ready.
-  logger_ = std::make_unique<ProgressLogger>(isatty(STDERR_FILENO) != 0, hooks.log_interval);
+  // The scalar log is opened by train(), once the work dir is ready. Only rank 0 logs.
+  logger_ =
+      std::make_unique<ProgressLogger>(isatty(STDERR_FILENO) != 0, hooks.log_interval, rank() != 0);
+  for (const auto& note : dist_notes) log(note);
   if (resume_ckpt) {
     load_module_state(*model_, resume_ckpt->state_dict, "checkpoint " + resume_path_);
     optim_wrapper_->load_state_dict(resume_ckpt->optimizer);
@@ -152,10 +159,18 @@ Runner::Runner(Json cfg_json, TrainOptions options)
     log("Resumed from " + resume_path_ + " at epoch " + std::to_string(epoch_) + ", iter " +
         std::to_string(iter_));
   }
+  if (world_size() > 1) {
+    // As DDP at its start: every rank trains from rank 0's parameters and buffers.
+    broadcast_module(*model_, 0);
+    log("Distributed: rank " + std::to_string(rank()) + " of " + std::to_string(world_size()) +
+        "; parameters and buffers broadcast from rank 0; " +
+        std::to_string(loader_->sampler().size()) + " samples per rank and epoch");
+  }
 }
 
 Runner::~Runner() {
   if (model_) model_->set_context(nullptr);
+  if (dist_ && &dist() == dist_.get()) set_dist(nullptr);
 }
 
 int64_t Runner::iters_per_epoch() const {
@@ -225,6 +240,7 @@ std::string Runner::save_checkpoint(const std::string& filename) {
   c.meta = Json::object({{"epoch", Json(epoch_)}, {"iter", Json(iter_)}});
   c.meta.set("iters_per_epoch", Json(iters_per_epoch()));
   c.meta.set("batch_size", Json(train_batch_size()));
+  c.meta.set("world_size", Json(int64_t(world_size())));
   c.meta.set("nonfinite_skipped", Json(nonfinite_skipped_));
   c.meta.set("seed", Json(int64_t(seed_)));
   c.meta.set("selfsup_version", SELFSUP_VERSION_STRING);
@@ -337,7 +353,24 @@ void Runner::train_step(Batch& batch) {
   }
   if (!total.defined())
     throw ValueError("the algorithm returned no loss (no key containing 'loss')");
-  const double total_value = total.item<double>();
+  double total_value = total.item<double>();
+  if (world_size() > 1) {
+    // The logged figures are the means over the ranks, and a non-finite loss on any rank
+    // skips (or stops) the step on all of them, so no rank waits for a gradient sync alone.
+    std::vector<double> v;
+    for (const auto& s : scalars) v.push_back(s.second);
+    v.push_back(std::isfinite(total_value) ? 0.0 : 1.0);
+    v.push_back(total_value);
+    torch::Tensor t = torch::tensor(v, torch::kFloat64);
+    dist().all_reduce(t, ReduceOp::Sum);
+    const auto a = t.accessor<double, 1>();
+    for (size_t i = 0; i < scalars.size(); ++i)
+      scalars[i].second = a[int64_t(i)] / double(world_size());
+    if (a[int64_t(scalars.size())] > 0 && std::isfinite(total_value))
+      total_value = std::numeric_limits<double>::quiet_NaN(); // another rank's is not finite
+    else if (std::isfinite(total_value))
+      total_value = a[int64_t(scalars.size()) + 1] / double(world_size());
+  }
   // Each term of the algorithm's loss dict, then the total (for a non-finite loss).
   std::string terms;
   if (!std::isfinite(total_value)) {
@@ -399,11 +432,13 @@ bool Runner::run_iteration() {
   pending_scalars_.clear();
   in_iteration_ = false;
   logger_->after_iter(inner_iter_, iter_, max_iters_ - iter_, optim_wrapper_->lr(0), scalars);
-  if (stop_requested()) {
+  // Every rank stops after the same iteration (a signal reaches them at different times).
+  if (world_size() > 1 ? any_rank(stop_requested()) : stop_requested()) {
     logger_->end_epoch();
     const std::string path = save_checkpoint("iter_" + std::to_string(iter_) + ".pth");
-    throw Interrupted("stopped by a signal at iteration " + std::to_string(iter_) + "; saved " +
-                      path + " (continue with --resume auto)");
+    throw Interrupted("stopped by a signal at iteration " + std::to_string(iter_) + "; " +
+                      (path.empty() ? "rank 0 saves the checkpoint" : "saved " + path) +
+                      " (continue with --resume auto)");
   }
   return true;
 }

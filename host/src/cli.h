@@ -36,5 +36,6 @@ int cmd_extract(int argc, char** argv);
 int cmd_report(int argc, char** argv);
 int cmd_export(int argc, char** argv);
 int cmd_visualize(int argc, char** argv);
+int cmd_launch(int argc, char** argv);
 
 } // namespace selfsup::host

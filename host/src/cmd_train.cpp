@@ -33,7 +33,7 @@ void install_signal_handlers() {
 int cmd_train(int argc, char** argv) {
   po::options_description opts("selfsup train CONFIG [options]");
   std::vector<std::string> overrides, plugin_dirs;
-  std::string work_dir, resume, device = "cpu";
+  std::string work_dir, resume, device = "cpu", launcher;
   int64_t seed = -1;
   int threads = 0;
   opts.add_options()("help,h",
@@ -49,6 +49,9 @@ int cmd_train(int argc, char** argv) {
       "threads", po::value(&threads),
       "compute threads (default: all cores)")("device", po::value(&device), "cpu or cuda")(
       "plugin-dir", po::value(&plugin_dirs), "also load plugins from this folder (repeatable)")(
+      "launcher", po::value(&launcher),
+      "none or pytorch: join the ranks RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT describe "
+      "(default: cfg.launcher; pytorch when WORLD_SIZE > 1 is set)")(
       "allow-insecure-plugins", "load plugins from folders or files others can write to");
   std::string config;
   po::variables_map vm = parse_with_config(argc, argv, opts, config);
@@ -72,6 +75,7 @@ int cmd_train(int argc, char** argv) {
   options.threads = threads;
   options.device = device;
   options.resume = resume;
+  options.launcher = launcher;
   options.config_name = std::filesystem::path(config).stem().string();
   options.config_path = config; // never overwritten by the merged config
   // The whole config, before any data is read or anything is written: every problem at once.

@@ -32,7 +32,9 @@ void usage(std::ostream& os) {
         "  export CKPT --out FILE [--format torchvision|timm|selfsup]\n"
         "                 write the backbone weights for torchvision, timm or mmcls\n"
         "  visualize CONFIG --checkpoint CKPT --out DIR\n"
-        "                 PNG images of masked-image-modelling reconstructions (MAE, SimMIM)\n\n"
+        "                 PNG images of masked-image-modelling reconstructions (MAE, SimMIM)\n"
+        "  launch --nproc-per-node N [...] -- train CONFIG ...\n"
+        "                 start N data-parallel ranks of train (torchrun's variables)\n\n"
         "Run 'selfsup <command> --help' for the options of a command.\n";
 }
 
@@ -60,6 +62,7 @@ int dispatch(int argc, char** argv) {
   if (cmd == "report") return cmd_report(argc - 1, argv + 1);
   if (cmd == "export") return cmd_export(argc - 1, argv + 1);
   if (cmd == "visualize") return cmd_visualize(argc - 1, argv + 1);
+  if (cmd == "launch") return cmd_launch(argc - 1, argv + 1);
   std::cerr << "selfsup: unknown command '" << cmd << "'\n\n";
   usage(std::cerr);
   return kUsage;

@@ -115,14 +115,14 @@ TEST_F(RunnerKeysTest, MMSelfSupRuntimeKeysAreAccepted) {
 
 TEST_F(RunnerKeysTest, ValuesThatWouldMeanSomethingElseAreRefused) {
   const std::string all = joined(problems(R"({
-    "default_scope": "mmcls", "launcher": "pytorch", "log_level": "VERBOSE",
+    "default_scope": "mmcls", "launcher": "slurm", "log_level": "VERBOSE",
     "auto_scale_lr": {"base_batch_size": 256, "enable": true},
     "env_cfg": {"mp_cfg": {"opencv_num_threads": 4}, "dist_cfg": {"backend": "tcp"}},
     "visualizer": 3, "log_levl": "INFO"})"));
   for (const char* want :
        {"default_scope: expected one of \"mmselfsup\", got \"mmcls\"",
-        "launcher: expected one of \"none\", got \"pytorch\"", "log_level: expected one of",
-        "auto_scale_lr.enable: expected one of false, got true",
+        "launcher: expected one of \"none\", \"pytorch\", got \"slurm\"",
+        "log_level: expected one of", "auto_scale_lr.enable: expected one of false, got true",
         "env_cfg.mp_cfg.opencv_num_threads: expected one of 0, got 4",
         "env_cfg.dist_cfg.backend: expected one of", "log_levl: unknown key"})
     EXPECT_TRUE(test::has_substr(all, want)) << want;

@@ -12,6 +12,7 @@
 
 #include <selfsup/core/export.h>
 #include <selfsup/core/schedulers.h>
+#include <selfsup/dist.h>
 #include <selfsup/interfaces/training.h>
 #include <selfsup/json.h>
 
@@ -31,6 +32,7 @@ struct TrainOptions {
   std::string resume;                 // a checkpoint path, "auto", or empty
   std::string config_name = "config"; // for the default work dir and the saved config
   std::string config_path;            // the source config file, never overwritten ("": none)
+  std::string launcher; // overrides cfg.launcher: 'none' or 'pytorch' ("": the config's)
   const Registry* registry = nullptr; // builds types from this one; null: Registry::global()
 };
 
@@ -114,6 +116,7 @@ private:
   uint64_t seed_ = 0;
   torch::Device device_{torch::kCPU};
   bool channels_last_ = false;
+  std::shared_ptr<Distributed> dist_; // the c10d group of a distributed run (else null)
   std::shared_ptr<Algorithm> model_;
   std::unique_ptr<DataLoader> loader_;
   std::unique_ptr<OptimWrapper> optim_wrapper_;
