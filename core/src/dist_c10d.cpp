@@ -231,8 +231,11 @@ std::shared_ptr<Distributed> make_c10d(const DistEnv& env, const std::string& ba
   } catch (const std::exception& e) {
     std::string why = e.what();
     if (const auto* c = dynamic_cast<const c10::Error*>(&e)) why = c->what_without_backtrace();
-    throw DistError("connecting the " + backend + " process group failed for " + who + " (" +
-                    where + ", timeout " + seconds_text(timeout) + "): " + why);
+    throw DistError("rendezvous at " + where + " failed for " + who + " within the timeout of " +
+                    seconds_text(timeout) + " (env_cfg.dist_cfg.timeout): connecting the " +
+                    backend + " process group: " + why +
+                    " (are all WORLD_SIZE ranks started, with the same MASTER_ADDR and "
+                    "MASTER_PORT?)");
   }
   return std::make_shared<C10dDistributed>(store, pg, backend, timeout);
 }
