@@ -132,8 +132,8 @@ TEST(MimHelpersTest, PatchifyIsUpstreamsLayoutAndUnpatchifyInvertsIt) {
   const auto square = torch::randn({2, 3, 8, 8});
   EXPECT_TRUE(torch::equal(mim::unpatchify(mim::patchify(square, 4), 4, 3), square));
   // Upstream's MAEPretrainHead.patchify on the fixture images.
-  test::expect_allclose(mim::patchify(fixture("head.imgs"), 4), fixture("head.plain.target"), 0,
-                        0, "patchify vs upstream");
+  test::expect_allclose(mim::patchify(fixture("head.imgs"), 4), fixture("head.plain.target"), 0, 0,
+                        "patchify vs upstream");
   EXPECT_THROW((void)mim::patchify(torch::zeros({1, 3, 10, 8}), 4), c10::Error);
 }
 
