@@ -83,13 +83,14 @@ torch::Tensor DeepClusterHook::deepcluster(RunnerContext& context) {
     throw;
   }
   algo->set_clustering_features(false);
-  const int64_t n = context.train_dataset().size();
-  if (features.size(0) != n)
-    throw ValueError(options_.extract_dataloader.path() + ": extracted " +
-                     std::to_string(features.size(0)) + " features for a training set of " +
-                     std::to_string(n) +
-                     " samples (expected the same dataset, unshuffled, no padding)");
-
+  // Rows are samples 0..n-1 of the training set (the extract loader lists it in order, with
+  // the training loader's `indices`); the training set before `indices` may be longer.
+  const int64_t n = features.size(0);
+  if (n > context.train_dataset().size())
+    throw ValueError(options_.extract_dataloader.path() + ": extracted " + std::to_string(n) +
+                     " features for a training set of " +
+                     std::to_string(context.train_dataset().size()) +
+                     " samples (expected the training set, unshuffled, no padding)");
   torch::Tensor labels = torch::zeros({n}, torch::kInt64);
   if (context.rank() == 0) {
     const uint64_t seed = options_.seed ? uint64_t(*options_.seed) : context.seed();
@@ -109,8 +110,8 @@ torch::Tensor DeepClusterHook::deepcluster(RunnerContext& context) {
   if (context.world_size() > 1) dist().broadcast(labels, 0);
 
   algo->assign_labels(labels);
-  if (const auto* ds = dynamic_cast<const DeepClusterImageNet*>(&context.train_dataset()))
-    ds->assign_labels(labels);
+  const auto* ds = dynamic_cast<const DeepClusterImageNet*>(&context.train_dataset());
+  if (ds && ds->size() == n) ds->assign_labels(labels);
   if (options_.unif_sampling) {
     auto* sampler = dynamic_cast<DeepClusterSampler*>(&context.train_sampler());
     if (!sampler)
