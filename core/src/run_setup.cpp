@@ -438,14 +438,15 @@ std::shared_ptr<Distributed> setup_distributed(const RunnerKeys& keys, const Tra
   const DistEnv env = dist_env_from_environment();
   DistOptions o;
   if (keys.env_cfg && keys.env_cfg->dist_cfg) o = *keys.env_cfg->dist_cfg;
-  if (o.backend == "nccl" && !c10d_has_nccl()) {
+  if (o.backend && *o.backend == "nccl" && !c10d_has_nccl()) {
     // MMSelfSup's configs all say nccl: on a build without it they run on Gloo, said so.
     notes.push_back("env_cfg.dist_cfg.backend 'nccl': this LibTorch has no NCCL (a CPU build); "
                     "using gloo");
     o.backend = "gloo";
   }
   const auto timeout = std::chrono::milliseconds(int64_t(o.timeout * 1000.0));
-  std::shared_ptr<Distributed> d = make_c10d(env, o.backend, timeout, device.is_cuda());
+  std::shared_ptr<Distributed> d =
+      make_c10d(env, o.backend.value_or(""), timeout, device.is_cuda());
   if (options.threads == 0 && env.local_world_size > 1) {
     // As torchrun's OMP_NUM_THREADS: the local ranks share the cores instead of each taking all.
     const int cores = std::max(1, int(std::thread::hardware_concurrency()));

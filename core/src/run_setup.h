@@ -38,8 +38,8 @@ struct MpOptions {
 
 /// `env_cfg.dist_cfg`.
 struct DistOptions {
-  std::string backend;   // "": Gloo on CPU, NCCL on CUDA
-  double timeout = 1800; // seconds for the rendezvous and each collective
+  std::optional<std::string> backend; // absent: Gloo on CPU, NCCL on CUDA
+  double timeout = 1800;              // seconds for the rendezvous and each collective
   static OptionTable<DistOptions> table();
 };
 

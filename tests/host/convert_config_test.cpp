@@ -289,11 +289,11 @@ TEST(ConfigCheckTest, NoDataSkipsFilesButBuildsPipelines) {
   EXPECT_EQ(r.code, 0) << r.output;
   // Pipelines are still built: a transform's value only its factory refuses.
   r = run_selfsup("config " + cfg + " --check --no-data" + data +
-                  " custom_hooks.0.query_dataloader.dataset.pipeline.0.type=Resize");
+                  " custom_hooks.0.query_dataloader.dataset.pipeline.0.type=ResizeShorterSide");
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_TRUE(has_substr(r.output,
                          "custom_hooks[0].query_dataloader.dataset.pipeline[0].type: unknown "
-                         "transform type 'Resize'"))
+                         "transform type 'ResizeShorterSide'"))
       << r.output;
 }
 
