@@ -16,7 +16,12 @@ OptionTable<ODCNeckOptions> ODCNeckOptions::table() {
                 "norm of the hidden layer (its momentum is 0.001 and it has no affine, as "
                 "upstream)")
       .rule([](const O& o, const Config& cfg) {
-        if (cfg.has("norm_cfg") && cfg["norm_cfg"].has("momentum"))
+        // Upstream's dict(**norm_cfg, momentum=0.001) refuses any momentum of the user's. The
+        // config seen here has the defaults filled in: an absent norm_cfg arrives as the
+        // prototype's, momentum 0.001 included, so that value passes (an explicit 0.001 too:
+        // it changes nothing).
+        if (cfg.has("norm_cfg") && cfg["norm_cfg"].has("momentum") &&
+            cfg["norm_cfg"]["momentum"].as<double>() != 0.001)
           cfg["norm_cfg"].fail_key("momentum", "ODCNeck fixes the momentum at 0.001 (upstream "
                                                "refuses a second momentum too)");
         (void)o;

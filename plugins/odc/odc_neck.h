@@ -13,7 +13,12 @@ namespace selfsup::plugins::odc {
 struct ODCNeckOptions {
   int64_t in_channels = 0, hid_channels = 0, out_channels = 0;
   bool with_avg_pool = true;
-  bricks::NormCfg norm_cfg{"SyncBN"};
+  // The momentum is fixed at 0.001 (upstream: dict(**norm_cfg, momentum=0.001)).
+  bricks::NormCfg norm_cfg = [] {
+    bricks::NormCfg n{"SyncBN"};
+    n.momentum = 0.001;
+    return n;
+  }();
   static OptionTable<ODCNeckOptions> table();
 };
 
