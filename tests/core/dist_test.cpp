@@ -171,8 +171,9 @@ TEST(DistC10d, GatherWithGradGivesTheOneProcessGradient) {
 // SimCLR with its gathered batch: 2 ranks of batch 4 follow 1 process of batch 8 (same
 // samples per step: the DefaultSampler gives rank r every 2nd index of the same shuffled
 // order, and augmentations are seeded per sample). Loss trajectory within 1e-4 (relative),
-// weights within 1e-4 after 8 steps (summation order differs). Then the 2-rank run's
-// epoch-1 checkpoint resumed by 1 process ends where the 1-process run ends.
+// weights within 1e-2 after 8 steps (summation order differs, and a ReLU at the edge can
+// flip: see below). Then the 2-rank run's epoch-1 checkpoint resumed by 1 process ends where
+// the 2-rank run ends (1e-4), and near where the 1-process run ends (1e-2).
 TEST(DistC10d, TwoRanksOfHalfTheBatchTrainLikeOneProcessAndResumeInOne) {
   TempDir dir;
   make_fake_fmnist(dir.path() / "data", 32, 8);
@@ -207,7 +208,14 @@ TEST(DistC10d, TwoRanksOfHalfTheBatchTrainLikeOneProcessAndResumeInOne) {
   const auto r0 = load_dict(fs::path(w2) / "m.rank0.pt");
   const auto r1 = load_dict(fs::path(w2) / "m.rank1.pt");
   EXPECT_EQ(max_diff(r0, r1, false), 0.0) << "the ranks' weights differ";
-  EXPECT_LT(max_diff(m1, r0, false), 1e-4) << "2 ranks vs 1 process";
+  // The weights differ by the summation order only (3e-7 after 3 steps), except where a ReLU
+  // input lies within that rounding of 0 and the runs take its two sides: here one unit of
+  // layer3.1's first ReLU at step 4 (perturbing the 1-process run's weight decay by 1e-3 of
+  // itself flips it the same way), a jump of 5e-4 grown to 2e-3 by step 8. Such a gradient
+  // discontinuity can come at any step of any run, so 1e-2 after 8 steps, against 0.3 that
+  // epoch 2 alone moves them (a wrong gradient scale or other samples move them by that
+  // order, and change the losses above). The resume below starts from the same weights: 1e-4.
+  EXPECT_LT(max_diff(m1, r0, false), 1e-2) << "2 ranks vs 1 process";
 
   // Resume the 2-rank run's epoch 1 in one process of batch 8 (the same global batch).
   const std::string w3 = (dir.path() / "w3").string();
@@ -215,7 +223,10 @@ TEST(DistC10d, TwoRanksOfHalfTheBatchTrainLikeOneProcessAndResumeInOne) {
                                          " " + w3 + " " + w3 + "/m " + w2 + "/epoch_1.pth"},
                                         dir.path());
   ASSERT_EQ(resumed.ranks[0].code, 0) << ranks_text(resumed);
-  EXPECT_LT(max_diff(m1, load_dict(fs::path(w3) / "m.rank0.pt"), false), 1e-4)
+  const auto m3 = load_dict(fs::path(w3) / "m.rank0.pt");
+  EXPECT_LT(max_diff(r0, m3, false), 1e-4)
+      << "2 ranks for epoch 1, then 1 process for epoch 2, vs 2 ranks throughout";
+  EXPECT_LT(max_diff(m1, m3, false), 1e-2)
       << "2 ranks for epoch 1, then 1 process for epoch 2, vs 1 process throughout";
 }
 
