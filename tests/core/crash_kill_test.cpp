@@ -141,6 +141,8 @@ TEST(CrashKillTest, SigkilledRunsResumeToTheWeightsOfAnUnbrokenRun) {
       EXPECT_NO_THROW((void)core::load_checkpoint((broken / name).string()))
           << "after kill " << kills;
     }
+    // A kill before the run made its work dir (start-up, pre-flight) leaves nothing to check.
+    if (!fs::exists(broken)) continue;
     for (const auto& e : fs::directory_iterator(broken)) {
       if (e.path().extension() == ".pth") {
         EXPECT_NO_THROW((void)core::load_checkpoint(e.path().string())) << e.path();
