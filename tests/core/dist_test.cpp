@@ -320,6 +320,8 @@ TEST(DistC10d, ARendezvousThatNeverCompletesFailsWithinTheTimeout) {
                                     " failed for rank " + std::to_string(rank) +
                                     " of 2 within the timeout of 2 s"));
     EXPECT_LT(s, 2 + 20) << out;
-    EXPECT_GE(s, 1.5) << out;
+    // c10d's connect loop gives up once the time left is shorter than its next back-off
+    // step, so a client can stop a little before the full timeout (1.49 s seen for 2 s).
+    EXPECT_GE(s, 1.0) << out;
   }
 }
