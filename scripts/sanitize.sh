@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds sdk, core, the host, the plugins and every test with AddressSanitizer and
-# UndefinedBehaviorSanitizer into ./build-asan (cmake/Sanitizers.cmake), then runs every test
+# UndefinedBehaviorSanitizer into ./build-asan (cmake/Sanitizers.cmake), then runs the tests
 # there. Any sanitizer report fails the test that caused it (undefined behaviour is fatal;
 # leaks are reported when a process exits). .ci/run calls it after the normal test run.
 #   usage: scripts/sanitize.sh [ctest arguments...]   e.g. -R Config
@@ -29,7 +29,12 @@ export ASAN_OPTIONS="$common:detect_leaks=1:check_initialization_order=1:log_pat
 export LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="$common:print_stacktrace=1:suppressions=$PWD/.ci/ubsan.supp:log_path=$logs/ubsan"
 status=0
-ctest --test-dir build-asan --output-on-failure -j 2 --timeout 1800 "$@" || status=$?
+# Left out here (they run in the normal build): tests whose time goes to work no sanitizer
+# sees or that repeat covered paths at scale -- building the out-of-tree SDK example with the
+# compiler, and the bf16-vs-fp32 kNN figure over 12,000 Fashion-MNIST images (the kNN and
+# extraction code runs under ASan in the other KnnEvalTest and EvalTest cases).
+skip='SdkInstall\.BuildsAndLoadsOutOfTreeExample|KnnEvalTest\.Bf16KnnTopOneWithinPointTwoOfFp32'
+ctest --test-dir build-asan --output-on-failure -j 2 --timeout 1800 -E "$skip" "$@" || status=$?
 if compgen -G "$logs/*" > /dev/null; then
   echo "sanitize: sanitizer reports (from build-asan/sanitizer-logs):"
   for f in "$logs"/*; do
