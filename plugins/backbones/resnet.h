@@ -15,6 +15,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/types.h>
 
+#include <selfsup/bricks/norm.h>
 #include <selfsup/config.h>
 #include <selfsup/interfaces/modules.h>
 #include <selfsup/options.h>
@@ -93,7 +94,7 @@ private:
   std::vector<int64_t> out_indices_; // sorted, unique; 0 = stem, i = stage i (any scope)
   std::vector<int64_t> out_channels_;
   torch::nn::Conv2d conv1_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr};
+  bricks::BatchNorm2d bn1_{nullptr};
   std::vector<ResLayer> layers_;
 };
 

@@ -31,7 +31,7 @@ class ResBlock : public torch::nn::Module {
 public:
   virtual torch::Tensor forward(const torch::Tensor& x) = 0;
   /// The last norm layer of the residual branch (bn2 of BasicBlock, bn3 of Bottleneck).
-  [[nodiscard]] virtual torch::nn::BatchNorm2d last_norm() const = 0;
+  [[nodiscard]] virtual bricks::BatchNorm2d last_norm() const = 0;
 };
 
 /// torchvision's BasicBlock: conv1 (3x3, stride) - bn1 - relu - conv2 (3x3) - bn2, + identity.
@@ -41,12 +41,12 @@ public:
   BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
              const NormCfg& norm);
   torch::Tensor forward(const torch::Tensor& x) override;
-  [[nodiscard]] torch::nn::BatchNorm2d last_norm() const override { return bn2_; }
+  [[nodiscard]] bricks::BatchNorm2d last_norm() const override { return bn2_; }
   void pretty_print(std::ostream& stream) const override;
 
 private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
+  bricks::BatchNorm2d bn1_{nullptr}, bn2_{nullptr};
   torch::nn::Sequential downsample_{nullptr};
 };
 
@@ -58,12 +58,12 @@ public:
   Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, int64_t dilation,
              const NormCfg& norm);
   torch::Tensor forward(const torch::Tensor& x) override;
-  [[nodiscard]] torch::nn::BatchNorm2d last_norm() const override { return bn3_; }
+  [[nodiscard]] bricks::BatchNorm2d last_norm() const override { return bn3_; }
   void pretty_print(std::ostream& stream) const override;
 
 private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};
+  bricks::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};
   torch::nn::Sequential downsample_{nullptr};
 };
 

@@ -83,7 +83,7 @@ public:
 
 private:
   std::vector<torch::nn::Linear> fcs_;
-  std::vector<torch::nn::BatchNorm1d> bns_; // null where a layer has no BN
+  std::vector<bricks::BatchNorm1d> bns_; // null where a layer has no BN
 };
 
 // ---- LinearNeck ------------------------------------------------------------------------

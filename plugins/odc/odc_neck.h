@@ -34,7 +34,7 @@ public:
 
 private:
   torch::nn::Linear fc0_{nullptr}, fc1_{nullptr};
-  torch::nn::BatchNorm1d bn0_{nullptr};
+  bricks::BatchNorm1d bn0_{nullptr};
   torch::nn::Dropout dropout_{nullptr};
 };
 

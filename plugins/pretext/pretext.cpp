@@ -74,7 +74,8 @@ OptionTable<RelativeLocNeckOptions> RelativeLocNeckOptions::table() {
                 "backbone channels (the fc takes twice as many: neighbour and centre)", gt(0))
       .required("out_channels", &O::out_channels_, "output features", gt(0))
       .optional("with_avg_pool", &O::with_avg_pool_, "global average pooling first")
-      .optional("norm_cfg", &O::norm_cfg_, "{type: 'BN1d'} (BN, SyncBN: the same on one process)")
+      .optional("norm_cfg", &O::norm_cfg_,
+                "{type: 'BN1d'} (BN: the same; SyncBN: global batch statistics)")
       .as(ArgType::Dict)
       .rule([](const O& o, const Config& cfg) {
         const Config norm = cfg["norm_cfg"];
@@ -92,9 +93,11 @@ OptionTable<RelativeLocNeckOptions> RelativeLocNeckOptions::table() {
 
 RelativeLocNeck::RelativeLocNeck(const RelativeLocNeckOptions& options_) : options(options_) {
   fc_ = register_module("fc", torch::nn::Linear(options.in_channels() * 2, options.out_channels()));
+  const Json* norm_type = options.norm_cfg().find("type");
+  const bool sync = norm_type && norm_type->is_string() && norm_type->as_string() == "SyncBN";
   bn_ = register_module(
-      "bn",
-      torch::nn::BatchNorm1d(torch::nn::BatchNormOptions(options.out_channels()).momentum(0.003)));
+      "bn", bricks::BatchNorm1d(torch::nn::BatchNormOptions(options.out_channels()).momentum(0.003),
+                                sync));
   dropout_ = register_module("dropout", torch::nn::Dropout(0.5));
   torch::NoGradGuard no_grad;
   torch::nn::init::normal_(fc_->weight, 0.0, 0.01); // upstream init_cfg: Normal(std=0.01)

@@ -14,6 +14,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/types.h>
 
+#include <selfsup/bricks/norm.h>
 #include <selfsup/config.h>
 #include <selfsup/interfaces/algorithm.h>
 #include <selfsup/interfaces/modules.h>
@@ -57,7 +58,8 @@ struct RelativeLocNeckOptions {
   TORCH_ARG(int64_t, in_channels) = 0;
   TORCH_ARG(int64_t, out_channels) = 0;
   TORCH_ARG(bool, with_avg_pool) = true;
-  /// {type: 'BN1d' | 'BN' | 'SyncBN'}; the momentum is 0.003, as upstream sets it.
+  /// {type: 'BN1d' | 'BN' | 'SyncBN'}; the momentum is 0.003, as upstream sets it. SyncBN:
+  /// statistics of the global batch in a data-parallel run.
   TORCH_ARG(Json, norm_cfg) = Json::object({{"type", Json("BN1d")}});
 };
 
@@ -73,7 +75,7 @@ public:
 
 private:
   torch::nn::Linear fc_{nullptr};
-  torch::nn::BatchNorm1d bn_{nullptr};
+  bricks::BatchNorm1d bn_{nullptr}; // synchronised for norm_cfg SyncBN
   torch::nn::Dropout dropout_{nullptr};
 };
 
