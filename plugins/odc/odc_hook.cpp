@@ -43,10 +43,10 @@ void ODCHook::after_train_iter(RunnerContext& context) {
   if (options_.reweight) {
     torch::NoGradGuard no_grad;
     odc->loss_weight().copy_(
-        clustering::class_weights(memory.label_bank, odc->num_classes(), options_.reweight_pow));
+        clustering::class_weights(memory.labels(), odc->num_classes(), options_.reweight_pow));
   }
   if (it % options_.evaluate_interval == 0 && context.rank() == 0) {
-    const torch::Tensor h = clustering::cluster_sizes(memory.label_bank, odc->num_classes());
+    const torch::Tensor h = clustering::cluster_sizes(memory.labels(), odc->num_classes());
     char line[160];
     std::snprintf(line, sizeof line,
                   "ODCHook: empty_num: %lld\tmin_cluster: %lld\tmax_cluster: %lld",

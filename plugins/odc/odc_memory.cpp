@@ -63,6 +63,7 @@ void ODCMemory::init_memory(const torch::Tensor& features, const torch::Tensor& 
   label_bank.slice(0, 0, n).copy_(labels.reshape(-1));
   feature_bank.slice(0, 0, n).copy_(l2_rows(features.to(torch::kFloat32)));
   initialized_ = true;
+  rows_ = n;
   update_centroids_memory();
 }
 
@@ -80,6 +81,11 @@ torch::Tensor ODCMemory::update_samples_memory(const torch::Tensor& idx_in,
     idx = torch::cat(dist().all_gather(idx));
     f = torch::cat(dist().all_gather(f));
   }
+  if (idx.numel() > 0 && (idx.min().item<int64_t>() < 0 || idx.max().item<int64_t>() >= rows_))
+    throw ValueError("ODCMemory: sample_idx " + std::to_string(idx.max().item<int64_t>()) +
+                     " outside the " + std::to_string(rows_) +
+                     " rows of the initial clustering (DeepClusterHook's extract_dataloader "
+                     "must list the samples the training loader draws)");
   const torch::Tensor old = feature_bank.index_select(0, idx);
   const torch::Tensor mixed = l2_rows((1 - options.momentum) * old + options.momentum * f);
   feature_bank.index_put_({idx}, mixed);
@@ -98,8 +104,8 @@ void ODCMemory::update(const torch::Tensor& idx, const torch::Tensor& feature) {
 torch::Tensor ODCMemory::compute_centroids(const std::vector<int64_t>& cinds) const {
   const int64_t k = options.num_classes;
   torch::Tensor sums = torch::zeros({k, options.feat_dim}, feature_bank.options());
-  sums.index_add_(0, label_bank, feature_bank);
-  const torch::Tensor counts = torch::bincount(label_bank, {}, k).to(feature_bank.scalar_type());
+  sums.index_add_(0, labels(), features());
+  const torch::Tensor counts = torch::bincount(labels(), {}, k).to(feature_bank.scalar_type());
   torch::Tensor out = centroids.clone();
   const torch::Tensor means = sums / counts.clamp_min(1).unsqueeze(1);
   if (cinds.empty()) {
@@ -120,7 +126,7 @@ void ODCMemory::update_centroids_memory(const std::vector<int64_t>& cinds) {
 void ODCMemory::deal_with_small_clusters() {
   torch::NoGradGuard no_grad;
   const int64_t k = options.num_classes;
-  const torch::Tensor h = torch::bincount(label_bank.cpu(), {}, k);
+  const torch::Tensor h = torch::bincount(labels().cpu(), {}, k);
   std::vector<int64_t> small;
   const auto* hp = h.data_ptr<int64_t>();
   for (int64_t c = 0; c < k; ++c)
@@ -143,7 +149,7 @@ void ODCMemory::deal_with_small_clusters() {
   const torch::Tensor inclusion = torch::tensor(keep, torch::kInt64).to(centroids.device());
   const torch::Tensor included = centroids.index_select(0, inclusion);
   for (int64_t s : small) {
-    const torch::Tensor idx = (label_bank == s).nonzero().reshape(-1);
+    const torch::Tensor idx = (labels() == s).nonzero().reshape(-1);
     if (idx.numel() == 0) continue;
     const torch::Tensor target =
         torch::mm(included, feature_bank.index_select(0, idx).t()).argmax(0);
@@ -155,9 +161,9 @@ void ODCMemory::deal_with_small_clusters() {
 void ODCMemory::redirect_empty_clusters(const std::vector<int64_t>& empty) {
   const int64_t k = options.num_classes;
   for (int64_t e : empty) {
-    TORCH_CHECK(!(label_bank == e).any().item<bool>(), "ODCMemory: cluster ", e, " is not empty");
-    const int64_t max_cluster = torch::bincount(label_bank, {}, k).argmax().item<int64_t>();
-    const torch::Tensor members = (label_bank == max_cluster).nonzero().reshape(-1);
+    TORCH_CHECK(!(labels() == e).any().item<bool>(), "ODCMemory: cluster ", e, " is not empty");
+    const int64_t max_cluster = torch::bincount(labels(), {}, k).argmax().item<int64_t>();
+    const torch::Tensor members = (labels() == max_cluster).nonzero().reshape(-1);
     TORCH_CHECK(members.numel() >= 2, "ODCMemory: the largest cluster has fewer than 2 samples");
     // MMSelfSup: sklearn KMeans(n_clusters=2, random_state=0, max_iter=20); here Faiss's
     // k-means with seed 0 and 20 iterations; a random half when one side comes out empty.

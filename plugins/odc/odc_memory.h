@@ -42,6 +42,12 @@ public:
   void update_centroids_memory(const std::vector<int64_t>& cinds = {});
 
   [[nodiscard]] bool initialized() const { return initialized_; }
+  /// The rows the initial clustering filled (0..N-1; N < length when the training loader
+  /// takes `indices`): views of `label_bank` and `feature_bank`. Cluster sizes, centroids,
+  /// small clusters and loss weights count these rows only, never the untouched rest.
+  [[nodiscard]] torch::Tensor labels() const { return label_bank.slice(0, 0, rows_); }
+  [[nodiscard]] torch::Tensor features() const { return feature_bank.slice(0, 0, rows_); }
+  [[nodiscard]] int64_t rows() const { return rows_; }
   torch::Tensor feature_bank, label_bank, centroids;
   ODCMemoryOptions options;
 
@@ -49,6 +55,7 @@ private:
   [[nodiscard]] torch::Tensor compute_centroids(const std::vector<int64_t>& cinds) const;
   void redirect_empty_clusters(const std::vector<int64_t>& empty);
   bool initialized_ = false;
+  int64_t rows_ = 0;        // rows filled by init_memory
   uint64_t partitions_ = 0; // seeds the random fallback of the 2-means split
 };
 

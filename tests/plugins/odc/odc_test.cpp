@@ -188,6 +188,63 @@ TEST(ODCTest, HookUpdatesCentroidsDissolvesSmallClustersAndReweights) {
   EXPECT_TRUE(test::has_substr(run.lines.back(), "empty_num: 0"));
 }
 
+TEST(ODCTest, MemoryLongerThanTheClusteredSetCountsOnlyItsRows) {
+  // A training loader with `indices` clusters the first 8 samples into a memory of 20 rows
+  // (the Fashion-MNIST demo: 20,480 of 60,000). Rows 8..19 keep label 0 and a zero feature;
+  // they must not count: clusters of sizes 4, 3 and 1 (smaller than min_cluster 2).
+  auto model = make_odc(20, 2, 3, 2);
+  auto& c = clustering_of(*model);
+  const auto f = torch::tensor({{1.0, 0.0},
+                                {1.0, 0.1},
+                                {1.0, -0.1},
+                                {1.0, 0.2},
+                                {0.0, 1.0},
+                                {0.1, 1.0},
+                                {-0.1, 1.0},
+                                {0.0, -1.0}});
+  c.init_memory(f, torch::tensor({0, 0, 0, 0, 1, 1, 1, 2}, torch::kInt64));
+  const auto bank0 = nrm(f);
+  // Centroid 0 is the mean of its 4 rows, not diluted by the 12 untouched ones.
+  test::expect_allclose(buffer(*model, "centroids")[0], bank0.slice(0, 0, 4).mean(0), 1e-6, 1e-7,
+                        "centroid 0");
+  auto hook = build<Hook>(registry().config(Json::parse(R"({"type": "ODCHook",
+      "centroids_update_interval": 1, "deal_with_small_clusters_interval": 1,
+      "evaluate_interval": 1, "reweight": true, "reweight_pow": 0.5})",
+                                                        "t"),
+                                            "custom_hooks[0]"));
+  test::ClusterRun run(model, f, nullptr);
+  run.iter_ = 1;
+  hook->after_train_iter(run);
+  // Sample 7 left the small cluster 2, which then took one side of a 2-means split of the
+  // largest cluster among the 8 rows (cluster 0 or 1, now with 4 or 5), never of the untouched
+  // rows (with them cluster 0 would count 16 and give its zero rows away).
+  const auto lb = buffer(*model, "label_bank");
+  for (int64_t i = 8; i < 20; ++i) EXPECT_EQ(lb[i].item<int64_t>(), 0) << "row " << i;
+  const auto h = torch::bincount(lb.slice(0, 0, 8), {}, 3);
+  EXPECT_EQ(h.sum().item<int64_t>(), 8);
+  EXPECT_GT(h.min().item<int64_t>(), 0);
+  // Weights and the logged histogram come from the 8 rows.
+  const auto hw = h.to(torch::kFloat32);
+  const auto expected = (1.0 / (hw + 1e-10)).pow(0.5);
+  test::expect_allclose(c.loss_weight(), expected / expected.sum(), 1e-6, 0, "weights");
+  ASSERT_FALSE(run.lines.empty());
+  EXPECT_TRUE(
+      test::has_substr(run.lines.back(), "max_cluster: " + std::to_string(h.max().item<int64_t>())))
+      << run.lines.back();
+  // Every centroid is the mean of its members among the 8 rows.
+  const auto bank = buffer(*model, "feature_bank").slice(0, 0, 8);
+  const auto cent = buffer(*model, "centroids");
+  for (int64_t k = 0; k < 3; ++k)
+    test::expect_allclose(cent[k], bank.index({lb.slice(0, 0, 8) == k}).mean(0), 1e-6, 1e-7,
+                          "centroid");
+  // A sample the initial clustering did not cover is refused by name.
+  DataSamples s;
+  s.sample_idx = torch::tensor({3, 12}, torch::kInt64);
+  const auto x = torch::ones({2, 2, 1, 1});
+  EXPECT_TRUE(test::has_substr(test::message_of<ValueError>([&] { (void)model->loss({x}, s); }),
+                               "outside the 8 rows of the initial clustering"));
+}
+
 TEST(ODCTest, LossMatchesUpstreamWeightedCrossEntropy) {
   const auto d = reference();
   auto model = make_odc(8, 6, 5);
