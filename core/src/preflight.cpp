@@ -60,7 +60,7 @@ const std::map<std::string, std::string>& zoo_table() {
       {"ResNet_CIFAR", "backbones"},
       {"ResNetV1d", "backbones"},
       {"ResNeXt", "backbones"},
-      {"ResNetSobel", "deepcluster"},
+      {"ResNetSobel", "backbones"},
       {"VisionTransformer", "backbones"},
       {"SwinTransformer", "backbones"},
       {"MoCoV3ViT", "backbones"},

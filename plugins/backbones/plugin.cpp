@@ -1,11 +1,12 @@
-// The `backbones` plugin: image encoders (ResNet, ResNet_CIFAR, VisionTransformer, MoCoV3ViT,
-// SwinTransformer).
+// The `backbones` plugin: image encoders (ResNet, ResNet_CIFAR, ResNetSobel, VisionTransformer,
+// MoCoV3ViT, SwinTransformer).
 #include <string>
 
 #include <selfsup/plugin.h>
 #include <selfsup/registry.h>
 
 #include "resnet.h"
+#include "resnet_sobel.h"
 #include "swin.h"
 #include "vit.h"
 
@@ -15,6 +16,7 @@ void register_types(selfsup::Registrar& r) {
   r.add<selfsup::Backbone>("ResNet", &make_resnet, ResNetOptions::table("imagenet").schema());
   r.add<selfsup::Backbone>("ResNet_CIFAR", &make_resnet_cifar,
                            ResNetOptions::table("cifar").schema());
+  r.add<selfsup::Backbone>("ResNetSobel", &make_resnet_sobel, ResNetSobel::table().schema());
   // Scope variants (sdk/include/selfsup/registry.h): mmcls 1.0 numbers out_indices by stage
   // from 0 and zero-inits the residual branches; mmpretrain 1.x kept both.
   for (const char* scope : {"mmcls", "mmpretrain"}) {

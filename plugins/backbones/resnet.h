@@ -71,7 +71,7 @@ private:
   ResNetOptions() = default;
 };
 
-class ResNet final : public selfsup::Backbone {
+class ResNet : public selfsup::Backbone {
 public:
   explicit ResNet(const ResNetOptions& options);
 

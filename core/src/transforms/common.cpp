@@ -32,6 +32,7 @@ Constraint min_max() {
 
 void register_transforms(Registrar& r) {
   transforms::register_geometric(r);
+  transforms::register_rotate_resize_crop(r);
   transforms::register_photometric(r);
   transforms::register_composition(r);
   transforms::register_packing(r);

@@ -62,5 +62,7 @@ void register_photometric(Registrar& r); // ColorJitter, RandomGrayscale, Random
 void register_composition(Registrar& r); // RandomApply, MultiView
 void register_packing(Registrar& r);     // PackSelfSupInputs
 void register_loading(Registrar& r);     // LoadImageFromFile
+// RandomRotation, ResizeEdge, CenterCrop (rotate_resize_crop.cpp)
+void register_rotate_resize_crop(Registrar& r);
 
 } // namespace selfsup::core::transforms
