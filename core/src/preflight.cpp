@@ -152,7 +152,7 @@ const std::map<std::string, std::string>& zoo_table() {
       {"BEiTMaskGenerator", "common"},
       {"SimMIMMaskGenerator", "simmim"},
       {"MAERandomResizedCrop", "mae"},
-      {"RandomResizedCropAndInterpolationWithTwoPic", "beit"},
+      {"RandomResizedCropAndInterpolationWithTwoPic", "core"},
       // hooks, optimizers, loops, schedulers
       {"DeepClusterHook", "deepcluster"},
       {"DenseCLHook", "densecl"},
@@ -367,12 +367,47 @@ bool under(const std::string& problem, const std::string& key) {
   return next == '.' || next == '[' || next == ':';
 }
 
-// A missing dataset file or folder (path constraints of a dataset's keys).
-bool is_data_file_problem(const std::string& problem) {
+// A missing file or folder that a run reads when it starts: a dataset's files and folders,
+// load_from (the path constraints of their keys), a backbone's Pretrained init_cfg checkpoint.
+bool is_start_file_problem(const std::string& problem) {
   const size_t colon = problem.find(": ");
   if (colon == std::string::npos) return false;
-  return problem.find("dataset", 0) < colon &&
-         problem.compare(colon, 22, ": expected an existing") == 0;
+  if (problem.compare(colon, 22, ": expected an existing") == 0) return true;
+  const std::string checkpoint = "init_cfg.checkpoint";
+  return colon >= checkpoint.size() &&
+         problem.compare(colon - checkpoint.size(), checkpoint.size(), checkpoint) == 0 &&
+         problem.compare(colon, 14, ": no such file") == 0;
+}
+
+bool is_missing_pretrained(const Json& init) {
+  if (!init.is_object()) return false;
+  const Json* type = init.find("type");
+  const Json* file = init.find("checkpoint");
+  std::error_code ec;
+  return type && type->is_string() && type->as_string() == "Pretrained" && file &&
+         file->is_string() && !fs::is_regular_file(file->as_string(), ec);
+}
+
+// Without data (`--no-data`), a module whose init_cfg is {type: 'Pretrained', checkpoint: FILE}
+// with no such FILE is built with its own initial weights, as if the init_cfg were absent
+// (mmengine applies an init_cfg after building): its keys were validated by preflight().
+void drop_missing_pretrained(Json& node) {
+  if (node.is_array()) {
+    for (size_t i = 0; i < node.size(); ++i) drop_missing_pretrained(node.at(i));
+    return;
+  }
+  if (!node.is_object()) return;
+  if (Json* init = node.find("init_cfg")) {
+    if (is_missing_pretrained(*init)) {
+      node.erase("init_cfg");
+    } else if (init->is_array()) {
+      Json kept = Json::array();
+      for (const Json& one : init->items())
+        if (!is_missing_pretrained(one)) kept.push_back(one);
+      *init = std::move(kept);
+    }
+  }
+  for (size_t i = 0; i < node.size(); ++i) drop_missing_pretrained(node.at(i));
 }
 
 class PartChecker {
@@ -426,9 +461,10 @@ void build_parts(const Json& cfg, const Registry& registry, const CheckOptions& 
     parts.attempt("model", [&] {
       Json m = raw["model"].json(); // a backbone init_cfg Pretrained is the runner's to load
       const std::string pretrained = take_pretrained_init_cfg(m);
-      if (!pretrained.empty() && !std::filesystem::is_regular_file(pretrained))
+      if (check.data && !pretrained.empty() && !std::filesystem::is_regular_file(pretrained))
         throw ConfigError("model.backbone.init_cfg.checkpoint: no such file '" + pretrained + "'");
-      model = build<Algorithm>(pretrained.empty() ? raw["model"] : raw["model"].derive(m, "model"));
+      if (!check.data) drop_missing_pretrained(m);
+      model = build<Algorithm>(raw["model"].derive(m, "model"));
     });
   if (model && wanted("optim_wrapper"))
     parts.attempt("optim_wrapper", [&] { OptimWrapper w(raw["optim_wrapper"], *model); });
@@ -536,7 +572,7 @@ std::vector<std::string> check_config(const Json& cfg, const TrainOptions& optio
   const Registry& registry = options.registry ? *options.registry : Registry::global();
   std::vector<std::string> problems = preflight(cfg, options);
   if (!check.data)
-    problems.erase(std::remove_if(problems.begin(), problems.end(), is_data_file_problem),
+    problems.erase(std::remove_if(problems.begin(), problems.end(), is_start_file_problem),
                    problems.end());
   build_parts(cfg, registry, check, problems);
   return problems;

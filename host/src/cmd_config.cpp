@@ -22,8 +22,10 @@ int cmd_config(int argc, char** argv) {
       "and pipeline, schedulers, hooks) without training; list every problem, exit 2 if any")(
       "plugin-dir", po::value(&plugin_dirs), "with --check: also load plugins from this folder")(
       "allow-insecure-plugins", "with --check: load plugins others can write to")(
-      "no-data", "with --check: do not require or read dataset files and folders (the "
-                 "datasets are not built, their pipelines are)");
+      "no-data", "with --check: do not require the files a run reads at start: dataset "
+                 "files and folders (the datasets are not built, their pipelines are), "
+                 "load_from, Pretrained init_cfg checkpoints (the module keeps its own "
+                 "initial weights); their keys are still checked");
   std::string config;
   po::variables_map vm = parse_with_config(argc, argv, opts, config);
   if (vm.count("help")) {

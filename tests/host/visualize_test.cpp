@@ -1,4 +1,4 @@
-// `selfsup visualize`: a tiny MAE run of the shipped Fashion-MNIST config, then its
+// `selfsup visualize`: tiny MAE and SimMIM runs of the shipped Fashion-MNIST configs, then their
 // reconstructions as PNG files (one strip of four panels per image and the grid of all),
 // and the errors for a bad command line.
 #include <gtest/gtest.h>
@@ -83,6 +83,44 @@ TEST(Visualize, WritesMaeReconstructionsAsPng) {
                                  " --num 2 --split train --scale 1" + overrides);
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_EQ(png_size(dir.path() / "vis_train" / "sample_0.png")[1], 28u);
+}
+
+TEST(Visualize, WritesSimMimReconstructionsAsPng) {
+  // The shipped SimMIM Fashion-MNIST config (Swin, 32x32, 3 channels), one tiny epoch.
+  selfsup::test::TempDir dir;
+  selfsup::test::make_fake_fmnist(dir.path() / "data", 32, 8);
+  const std::string cfg =
+      std::string(SELFSUP_SOURCE_DIR) + "/configs/simmim/simmim_swin-tiny-p2-w4_fmnist.json";
+  const fs::path work = dir.path() / "work";
+  const std::string root = (dir.path() / "data").string();
+  const std::string overrides =
+      " --cfg-options train_dataloader.dataset.data_root=" + root +
+      " custom_hooks.0.bank_dataloader.dataset.data_root=" + root +
+      " custom_hooks.0.query_dataloader.dataset.data_root=" + root +
+      " custom_hooks.0.bank_dataloader.dataset.indices=16"
+      " custom_hooks.0.query_dataloader.dataset.indices=8 custom_hooks.0.k=5"
+      " train_dataloader.batch_size=16 train_cfg.max_epochs=1"
+      " model.backbone.arch.embed_dims=8 model.neck.in_channels=16"
+      " param_scheduler.0.end=1 param_scheduler.1.begin=1 param_scheduler.1.end=2"
+      " param_scheduler.1.T_max=1 default_hooks.checkpoint.interval=1";
+  auto r = selfsup::test::run_selfsup("train " + cfg + " --work-dir " + work.string() +
+                                      " --threads 2" + overrides);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string ckpt = (work / "epoch_1.pth").string();
+  ASSERT_TRUE(fs::exists(ckpt)) << r.output;
+  const fs::path out = dir.path() / "vis";
+  r = selfsup::test::run_selfsup("visualize " + cfg + " --checkpoint " + ckpt + " --out " +
+                                 out.string() + " --num 2 --scale 1 --split train" +
+                                 overrides); // SimMIM's masks come from the training pipeline
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(selfsup::test::has_substr(r.output, "Wrote 2 reconstructions"));
+  // 32x32 panels at scale 1: four panels and three 2-pixel gaps per strip.
+  for (int i = 0; i < 2; ++i) {
+    const auto size = png_size(out / ("sample_" + std::to_string(i) + ".png"));
+    EXPECT_EQ(size[0], 4u * 32u + 3u * 2u) << i;
+    EXPECT_EQ(size[1], 32u) << i;
+  }
+  EXPECT_EQ(png_size(out / "reconstructions.png")[1], 2u * 32u + 4u); // a 4-pixel gap
 }
 
 TEST(Visualize, RefusesAnIncompleteCommandLine) {

@@ -1,4 +1,5 @@
-// Geometric transforms (mmselfsup / mmcv names and semantics): RandomResizedCrop, RandomFlip.
+// Geometric transforms (mmselfsup / mmcv names and semantics): RandomResizedCrop,
+// RandomResizedCropAndInterpolationWithTwoPic, RandomFlip, Resize, RandomCrop.
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -55,6 +56,62 @@ Constraint image_size() {
   return c;
 }
 
+// The crop box of torchvision's / mmselfsup's RandomResizedCrop.get_params: up to max_attempts
+// tries of an area fraction ~U(scale) and a log-uniform aspect ratio w/h (sizes rounded half to
+// even, as Python's round()), the offsets uniform (row first); then a central crop with the
+// ratio clamped. Draws from `rng` in upstream's order: area, ratio, row, column.
+struct CropBox {
+  int x = 0, y = 0, w = 0, h = 0;
+};
+
+class CropBoxSampler {
+public:
+  CropBoxSampler() = default;
+  CropBoxSampler(const std::vector<double>& scale, const std::vector<double>& ratio,
+                 int max_attempts)
+      : scale_lo_(scale.at(0)), scale_hi_(scale.at(1)), ratio_lo_(ratio.at(0)),
+        ratio_hi_(ratio.at(1)), log_ratio_lo_(std::log(ratio_lo_)),
+        log_ratio_hi_(std::log(ratio_hi_)), max_attempts_(max_attempts) {}
+
+  CropBox sample(int height, int width, Rng& rng) const {
+    const double area = double(height) * double(width);
+    CropBox b;
+    for (int i = 0; i < max_attempts_; ++i) {
+      const double target_area = rng.uniform(scale_lo_, scale_hi_) * area;
+      const double aspect = std::exp(rng.uniform(log_ratio_lo_, log_ratio_hi_));
+      // Python's round(): half to even, as std::nearbyint in the default rounding mode.
+      b.w = int(std::nearbyint(std::sqrt(target_area * aspect)));
+      b.h = int(std::nearbyint(std::sqrt(target_area / aspect)));
+      if (b.w > 0 && b.w <= width && b.h > 0 && b.h <= height) {
+        b.y = int(rng.randint(0, height - b.h));
+        b.x = int(rng.randint(0, width - b.w));
+        return b;
+      }
+    }
+    const double in_ratio = double(width) / double(height); // central crop, ratio clamped
+    if (in_ratio < ratio_lo_) {
+      b.w = width;
+      b.h = std::max(1, int(std::nearbyint(b.w / ratio_lo_)));
+    } else if (in_ratio > ratio_hi_) {
+      b.h = height;
+      b.w = std::max(1, int(std::nearbyint(b.h * ratio_hi_)));
+    } else {
+      b.w = width;
+      b.h = height;
+    }
+    b.h = std::min(b.h, height);
+    b.w = std::min(b.w, width);
+    b.y = (height - b.h) / 2;
+    b.x = (width - b.w) / 2;
+    return b;
+  }
+
+private:
+  double scale_lo_ = 0, scale_hi_ = 0;
+  double ratio_lo_ = 0, ratio_hi_ = 0, log_ratio_lo_ = 0, log_ratio_hi_ = 0;
+  int max_attempts_ = 10;
+};
+
 struct RandomResizedCropOptions {
   Json size; // required
   std::vector<double> scale = {0.08, 1.0};
@@ -109,13 +166,7 @@ public:
       out_h_ = int(o.size.at(0).as_int());
       out_w_ = int(o.size.at(1).as_int());
     }
-    scale_lo_ = o.scale[0];
-    scale_hi_ = o.scale[1];
-    ratio_lo_ = o.ratio[0];
-    ratio_hi_ = o.ratio[1];
-    log_ratio_lo_ = std::log(ratio_lo_);
-    log_ratio_hi_ = std::log(ratio_hi_);
-    max_attempts_ = o.max_attempts;
+    box_ = CropBoxSampler(o.scale, o.ratio, o.max_attempts);
     interp_ = interpolation_flag(o.interpolation);
     pillow_ = o.backend == "pillow";
     if (o.interpolation == "nearest") filter_ = pil::Filter::nearest;
@@ -125,39 +176,8 @@ public:
 
   void apply(Sample& s, Rng& rng) const override {
     require_image(s.img, "RandomResizedCrop");
-    const int height = s.img.height, width = s.img.width;
-    const double area = double(height) * double(width);
-    int y = 0, x = 0, th = 0, tw = 0;
-    bool found = false;
-    for (int i = 0; i < max_attempts_ && !found; ++i) {
-      const double target_area = rng.uniform(scale_lo_, scale_hi_) * area;
-      const double aspect = std::exp(rng.uniform(log_ratio_lo_, log_ratio_hi_));
-      // Python's round(): half to even, as std::nearbyint in the default rounding mode.
-      tw = int(std::nearbyint(std::sqrt(target_area * aspect)));
-      th = int(std::nearbyint(std::sqrt(target_area / aspect)));
-      if (tw > 0 && tw <= width && th > 0 && th <= height) {
-        y = int(rng.randint(0, height - th));
-        x = int(rng.randint(0, width - tw));
-        found = true;
-      }
-    }
-    if (!found) { // central crop, ratio clamped
-      const double in_ratio = double(width) / double(height);
-      if (in_ratio < ratio_lo_) {
-        tw = width;
-        th = std::max(1, int(std::nearbyint(tw / ratio_lo_)));
-      } else if (in_ratio > ratio_hi_) {
-        th = height;
-        tw = std::max(1, int(std::nearbyint(th * ratio_hi_)));
-      } else {
-        tw = width;
-        th = height;
-      }
-      th = std::min(th, height);
-      tw = std::min(tw, width);
-      y = (height - th) / 2;
-      x = (width - tw) / 2;
-    }
+    const CropBox b = box_.sample(s.img.height, s.img.width, rng);
+    const int x = b.x, y = b.y, tw = b.w, th = b.h;
     if (pillow_) {
       s.img = pil::resize(s.img, x, y, tw, th, out_h_, out_w_, filter_);
       return;
@@ -168,12 +188,120 @@ public:
 
 private:
   int out_h_ = 0, out_w_ = 0;
-  double scale_lo_ = 0, scale_hi_ = 0;
-  double ratio_lo_ = 0, ratio_hi_ = 0, log_ratio_lo_ = 0, log_ratio_hi_ = 0;
-  int max_attempts_ = 0;
+  CropBoxSampler box_;
   int interp_ = cv::INTER_LINEAR;
   bool pillow_ = false;
   pil::Filter filter_ = pil::Filter::bilinear;
+};
+
+// ---------------------------------------------------------------------------------------
+// RandomResizedCropAndInterpolationWithTwoPic (BEiT / CAE)
+
+// Upstream (mmselfsup 1.0) maps the interpolation names to PIL's resampling constants and hands
+// those numbers to cv2.resize, which reads them as OpenCV flags: PIL's LANCZOS (1) is OpenCV's
+// INTER_LINEAR, BILINEAR (2) is INTER_CUBIC, BICUBIC (3) is INTER_AREA, HAMMING (5) is
+// INTER_LINEAR_EXACT. The flags below are what upstream's pictures are made with.
+int two_pic_flag(const std::string& name) {
+  if (name == "bicubic") return cv::INTER_AREA;
+  if (name == "lanczos") return cv::INTER_LINEAR;
+  if (name == "hamming") return cv::INTER_LINEAR_EXACT;
+  return cv::INTER_CUBIC; // "bilinear"
+}
+
+// An int (square) or [w, h], as upstream passes the size to cv2.resize (dsize).
+void two_pic_size(const Json& size, int& out_h, int& out_w) {
+  out_w = int(size.is_int() ? size.as_int() : size.at(0).as_int());
+  out_h = int(size.is_int() ? size.as_int() : size.at(1).as_int());
+}
+
+struct TwoPicOptions {
+  Json size;        // required
+  Json second_size; // null: one picture
+  std::vector<double> scale = {0.08, 1.0};
+  std::vector<double> ratio = {3.0 / 4.0, 4.0 / 3.0};
+  std::string interpolation = "bilinear";
+  std::string second_interpolation = "lanczos";
+
+  static OptionTable<TwoPicOptions> table() {
+    using O = TwoPicOptions;
+    using namespace selfsup::check;
+    Constraint optional_size = image_size();
+    optional_size.text = "null, " + optional_size.text;
+    optional_size.holds = [size = image_size().holds](const Json& v) {
+      return v.is_null() || size(v);
+    };
+    return OptionTable<O>(
+               "BEiT/CAE's crop (mmselfsup RandomResizedCropAndInterpolationWithTwoPic): one "
+               "random box (RandomResizedCrop's: area ~U(scale), log-uniform ratio, 10 tries, "
+               "then a central crop), resized to `size` for the backbone and, with "
+               "`second_size`, also to `second_size` for the target generator: the sample's "
+               "two views, [picture, target picture]. As upstream, the resizing is OpenCV's "
+               "with PIL's constant read as an OpenCV flag: 'bicubic' resizes with INTER_AREA, "
+               "'lanczos' with INTER_LINEAR, 'bilinear' with INTER_CUBIC, 'hamming' with "
+               "INTER_LINEAR_EXACT; 'random' picks 'bilinear' or 'bicubic' per sample.",
+               O())
+        .required("size", &O::size, "the picture's size: an int (square) or [w, h]", image_size())
+        .optional("second_size", &O::second_size,
+                  "the target picture's size: an int (square) or [w, h]; null: no target "
+                  "picture",
+                  optional_size)
+        .optional("scale", &O::scale,
+                  "range [min, max] of the crop area as a fraction of the image area", min_max(),
+                  each(ge(0)))
+        .optional("ratio", &O::ratio,
+                  "range [min, max] of the crop aspect ratio w/h (sampled log-uniformly)",
+                  min_max(), each(gt(0)))
+        .optional("interpolation", &O::interpolation, "how the picture is resized (see above)",
+                  one_of({"bilinear", "bicubic", "lanczos", "hamming", "random"}))
+        .optional("second_interpolation", &O::second_interpolation,
+                  "how the target picture is resized (see above)",
+                  one_of({"bilinear", "bicubic", "lanczos", "hamming"}))
+        .rule([](const O& o, const Config& cfg) {
+          if (!(o.scale[1] > 0))
+            cfg.fail_key("scale", "expected a largest area fraction > 0, got " +
+                                      describe_value(cfg["scale"].json()));
+        });
+  }
+};
+
+class RandomResizedCropAndInterpolationWithTwoPic final : public Transform {
+public:
+  explicit RandomResizedCropAndInterpolationWithTwoPic(const Config& cfg) {
+    const auto o = TwoPicOptions::table().parse(cfg);
+    box_ = CropBoxSampler(o.scale, o.ratio, 10);
+    two_pic_size(o.size, out_h_, out_w_);
+    if (!o.second_size.is_null()) {
+      two_pics_ = true;
+      two_pic_size(o.second_size, second_h_, second_w_);
+    }
+    random_interp_ = o.interpolation == "random";
+    interp_ = two_pic_flag(o.interpolation);
+    second_interp_ = two_pic_flag(o.second_interpolation);
+  }
+
+  void apply(Sample& s, Rng& rng) const override {
+    require_image(s.img, "RandomResizedCropAndInterpolationWithTwoPic");
+    const CropBox b = box_.sample(s.img.height, s.img.width, rng);
+    int interp = interp_;
+    if (random_interp_) // upstream: random.choice((BILINEAR, BICUBIC)), after the box
+      interp = rng.randint(0, 1) == 0 ? two_pic_flag("bilinear") : two_pic_flag("bicubic");
+    const cv::Mat roi = as_mat(s.img)(cv::Rect(b.x, b.y, b.w, b.h));
+    Image picture = resize_to(roi, out_h_, out_w_, s.img.channels, interp);
+    if (!two_pics_) {
+      s.img = std::move(picture);
+      return;
+    }
+    Image target = resize_to(roi, second_h_, second_w_, s.img.channels, second_interp_);
+    s.img = Image();
+    s.views.push_back(std::move(picture));
+    s.views.push_back(std::move(target));
+  }
+
+private:
+  CropBoxSampler box_;
+  int out_h_ = 0, out_w_ = 0, second_h_ = 0, second_w_ = 0;
+  bool two_pics_ = false, random_interp_ = false;
+  int interp_ = cv::INTER_CUBIC, second_interp_ = cv::INTER_LINEAR;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -324,6 +452,9 @@ private:
 void register_geometric(Registrar& r) {
   r.add<Transform>("RandomResizedCrop", &make<RandomResizedCrop>,
                    RandomResizedCropOptions::table().schema());
+  r.add<Transform>("RandomResizedCropAndInterpolationWithTwoPic",
+                   &make<RandomResizedCropAndInterpolationWithTwoPic>,
+                   TwoPicOptions::table().schema());
   r.add<Transform>("RandomFlip", &make<RandomFlip>, RandomFlipOptions::table().schema());
   r.add<Transform>("Resize", &make<Resize>, ResizeOptions::table().schema());
   r.add<Transform>("RandomCrop", &make<RandomCrop>, RandomCropOptions::table().schema());

@@ -28,8 +28,12 @@ SELFSUP_CORE_API void check_before_training(const Json& cfg, const TrainOptions&
 
 /// What `selfsup config --check` does beyond preflight().
 struct CheckOptions {
-  /// false (`--no-data`): dataset files and folders are neither required nor read; the
-  /// datasets are not built, their pipelines are (and a hook's data loaders' pipelines).
+  /// false (`--no-data`): the files a run reads when it starts are neither required nor read
+  /// (their keys are still checked): dataset files and folders, `load_from`, and the
+  /// checkpoint of any `init_cfg: {type: 'Pretrained', checkpoint: FILE}` in the model (a
+  /// missing one is dropped: the module is built with its own initial weights; an existing
+  /// one is read). The datasets are not built, their pipelines are (and a hook's data
+  /// loaders' pipelines).
   bool data = true;
 };
 
