@@ -1,12 +1,13 @@
 // Speed of selfsup beside MMSelfSup 1.0 and a plain-PyTorch reference, measured in one run on
 // this machine (ratios only ever come from the same invocation: the machine's speed moves from
 // day to day): start-up, augmentation throughput (32x32 arrays and 224-px crops of JPEG files),
-// training steps of SimCLR, MoCo v2 and BYOL (ResNet-18 CIFAR stem, batch 256, 32x32: fp32,
-// fp32 channels-last, bf16 autocast + channels-last) and the peak resident memory of each run;
+// training steps of SimCLR, MoCo v2, BYOL and SwAV multi-crop (ResNet-18 CIFAR stem, batch 256,
+// 32x32; SwAV 2 crops of 32x32 + 6 of 14x14: fp32, fp32 channels-last, bf16 autocast +
+// channels-last) and the peak resident memory of each run;
 // feature extraction (--extract-images N 1x32x32 images through ResNet-18, fp32 and selfsup's
 // default bf16-where-native, beside MMSelfSup's Extractor-style loop, bench/mmselfsup_extract.py).
 //
-//   selfsup_bench [--iters N] [--warmup N] [--algos simclr,mocov2,byol] [--quiet-wait S]
+//   selfsup_bench [--iters N] [--warmup N] [--algos simclr,mocov2,byol,swav] [--quiet-wait S]
 //                 [--mmselfsup PYTHONPATH] [--anchors DIR] [--python EXE] [--no-python]
 //                 [--jpeg-images N] [--profile FILE] [--extract-images N]
 //
@@ -16,12 +17,12 @@
 // plain-PyTorch reference is left out too, and the bench says so.
 //
 // Every training measurement runs in its own fresh process (this executable with --child-train,
-// MMSelfSup's bench_train.py, bench/plain_reference.py), one after the other, so each has the
-// machine to itself, its peak resident memory is its own (wait4's ru_maxrss), and nothing the
-// children print reaches the table. Each timed step waits (bounded, --quiet-wait) for a quiet
-// machine first and records the CPU that other processes used during it; a step during which
-// others used >= 0.25 core is "dirty" and the figure is the median of the clean steps (of all
-// steps when none is clean), as upstream's bench_train.py does.
+// MMSelfSup's bench_train.py or bench/mmselfsup_swav.py, bench/plain_reference.py), one after
+// the other, so each has the machine to itself, its peak resident memory is its own (wait4's
+// ru_maxrss), and nothing the children print reaches the table. Each timed step waits (bounded,
+// --quiet-wait) for a quiet machine first and records the CPU that other processes used during
+// it; a step during which others used >= 0.25 core is "dirty" and the figure is the median of
+// the clean steps (of all steps when none is clean), as upstream's bench_train.py does.
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -64,6 +65,7 @@ using namespace selfsup;
 namespace {
 
 constexpr int kBatch = 256;
+constexpr int kSwAVSmall = 14;  // SwAV's small crops: 224/96 of the 32-pixel large ones
 constexpr double kDirty = 0.25; // foreign cores during a step that make it dirty
 
 double now() {
@@ -281,10 +283,25 @@ Json model_config(const std::string& algo) {
           "predictor": {"type": "NonLinearNeck", "in_channels": 256, "hid_channels": 4096,
             "out_channels": 256, "num_layers": 2, "with_bias": true, "with_last_bn": false,
             "with_avg_pool": false, "norm_cfg": {"type": "BN"}}}})";
+  } else if (algo == "swav") {
+    // MMSelfSup's swav.py: SwAVNeck 2048 -> 2048 -> 128 (in_channels 512 here), SwAVLoss with
+    // 3000 prototypes, epsilon 0.05, temperature 0.1, 3 Sinkhorn iterations, num_crops [2, 6].
+    m = R"({"type": "SwAV", )" + pre + backbone(true) +
+        R"("neck": {"type": "SwAVNeck", "in_channels": 512, "hid_channels": 2048,
+          "out_channels": 128, "with_avg_pool": true, "norm_cfg": {"type": "BN"}},
+        "head": {"type": "SwAVHead", "loss": {"type": "SwAVLoss", "feat_dim": 128,
+          "epsilon": 0.05, "temperature": 0.1, "num_crops": [2, 6]}}})";
   } else {
-    throw ValueError("--algos: unknown algorithm '" + algo + "' (simclr, mocov2, byol)");
+    throw ValueError("--algos: unknown algorithm '" + algo + "' (simclr, mocov2, byol, swav)");
   }
   return Json::parse(m, "bench model " + algo);
+}
+
+// The side of each view of one sample: two 32x32 views; SwAV's multi-crop 2 x 32 + 6 x 14.
+std::vector<int64_t> view_sizes(const std::string& algo) {
+  if (algo == "swav")
+    return {32, 32, kSwAVSmall, kSwAVSmall, kSwAVSmall, kSwAVSmall, kSwAVSmall, kSwAVSmall};
+  return {32, 32};
 }
 
 // Upstream's train_step on pre-made uint8 views (data loading excluded, as in bench_train.py):
@@ -315,8 +332,8 @@ int train_child(const std::string& algo, const std::string& mode, int iters, int
   }
   core::OptimWrapper wrapper(Config(ow, "optim_wrapper"), *model);
   std::vector<torch::Tensor> raw;
-  for (int v = 0; v < 2; ++v)
-    raw.push_back(torch::randint(0, 256, {kBatch, 3, 32, 32}, torch::kUInt8));
+  for (int64_t side : view_sizes(algo))
+    raw.push_back(torch::randint(0, 256, {kBatch, 3, side, side}, torch::kUInt8));
   DataSamples samples;
   samples.gt_label = torch::full({kBatch}, -1, torch::kLong);
   samples.sample_idx = torch::arange(kBatch, torch::kLong);
@@ -324,7 +341,8 @@ int train_child(const std::string& algo, const std::string& mode, int iters, int
   int64_t iter = 0;
   double last_loss = 0;
   auto step = [&] {
-    std::vector<torch::Tensor> views = {raw[0].clone(), raw[1].clone()};
+    std::vector<torch::Tensor> views;
+    for (const auto& r : raw) views.push_back(r.clone());
     DataSamples s = samples;
     torch::Tensor loss;
     {
@@ -494,7 +512,7 @@ double startup_seconds(const fs::path& exe, const fs::path& tmp) {
 
 struct Options {
   int iters = 5, warmup = 2;
-  std::vector<std::string> algos = {"simclr", "mocov2", "byol"};
+  std::vector<std::string> algos = {"simclr", "mocov2", "byol", "swav"};
   double quiet_wait = 5;
   std::string mmselfsup, anchors, python = "/usr/bin/python3", profile;
   bool no_python = false;
@@ -868,11 +886,18 @@ int main(int argc, char** argv) try {
   for (const auto& algo : o.algos) {
     Figure mm;
     if (have_mm) {
+      // SwAV multi-crop through bench/mmselfsup_swav.py (bench_train.py times 2 crops only).
       const fs::path jf = tmp / ("train_" + algo + ".json");
-      const ChildResult r = run_child({o.python, (fs::path(o.anchors) / "bench_train.py").string(),
-                                       "--algos", algo, "--iters", std::to_string(o.iters),
-                                       "--warmup", std::to_string(o.warmup), "--json", jf.string()},
-                                      py_env, tmp);
+      std::vector<std::string> argv = {o.python, (fs::path(o.anchors) / "bench_train.py").string(),
+                                       "--algos", algo};
+      if (algo == "swav")
+        argv = {o.python, (scripts / "mmselfsup_swav.py").string(), "--small",
+                std::to_string(kSwAVSmall)};
+      for (const std::string& a :
+           {std::string("--iters"), std::to_string(o.iters), std::string("--warmup"),
+            std::to_string(o.warmup), std::string("--json"), jf.string()})
+        argv.push_back(a);
+      const ChildResult r = run_child(argv, py_env, tmp);
       const auto j = read_json_file(jf);
       if (r.ok() && j && j->find("rows") && j->find("rows")->size() == 1) {
         const Json& row = j->find("rows")->at(0);
@@ -927,8 +952,9 @@ int main(int argc, char** argv) try {
   std::printf("\nsamples/s: batch / median step time over the clean steps (others used < %.2f "
               "core; 'clean' counts them, 'load' is the largest foreign load of a step in cores);"
               "\npeak RSS: the process's ru_maxrss; fp32_cl: channels-last; bf16_cl: "
-              "AmpOptimWrapper bf16 autocast + channels-last\n",
-              kDirty);
+              "AmpOptimWrapper bf16 autocast + channels-last; a swav sample is 2 crops of 32x32 "
+              "+ 6 of %dx%d\n",
+              kDirty, kSwAVSmall, kSwAVSmall);
   if (o.extract_images > 0)
     extraction_section(exe, tmp, o.extract_images, o.python, have_torch && !o.no_python,
                        o.mmselfsup, py_env);
