@@ -32,41 +32,49 @@ torch::Tensor entry(const c10::Dict<c10::IValue, c10::IValue>& d, const std::str
   return d.at(key).toTensor();
 }
 
-// The tiny backbone: ResNet-18 of width 4; `norm_eval`: its BN in eval mode (the running
-// statistics, the same on every rank) so a step depends on the global batch only.
-std::string backbone(bool norm_eval) {
+// The tiny backbone: ResNet-18 of width 4, BN in training mode; `sync`: norm_cfg SyncBN (the
+// statistics of the global batch), else BN (per-rank statistics).
+std::string backbone(bool sync) {
   return std::string(R"({"type": "ResNet", "depth": 18, "in_channels": 1, "stem": "cifar",
-                 "stem_channels": 4, "base_channels": 4, "out_indices": [4], "norm_eval": )") +
-         (norm_eval ? "true" : "false") + "}";
+                 "stem_channels": 4, "base_channels": 4, "out_indices": [4],
+                 "norm_cfg": {"type": ")") +
+         (sync ? "SyncBN" : "BN") + R"("}})";
 }
 
-// SimCLR; `equivalent`: BN in eval mode and a LinearNeck (no per-rank batch statistics),
-// else the usual NonLinearNeck with BN in training mode.
-std::string simclr_model(bool equivalent) {
-  const std::string neck = equivalent
-                               ? R"({"type": "LinearNeck", "in_channels": 32, "out_channels": 16})"
-                               : R"({"type": "NonLinearNeck", "in_channels": 32, "hid_channels": 32,
-                       "out_channels": 16, "num_layers": 2, "with_avg_pool": true})";
+std::string norm(bool sync) {
+  return std::string(R"({"type": ")") + (sync ? "SyncBN" : "BN") + R"("})";
+}
+
+// SimCLR with the usual NonLinearNeck, every BN in training mode; `sync`: all of them SyncBN.
+std::string simclr_model(bool sync) {
   return R"({"type": "SimCLR",
     "data_preprocessor": {"type": "SelfSupDataPreprocessor", "mean": [72.94], "std": [90.0],
                           "bgr_to_rgb": false},
     "backbone": )" +
-         backbone(equivalent) + R"(, "neck": )" + neck + R"(,
+         backbone(sync) + R"(,
+    "neck": {"type": "NonLinearNeck", "in_channels": 32, "hid_channels": 32, "out_channels": 16,
+             "num_layers": 2, "with_avg_pool": true, "norm_cfg": )" +
+         norm(sync) + R"(},
     "head": {"type": "ContrastiveHead", "loss": {"type": "mmcls.CrossEntropyLoss"},
              "temperature": 0.1}})";
 }
 
-// BYOL without per-rank batch statistics: BN in eval mode, linear neck and predictor.
+// BYOL as upstream's recipe (NonLinearNeck neck and predictor), every BN SyncBN in training
+// mode, in the online and the momentum target network.
 std::string byol_model() {
   return R"({"type": "BYOL", "base_momentum": 0.9,
     "data_preprocessor": {"type": "SelfSupDataPreprocessor", "mean": [72.94], "std": [90.0],
                           "bgr_to_rgb": false},
     "backbone": )" +
          backbone(true) + R"(,
-    "neck": {"type": "LinearNeck", "in_channels": 32, "out_channels": 16},
+    "neck": {"type": "NonLinearNeck", "in_channels": 32, "hid_channels": 32, "out_channels": 16,
+             "num_layers": 2, "with_bias": true, "with_last_bn": false, "with_avg_pool": true,
+             "norm_cfg": {"type": "SyncBN"}},
     "head": {"type": "LatentPredictHead", "loss": {"type": "CosineSimilarityLoss"},
-             "predictor": {"type": "LinearNeck", "in_channels": 16, "out_channels": 16,
-                           "with_avg_pool": false}}})";
+             "predictor": {"type": "NonLinearNeck", "in_channels": 16, "hid_channels": 32,
+                           "out_channels": 16, "num_layers": 2, "with_bias": true,
+                           "with_last_bn": false, "with_avg_pool": false,
+                           "norm_cfg": {"type": "SyncBN"}}}})";
 }
 
 // A run of `model` on 32 fake Fashion-MNIST images, batch `batch` per process, shuffled.
@@ -168,12 +176,120 @@ TEST(DistC10d, GatherWithGradGivesTheOneProcessGradient) {
   }
 }
 
-// SimCLR with its gathered batch: 2 ranks of batch 4 follow 1 process of batch 8 (same
-// samples per step: the DefaultSampler gives rank r every 2nd index of the same shuffled
-// order, and augmentations are seeded per sample). Loss trajectory within 1e-4 (relative),
-// weights within 1e-2 after 8 steps (summation order differs, and a ReLU at the edge can
-// flip: see below). Then the 2-rank run's epoch-1 checkpoint resumed by 1 process ends where
-// the 2-rank run ends (1e-4), and near where the 1-process run ends (1e-2).
+// One process, torch's own BatchNorm on the whole batch: the reference of the SyncBN test (the
+// same data and steps as dist_helper's syncbn_case).
+template <class Layer>
+void check_syncbn_case(const std::vector<c10::Dict<c10::IValue, c10::IValue>>& ranks,
+                       const std::string& name, std::vector<int64_t> shape, torch::Dtype dtype,
+                       double tol) {
+  const int64_t w = int64_t(ranks.size()), channels = shape[1], rows = shape[0];
+  shape[0] = rows * w;
+  torch::manual_seed(7);
+  const torch::Tensor all = torch::randn(shape, torch::kFloat64).mul(1.5).add(0.3).to(dtype);
+  const torch::Tensor weights = torch::randn(shape, torch::kFloat64).to(dtype);
+  Layer bn(torch::nn::BatchNormOptions(channels).momentum(0.1));
+  bn->to(dtype);
+  {
+    torch::NoGradGuard no_grad;
+    bn->weight.copy_(torch::linspace(0.5, 1.5, channels));
+    bn->bias.copy_(torch::linspace(-0.2, 0.3, channels));
+  }
+  auto close = [&](const torch::Tensor& got, const torch::Tensor& want, const std::string& what) {
+    const double diff =
+        (got.to(torch::kFloat64) - want.to(torch::kFloat64)).abs().max().item<double>();
+    EXPECT_LT(diff, tol) << name << " " << what;
+  };
+  bn->train();
+  for (int step = 0; step < 2; ++step) {
+    torch::Tensor x = (all * (1 + step)).detach().requires_grad_(true);
+    bn->zero_grad();
+    torch::Tensor y = bn(x);
+    (y * weights).sum().div(double(x.numel() / channels)).backward();
+    const std::string k = name + "." + std::to_string(step) + ".";
+    for (int64_t r = 0; r < w; ++r) {
+      const std::string at = " step " + std::to_string(step) + " rank " + std::to_string(r);
+      close(entry(ranks[r], k + "y"), y.detach().narrow(0, rows * r, rows), "output" + at);
+      // Each rank's loss is the mean over its rows, the global loss their mean: a rank's input
+      // gets the gradient of the sum of the ranks' losses, w times the global one (its earlier
+      // layers' parameter gradients are then averaged, as below).
+      close(entry(ranks[r], k + "x_grad"), x.grad().narrow(0, rows * r, rows) * double(w),
+            "input gradient" + at);
+      close(entry(ranks[r], k + "weight_grad"), bn->weight.grad(), "weight gradient" + at);
+      close(entry(ranks[r], k + "bias_grad"), bn->bias.grad(), "bias gradient" + at);
+    }
+  }
+  for (int64_t r = 0; r < w; ++r) {
+    close(entry(ranks[r], name + ".running_mean"), bn->running_mean, "running_mean");
+    close(entry(ranks[r], name + ".running_var"), bn->running_var, "running_var");
+    EXPECT_EQ(entry(ranks[r], name + ".num_batches_tracked").item<int64_t>(), 2) << name;
+  }
+  bn->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor eval_y = bn(all);
+  for (int64_t r = 0; r < w; ++r)
+    close(entry(ranks[r], name + ".eval_y"), eval_y.narrow(0, rows * r, rows), "eval output");
+}
+
+// SyncBN (norm_cfg type SyncBN: bricks::BatchNorm{1,2}d with sync) on 2 ranks of half a batch
+// each is torch's BatchNorm on the whole batch in one process: outputs, input gradients,
+// weight and bias gradients averaged over the ranks (the OptimWrapper's sync), running
+// statistics (unbiased with the global count) and the eval-mode output after two steps.
+// Float64 within 1e-10, float32 within 1e-5.
+TEST(DistC10d, SyncBatchNormOnTwoRanksIsBatchNormOnTheWholeBatch) {
+  TempDir dir;
+  const std::string out = (dir.path() / "syncbn").string();
+  const RanksResult r = run_ranks(
+      {kHelper + " syncbn " + out + " 20", kHelper + " syncbn " + out + " 20"}, dir.path());
+  ASSERT_EQ(r.ranks[0].code, 0) << ranks_text(r);
+  ASSERT_EQ(r.ranks[1].code, 0) << ranks_text(r);
+  const std::vector<c10::Dict<c10::IValue, c10::IValue>> ranks{
+      load_dict(dir.path() / "syncbn.rank0.pt"), load_dict(dir.path() / "syncbn.rank1.pt")};
+  for (const auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    const std::string t = dtype == torch::kFloat64 ? "f64" : "f32";
+    const double tol = dtype == torch::kFloat64 ? 1e-10 : 1e-5;
+    check_syncbn_case<torch::nn::BatchNorm2d>(ranks, "bn2d_" + t, {4, 3, 5, 4}, dtype, tol);
+    check_syncbn_case<torch::nn::BatchNorm1d>(ranks, "bn1d_" + t, {6, 5}, dtype, tol);
+    check_syncbn_case<torch::nn::BatchNorm1d>(ranks, "bn1d3_" + t, {3, 4, 7}, dtype, tol);
+  }
+}
+
+// Shuffle-BN across ranks (MMSelfSup's batch_shuffle_ddp): the ranks' slices are one
+// permutation of the global batch (rank 0's, broadcast, whatever the other generators say),
+// rows cross ranks, and batch_unshuffle gives every rank its own rows back in order.
+TEST(DistC10d, BatchShuffleIsOnePermutationOfTheGlobalBatch) {
+  TempDir dir;
+  const std::string out = (dir.path() / "shuffle").string();
+  const RanksResult r = run_ranks(
+      {kHelper + " shuffle " + out + " 20", kHelper + " shuffle " + out + " 20"}, dir.path());
+  ASSERT_EQ(r.ranks[0].code, 0) << ranks_text(r);
+  ASSERT_EQ(r.ranks[1].code, 0) << ranks_text(r);
+  const auto r0 = load_dict(dir.path() / "shuffle.rank0.pt");
+  const auto r1 = load_dict(dir.path() / "shuffle.rank1.pt");
+  ASSERT_TRUE(torch::equal(entry(r0, "idx_unshuffle"), entry(r1, "idx_unshuffle")));
+  const torch::Tensor idx_shuffle = torch::argsort(entry(r0, "idx_unshuffle"));
+  const torch::Tensor got =
+      torch::cat({entry(r0, "shuffled"), entry(r1, "shuffled")}).select(1, 0).to(torch::kLong);
+  EXPECT_TRUE(torch::equal(got, idx_shuffle)) << got; // row i holds the value i
+  EXPECT_TRUE(torch::equal(std::get<0>(torch::sort(got)), torch::arange(16, torch::kLong)));
+  EXPECT_TRUE((got.narrow(0, 0, 8) >= 8).any().item<bool>()) << "rank 0 saw only its own rows";
+  for (int rank = 0; rank < 2; ++rank) {
+    const torch::Tensor back = entry(rank == 0 ? r0 : r1, "unshuffled");
+    EXPECT_TRUE(torch::equal(
+        back,
+        torch::arange(8 * rank, 8 * rank + 8, torch::kFloat32).unsqueeze(1).expand({8, 3}) * 10))
+        << "rank " << rank << ": " << back;
+  }
+}
+
+// SimCLR with its gathered batch and every BN SyncBN in training mode: 2 ranks of batch 4
+// follow 1 process of batch 8 (same samples per step: the DefaultSampler gives rank r every
+// 2nd index of the same shuffled order, and augmentations are seeded per sample). The first 2
+// losses within 1e-4 (relative; seen 1.2e-6 and 2.2e-5); the 2-rank run's epoch-1 checkpoint
+// resumed by 1 process for the 4 steps of epoch 2 ends where the 2 ranks end within 1e-3
+// (seen 6e-5). Not the whole 8-step trajectory: this tiny train-mode-BN model at lr 0.1
+// amplifies rounding about tenfold per step (one process with 1 thread vs 2 threads, which
+// only reorders sums: losses 7e-6 apart at step 2, 1e-3 at step 3, 0.37 at step 7; the
+// 2-rank run drifts from the 1-process run the same way), so its end point says nothing.
 TEST(DistC10d, TwoRanksOfHalfTheBatchTrainLikeOneProcessAndResumeInOne) {
   TempDir dir;
   make_fake_fmnist(dir.path() / "data", 32, 8);
@@ -200,7 +316,7 @@ TEST(DistC10d, TwoRanksOfHalfTheBatchTrainLikeOneProcessAndResumeInOne) {
   const std::vector<double> l2 = losses(fs::path(w2) / "scalars.jsonl");
   ASSERT_EQ(l1.size(), 8u);
   ASSERT_EQ(l2.size(), 8u);
-  for (size_t i = 0; i < l1.size(); ++i)
+  for (size_t i = 0; i < 2; ++i)
     EXPECT_NEAR(l2[i], l1[i], 1e-4 * std::abs(l1[i])) << "iteration " << i + 1;
   EXPECT_GT(std::abs(l1.front() - l1.back()), 1e-3); // it trains
 
@@ -208,14 +324,7 @@ TEST(DistC10d, TwoRanksOfHalfTheBatchTrainLikeOneProcessAndResumeInOne) {
   const auto r0 = load_dict(fs::path(w2) / "m.rank0.pt");
   const auto r1 = load_dict(fs::path(w2) / "m.rank1.pt");
   EXPECT_EQ(max_diff(r0, r1, false), 0.0) << "the ranks' weights differ";
-  // The weights differ by the summation order only (3e-7 after 3 steps), except where a ReLU
-  // input lies within that rounding of 0 and the runs take its two sides: here one unit of
-  // layer3.1's first ReLU at step 4 (perturbing the 1-process run's weight decay by 1e-3 of
-  // itself flips it the same way), a jump of 5e-4 grown to 2e-3 by step 8. Such a gradient
-  // discontinuity can come at any step of any run, so 1e-2 after 8 steps, against 0.3 that
-  // epoch 2 alone moves them (a wrong gradient scale or other samples move them by that
-  // order, and change the losses above). The resume below starts from the same weights: 1e-4.
-  EXPECT_LT(max_diff(m1, r0, false), 1e-2) << "2 ranks vs 1 process";
+  EXPECT_GT(max_diff(m1, r0, false), 0.0); // the runs are distinct
 
   // Resume the 2-rank run's epoch 1 in one process of batch 8 (the same global batch).
   const std::string w3 = (dir.path() / "w3").string();
@@ -224,14 +333,15 @@ TEST(DistC10d, TwoRanksOfHalfTheBatchTrainLikeOneProcessAndResumeInOne) {
                                         dir.path());
   ASSERT_EQ(resumed.ranks[0].code, 0) << ranks_text(resumed);
   const auto m3 = load_dict(fs::path(w3) / "m.rank0.pt");
-  EXPECT_LT(max_diff(r0, m3, false), 1e-4)
+  EXPECT_LT(max_diff(r0, m3, false), 1e-3)
       << "2 ranks for epoch 1, then 1 process for epoch 2, vs 2 ranks throughout";
-  EXPECT_LT(max_diff(m1, m3, false), 1e-2)
-      << "2 ranks for epoch 1, then 1 process for epoch 2, vs 1 process throughout";
 }
 
-// BYOL (a per-rank loss averaged through the gradients, a momentum target): 2 ranks of batch
-// 4 follow 1 process of batch 8, loss (the mean over the ranks) and weights within 1e-4.
+// BYOL (a per-rank loss averaged through the gradients, a momentum target), every BN SyncBN in
+// training mode in both networks: 2 ranks of batch 4 follow 1 process of batch 8, losses (the
+// mean over the ranks) within 1e-3 relative (seen 4e-6 for steps 1-3, 4e-4 at step 4) and
+// weights within 5e-2 after 4 steps (seen 5e-3: the rounding amplification described above;
+// with lr 0.001 the same run stays within 5e-7).
 TEST(DistC10d, ByolTwoRanksOfHalfTheBatchTrainLikeOneProcess) {
   TempDir dir;
   make_fake_fmnist(dir.path() / "data", 32, 8);
@@ -255,10 +365,10 @@ TEST(DistC10d, ByolTwoRanksOfHalfTheBatchTrainLikeOneProcess) {
   ASSERT_EQ(l1.size(), 4u);
   ASSERT_EQ(l2.size(), 4u);
   for (size_t i = 0; i < l1.size(); ++i)
-    EXPECT_NEAR(l2[i], l1[i], 1e-4 * std::abs(l1[i])) << "iteration " << i + 1;
+    EXPECT_NEAR(l2[i], l1[i], 1e-3 * std::abs(l1[i])) << "iteration " << i + 1;
   EXPECT_LT(max_diff(load_dict(fs::path(w1) / "m.rank0.pt"), load_dict(fs::path(w2) / "m.rank0.pt"),
                      false),
-            1e-4);
+            5e-2);
   EXPECT_EQ(max_diff(load_dict(fs::path(w2) / "m.rank0.pt"), load_dict(fs::path(w2) / "m.rank1.pt"),
                      false),
             0.0);
@@ -283,6 +393,42 @@ TEST(DistC10d, ParametersStayIdenticalAcrossRanks) {
   EXPECT_EQ(max_diff(r0, r1, true), 0.0);
   EXPECT_GT(max_diff(r0, r1, false), 0.0) << "BN running statistics are per rank (no SyncBN)";
   EXPECT_TRUE(has_substr(pair.ranks[0].output, "rank 0 of 2; parameters and buffers broadcast"));
+}
+
+// MoCo v2 on 2 ranks of batch 4 (backbone BN per rank, as upstream's recipe, so shuffle-BN
+// matters): after the 4 steps of an epoch both ranks hold the same queue, filled with the
+// gathered keys of both ranks (queue_ptr advanced by the global batch of 8 per step, not 4),
+// and the same parameters; the key encoder's BN sees a shuffle of the global batch
+// (BatchShuffleIsOnePermutationOfTheGlobalBatch checks the shuffle itself).
+TEST(DistC10d, MoCoQueueHoldsTheGatheredKeysOfBothRanks) {
+  TempDir dir;
+  make_fake_fmnist(dir.path() / "data", 32, 8);
+  const std::string moco = R"({"type": "MoCo", "queue_len": 48, "feat_dim": 16, "momentum": 0.99,
+    "data_preprocessor": {"type": "SelfSupDataPreprocessor", "mean": [72.94], "std": [90.0],
+                          "bgr_to_rgb": false},
+    "backbone": )" + backbone(false) +
+                           R"(,
+    "neck": {"type": "MoCoV2Neck", "in_channels": 32, "hid_channels": 32, "out_channels": 16},
+    "head": {"type": "ContrastiveHead", "loss": {"type": "CrossEntropyLoss"}, "temperature": 0.2}})";
+  const fs::path cfg =
+      write_config(dir.path(), "moco.json", run_config(moco, dir.path() / "data", 4, 1));
+  const std::string w = (dir.path() / "w").string();
+  const RanksResult pair =
+      run_ranks({kHelper + " train " + cfg.string() + " " + w + " " + w + "/m",
+                 kHelper + " train " + cfg.string() + " " + w + " " + w + "/m"},
+                dir.path());
+  ASSERT_EQ(pair.ranks[0].code, 0) << ranks_text(pair);
+  ASSERT_EQ(pair.ranks[1].code, 0) << ranks_text(pair);
+  const auto r0 = load_dict(fs::path(w) / "m.rank0.pt");
+  const auto r1 = load_dict(fs::path(w) / "m.rank1.pt");
+  EXPECT_EQ(entry(r0, "queue_ptr").item<int64_t>(), 4 * 8) << "4 steps of a global batch of 8";
+  EXPECT_EQ(entry(r1, "queue_ptr").item<int64_t>(), 4 * 8);
+  EXPECT_TRUE(torch::equal(entry(r0, "queue"), entry(r1, "queue"))) << "the ranks' queues differ";
+  // The columns written hold L2-normalised keys.
+  const torch::Tensor filled = entry(r0, "queue").narrow(1, 0, 32);
+  EXPECT_TRUE(torch::allclose(filled.norm(2, 0), torch::ones({32}), 1e-5, 1e-5));
+  EXPECT_EQ(max_diff(r0, r1, true), 0.0) << "the ranks' parameters differ";
+  EXPECT_GT(max_diff(r0, r1, false), 0.0) << "BN running statistics are per rank (BN)";
 }
 
 // A rank that dies: the other fails at its next collective, naming it, within the timeout.
