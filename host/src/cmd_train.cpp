@@ -1,4 +1,8 @@
+#include <execinfo.h>
+#include <unistd.h>
+
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -27,6 +31,36 @@ void install_signal_handlers() {
   sa.sa_flags = SA_RESETHAND; // a second signal ends the process at once
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+}
+
+// A fault during training (a bug here, in a plugin or in a library) still ends the process by
+// its signal, as before, but first writes the signal and the faulting thread's stack to stderr
+// so that a crash seen once (in CI, in a user's log) says where it happened.
+extern "C" void on_fatal_signal(int sig) {
+  const char* name = sig == SIGSEGV  ? "SIGSEGV"
+                     : sig == SIGBUS ? "SIGBUS"
+                     : sig == SIGILL ? "SIGILL"
+                     : sig == SIGFPE ? "SIGFPE"
+                                     : "a fatal signal";
+  const char head[] = "selfsup: fatal signal ";
+  (void)!::write(STDERR_FILENO, head, sizeof(head) - 1);
+  (void)!::write(STDERR_FILENO, name, std::strlen(name));
+  const char tail[] = " during training; stack of the faulting thread:\n";
+  (void)!::write(STDERR_FILENO, tail, sizeof(tail) - 1);
+  void* frames[64];
+  ::backtrace_symbols_fd(frames, ::backtrace(frames, 64), STDERR_FILENO);
+  std::signal(sig, SIG_DFL); // the fault repeats on return (or the raise lands) and ends us
+  std::raise(sig);
+}
+
+void install_fatal_signal_reporter() {
+  void* warm[1];
+  (void)::backtrace(warm, 1); // loads the unwinder now, not inside the handler
+  struct sigaction sa {};
+  sa.sa_handler = on_fatal_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE}) sigaction(sig, &sa, nullptr);
 }
 } // namespace
 
@@ -91,6 +125,7 @@ int cmd_train(int argc, char** argv) {
     return kUsage;
   }
   install_signal_handlers();
+  install_fatal_signal_reporter();
   runner->train();
   return kOk;
 }
