@@ -16,29 +16,12 @@
 #include <selfsup/json.h>
 
 #include "test_support.h"
+#include "tiny_run.h"
 
 using namespace selfsup;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct Result {
-  int code = -1;
-  std::string output; // stdout and stderr
-};
-
-Result run_selfsup(const std::string& args) {
-  Result r;
-  const std::string cmd = std::string(SELFSUP_TEST_BIN_DIR) + "/selfsup " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
 
 // The config folders of the five families (MMSelfSup's folder names).
 const std::vector<std::string>& families() {
@@ -65,7 +48,7 @@ TEST(ConfigCheckTest, EveryClusteringAndPretextConfigPassesWithoutData) {
     const auto files = files_in(configs / folder, ".json");
     EXPECT_GE(files.size(), 3u) << folder << ": a recipe, a Fashion-MNIST config and its demo";
     for (const auto& f : files) {
-      const Result r = run_selfsup("config " + f.string() + " --check --no-data");
+      const test::CliResult r = test::run_selfsup("config " + f.string() + " --check --no-data");
       EXPECT_EQ(r.code, 0) << f << ":\n" << r.output;
       EXPECT_TRUE(test::has_substr(r.output, "config OK: ")) << f << ":\n" << r.output;
       ++checked;
@@ -86,7 +69,8 @@ TEST(ConfigCheckTest, ClusteringAndPretextRecipesAreUpstreamsConverted) {
           fs::path(SELFSUP_SOURCE_DIR) / "configs" / folder / (py.stem().string() + ".json");
       ASSERT_TRUE(fs::exists(ours)) << "no shipped config for " << py;
       const fs::path out = tmp.path() / "converted.json";
-      const Result r = run_selfsup("convert-config " + py.string() + " -o " + out.string());
+      const test::CliResult r =
+          test::run_selfsup("convert-config " + py.string() + " -o " + out.string());
       ASSERT_EQ(r.code, 0) << py << ": " << r.output;
       const Json converted = Json::parse(test::read_text(out), out.string());
       const Json shipped = Json::parse(test::read_text(ours), ours.string());
