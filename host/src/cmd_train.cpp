@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -36,15 +37,22 @@ void install_signal_handlers() {
 // A fault during training (a bug here, in a plugin or in a library) still ends the process by
 // its signal, as before, but first writes the signal and the faulting thread's stack to stderr
 // so that a crash seen once (in CI, in a user's log) says where it happened.
-extern "C" void on_fatal_signal(int sig) {
+extern "C" void on_fatal_signal(int sig, siginfo_t* info, void*) {
   const char* name = sig == SIGSEGV  ? "SIGSEGV"
                      : sig == SIGBUS ? "SIGBUS"
                      : sig == SIGILL ? "SIGILL"
                      : sig == SIGFPE ? "SIGFPE"
                                      : "a fatal signal";
+  // Only async-signal-safe calls here: write(2), and the address formatted by hand.
+  char address[2 + 16 + 1] = "0x";
+  auto bits = reinterpret_cast<std::uintptr_t>(info != nullptr ? info->si_addr : nullptr);
+  for (int i = 15; i >= 0; --i, bits >>= 4) address[2 + i] = "0123456789abcdef"[bits & 0xf];
   const char head[] = "selfsup: fatal signal ";
   (void)!::write(STDERR_FILENO, head, sizeof(head) - 1);
   (void)!::write(STDERR_FILENO, name, std::strlen(name));
+  const char at[] = " at address ";
+  (void)!::write(STDERR_FILENO, at, sizeof(at) - 1);
+  (void)!::write(STDERR_FILENO, address, 18);
   const char tail[] = " during training; stack of the faulting thread:\n";
   (void)!::write(STDERR_FILENO, tail, sizeof(tail) - 1);
   void* frames[64];
@@ -57,9 +65,9 @@ void install_fatal_signal_reporter() {
   void* warm[1];
   (void)::backtrace(warm, 1); // loads the unwinder now, not inside the handler
   struct sigaction sa {};
-  sa.sa_handler = on_fatal_signal;
+  sa.sa_sigaction = on_fatal_signal;
   sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESETHAND;
+  sa.sa_flags = SA_RESETHAND | SA_SIGINFO;
   for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE}) sigaction(sig, &sa, nullptr);
 }
 } // namespace

@@ -10,70 +10,42 @@
 #include <filesystem>
 #include <fstream>
 
+#include <selfsup/core/checkpoint.h>
 #include <selfsup/json.h>
 
-#include "test_support.h"
+#include "tiny_run.h"
 
 using namespace selfsup;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string output; // stdout and stderr
-};
-
-// Runs the selfsup executable; `env` is prepended ("NAME=value ").
-Result run(const std::string& args, const std::string& env = "") {
-  std::string cmd = env + std::string(SELFSUP_TEST_BIN_DIR) + "/selfsup " + args + " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using test::run_selfsup;
+using test::tiny_run_overrides;
 
 std::string config_dir() {
   return std::string(SELFSUP_SOURCE_DIR) + "/configs";
 }
 
-// A tiny run of the shipped SimCLR Fashion-MNIST config, pointed at generated data.
-std::string tiny_overrides(const fs::path& data) {
-  const std::string root = data.string();
-  return " --cfg-options train_dataloader.dataset.data_root=" + root +
-         " custom_hooks.0.bank_dataloader.dataset.data_root=" + root +
-         " custom_hooks.0.query_dataloader.dataset.data_root=" + root +
-         " train_dataloader.batch_size=16 train_cfg.max_epochs=2"
-         " model.backbone.stem_channels=4 model.backbone.base_channels=4"
-         " model.neck.in_channels=32 model.neck.hid_channels=32"
-         " param_scheduler.0.end=1 param_scheduler.1.begin=1 param_scheduler.1.end=2"
-         " param_scheduler.1.T_max=1 custom_hooks.0.k=5 default_hooks.checkpoint.interval=1";
-}
-
 } // namespace
 
 TEST(CliTest, HelpAndUsageExitCodes) {
-  EXPECT_EQ(run("--help").code, 0);
+  EXPECT_EQ(run_selfsup("--help").code, 0);
   for (const char* cmd : {"train", "list", "config"}) {
-    Result r = run(std::string(cmd) + " --help");
+    test::CliResult r = run_selfsup(std::string(cmd) + " --help");
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.output.find("--"), std::string::npos) << r.output;
   }
-  EXPECT_EQ(run("frobnicate").code, 2);
-  EXPECT_EQ(run("train").code, 2);
-  EXPECT_EQ(run("train --no-such-flag x.json").code, 2);
-  Result missing = run("train /nonexistent/cfg.json");
+  EXPECT_EQ(run_selfsup("frobnicate").code, 2);
+  EXPECT_EQ(run_selfsup("train").code, 2);
+  EXPECT_EQ(run_selfsup("train --no-such-flag x.json").code, 2);
+  test::CliResult missing = run_selfsup("train /nonexistent/cfg.json");
   EXPECT_EQ(missing.code, 2);
   EXPECT_NE(missing.output.find("/nonexistent/cfg.json"), std::string::npos) << missing.output;
 }
 
 TEST(CliTest, ListJsonGroupsTypesByKind) {
-  Result r = run("list --json");
+  test::CliResult r = run_selfsup("list --json");
   ASSERT_EQ(r.code, 0) << r.output;
   Json j = Json::parse(r.output, "list --json");
   ASSERT_TRUE(j.find("plugins") && j.find("types"));
@@ -91,14 +63,15 @@ TEST(CliTest, ListJsonGroupsTypesByKind) {
   EXPECT_TRUE(has("dataset", "FashionMNIST"));
   EXPECT_TRUE(has("transform", "RandomResizedCrop"));
   EXPECT_TRUE(has("optimizer", "LARS"));
-  Result v = run("list --verbose");
+  test::CliResult v = run_selfsup("list --verbose");
   EXPECT_NE(v.output.find("temperature: float = 0.1  [float > 0]"), std::string::npos);
 }
 
 TEST(CliTest, ConfigPrintsMergedConfigWithOverrides) {
-  Result r = run("config " + config_dir() +
-                 "/simclr/simclr_resnet18_fmnist.json"
-                 " --cfg-options model.head.temperature=0.2 train_dataloader.batch_size=64");
+  test::CliResult r =
+      run_selfsup("config " + config_dir() +
+                  "/simclr/simclr_resnet18_fmnist.json"
+                  " --cfg-options model.head.temperature=0.2 train_dataloader.batch_size=64");
   ASSERT_EQ(r.code, 0) << r.output;
   Json j = Json::parse(r.output, "config");
   EXPECT_EQ(j.find("model")->find("head")->find("temperature")->as_number(), 0.2);
@@ -112,14 +85,15 @@ TEST(CliTest, TrainsResumesAndEvaluatesEndToEnd) {
   test::make_fake_fmnist(tmp.path() / "data", 64, 30);
   const std::string cfg = config_dir() + "/simclr/simclr_resnet18_fmnist.json";
   const fs::path work = tmp.path() / "work";
-  Result r = run("train " + cfg + " --work-dir " + work.string() + " --threads 2" +
-                 tiny_overrides(tmp.path() / "data") + " train_cfg.max_epochs=1");
+  test::CliResult r =
+      run_selfsup("train " + cfg + " --work-dir " + work.string() + " --threads 2" +
+                  tiny_run_overrides(tmp.path() / "data") + " train_cfg.max_epochs=1");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(fs::exists(work / "epoch_1.pth"));
   EXPECT_TRUE(fs::exists(work / "simclr_resnet18_fmnist.json"));
   // Continue to epoch 2 from the latest checkpoint.
-  r = run("train " + cfg + " --work-dir " + work.string() + " --resume auto --threads 2" +
-          tiny_overrides(tmp.path() / "data"));
+  r = run_selfsup("train " + cfg + " --work-dir " + work.string() + " --resume auto --threads 2" +
+                  tiny_run_overrides(tmp.path() / "data"));
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("Resumed from"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("kNN (k=5"), std::string::npos) << r.output;
@@ -141,17 +115,19 @@ TEST(CliTest, BadConfigExitsTwoNamingThePath) {
   test::TempDir tmp;
   test::make_fake_fmnist(tmp.path() / "data", 32, 10);
   const std::string cfg = config_dir() + "/simclr/simclr_resnet18_fmnist.json";
-  Result r = run("train " + cfg + " --work-dir " + tmp.str() + tiny_overrides(tmp.path() / "data") +
-                 " model.neck.hid_channels=oops");
+  test::CliResult r =
+      run_selfsup("train " + cfg + " --work-dir " + tmp.str() +
+                  tiny_run_overrides(tmp.path() / "data") + " model.neck.hid_channels=oops");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("model.neck.hid_channels: expected int, got \"oops\""), std::string::npos)
       << r.output;
-  r = run("train " + cfg + " --work-dir " + tmp.str() + tiny_overrides(tmp.path() / "data") +
-          " train_dataloader.dataset.data_root=/nonexistent");
+  r = run_selfsup("train " + cfg + " --work-dir " + tmp.str() +
+                  tiny_run_overrides(tmp.path() / "data") +
+                  " train_dataloader.dataset.data_root=/nonexistent");
   EXPECT_EQ(r.code != 0, true);
   EXPECT_NE(r.output.find("/nonexistent"), std::string::npos) << r.output;
-  r = run("train " + cfg + " --work-dir " + tmp.str() + tiny_overrides(tmp.path() / "data") +
-          " model.backbone.type=ResNett");
+  r = run_selfsup("train " + cfg + " --work-dir " + tmp.str() +
+                  tiny_run_overrides(tmp.path() / "data") + " model.backbone.type=ResNett");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("did you mean 'ResNet'"), std::string::npos) << r.output;
 }
@@ -160,7 +136,7 @@ TEST(CliTest, ListSurvivesAFolderOfBrokenPlugins) {
   test::TempDir dir;
   for (const auto& e : fs::directory_iterator(SELFSUP_TEST_FIXTURE_DIR))
     if (e.path().extension() == ".so") fs::copy_file(e.path(), dir.path() / e.path().filename());
-  Result r = run("list --plugin-dir " + dir.str());
+  test::CliResult r = run_selfsup("list --plugin-dir " + dir.str());
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("FixtureInvert"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("SimCLR"), std::string::npos);
@@ -169,7 +145,7 @@ TEST(CliTest, ListSurvivesAFolderOfBrokenPlugins) {
        ++pos)
     ++skipped;
   EXPECT_EQ(skipped, 8u) << r.output;
-  Result j = run("list --json --plugin-dir " + dir.str());
+  test::CliResult j = run_selfsup("list --json --plugin-dir " + dir.str());
   ASSERT_EQ(j.code, 0);
   EXPECT_EQ(Json::parse(j.output, "list").find("refused")->size(), 8u);
 
@@ -179,8 +155,8 @@ TEST(CliTest, ListSurvivesAFolderOfBrokenPlugins) {
       "backbone": {"type": "FixtureDupFresh"}}, "train_cfg": {"type": "EpochBasedTrainLoop",
       "max_epochs": 1}, "train_dataloader": {"batch_size": 2, "dataset": {"type": "FashionMNIST"}},
       "optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.1}}})");
-  Result t = run("train " + (dir.path() / "cfg.json").string() + " --plugin-dir " + dir.str() +
-                 " --work-dir " + (dir.path() / "w").string());
+  test::CliResult t = run_selfsup("train " + (dir.path() / "cfg.json").string() + " --plugin-dir " +
+                                  dir.str() + " --work-dir " + (dir.path() / "w").string());
   EXPECT_EQ(t.code, 2) << t.output;
   EXPECT_NE(t.output.find("libfixture_x_dup_type.so was refused: "), std::string::npos) << t.output;
 }
@@ -189,7 +165,7 @@ TEST(CliTest, ListShowsProvidersAndMarksANameTwoPluginsProvide) {
   test::TempDir dir;
   for (const char* name : {"libfixture_good.so", "libfixture_shared_type.so"})
     fs::copy_file(std::string(SELFSUP_TEST_FIXTURE_DIR) + "/" + name, dir.path() / name);
-  Result r = run("list --plugin-dir " + dir.str());
+  test::CliResult r = run_selfsup("list --plugin-dir " + dir.str());
   ASSERT_EQ(r.code, 0) << r.output;
   for (const char* line :
        {"[fixture_good] fixture transform  (*) also in 'fixture_shared_type': write "
@@ -198,7 +174,7 @@ TEST(CliTest, ListShowsProvidersAndMarksANameTwoPluginsProvide) {
         "'fixture_shared_type.FixtureInvert'",
         "[fixture_shared_type] fixture transform\n", "(*) a name several plugins provide"})
     EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n in: " << r.output;
-  Result j = run("list --json --plugin-dir " + dir.str());
+  test::CliResult j = run_selfsup("list --json --plugin-dir " + dir.str());
   ASSERT_EQ(j.code, 0) << j.output;
   const Json types = *Json::parse(j.output, "list").find("types");
   std::vector<std::string> shared;
@@ -224,15 +200,15 @@ TEST(CliTest, ConfigPluginsListLoadsFilesRelativeToTheConfig) {
         {"type": "FixtureInvert"},
         {"type": "MultiView", "num_views": 2, "transforms": [[{"type": "RandomResizedCrop", "size": 16}]]},
         {"type": "PackSelfSupInputs"}]}}})");
-  Result r = run("train " + (tmp.path() / "cfg.json").string() + " --work-dir " +
-                 (tmp.path() / "w").string() + tiny_overrides(tmp.path() / "data") +
-                 " train_cfg.max_epochs=1 custom_hooks=[]");
+  test::CliResult r = run_selfsup(
+      "train " + (tmp.path() / "cfg.json").string() + " --work-dir " + (tmp.path() / "w").string() +
+      tiny_run_overrides(tmp.path() / "data") + " train_cfg.max_epochs=1 custom_hooks=[]");
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(fs::exists(tmp.path() / "w" / "epoch_1.pth")) << r.output;
 
   test::write_file(tmp.path() / "missing.json", R"({"_base_": ")" + base + R"(",
       "plugins": ["no_such_plugin"]})");
-  r = run("train " + (tmp.path() / "missing.json").string() + " --work-dir " + tmp.str());
+  r = run_selfsup("train " + (tmp.path() / "missing.json").string() + " --work-dir " + tmp.str());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("plugins[0]: plugin 'no_such_plugin' not found"), std::string::npos)
       << r.output;
@@ -245,7 +221,7 @@ TEST(CliTest, SigintSavesACheckpointAndResumeContinues) {
   const fs::path work = tmp.path() / "w";
   const std::string log = (tmp.path() / "out.log").string();
   const std::string args = "train " + cfg + " --work-dir " + work.string() + " --threads 1" +
-                           tiny_overrides(tmp.path() / "data") +
+                           tiny_run_overrides(tmp.path() / "data") +
                            " train_cfg.max_epochs=200 custom_hooks=[]";
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
@@ -273,10 +249,35 @@ TEST(CliTest, SigintSavesACheckpointAndResumeContinues) {
     if (e.path().filename().string().rfind("iter_", 0) == 0) saved = e.path().string();
   ASSERT_FALSE(saved.empty()) << out;
   // Resume from it for one more epoch boundary: the run picks up where it stopped.
-  Result r = run("train " + cfg + " --work-dir " + work.string() + " --resume auto --threads 1" +
-                 tiny_overrides(tmp.path() / "data") + " train_cfg.max_epochs=1 custom_hooks=[]");
+  test::CliResult r = run_selfsup(
+      "train " + cfg + " --work-dir " + work.string() + " --resume auto --threads 1" +
+      tiny_run_overrides(tmp.path() / "data") + " train_cfg.max_epochs=1 custom_hooks=[]");
   EXPECT_NE(r.output.find("Resumed from " + saved), std::string::npos) << r.output;
   EXPECT_EQ(r.code, 0) << r.output;
+}
+
+// A fault inside training (here a plugin hook's store through a null pointer after iteration
+// 6 of 8) ends the run by SIGSEGV as before, after printing the signal, the faulting address
+// and the faulting thread's stack, with the plugin's frame in it; epoch 1's checkpoint stays.
+TEST(CliTest, AFaultDuringTrainingPrintsWhereAndKeepsTheLastCheckpoint) {
+  test::TempDir tmp;
+  test::make_fake_fmnist(tmp.path() / "data", 64, 10);
+  const fs::path work = tmp.path() / "w";
+  const test::CliResult r =
+      run_selfsup("train " + config_dir() + "/simclr/simclr_resnet18_fmnist.json --work-dir " +
+                  work.string() + " --threads 1 --plugin-dir " + SELFSUP_TEST_FIXTURE_DIR +
+                  "/context_probe" + tiny_run_overrides(tmp.path() / "data") +
+                  " 'custom_hooks=[{\"type\": \"ContextProbeHook\", \"segfault_after_iter\": 6}]'");
+  EXPECT_EQ(r.code, 128 + SIGSEGV) << r.output;
+  EXPECT_TRUE(test::has_substr(r.output, "selfsup: fatal signal SIGSEGV at address "
+                                         "0x0000000000000000 during training; stack of the "
+                                         "faulting thread:\n"))
+      << r.output;
+  EXPECT_TRUE(test::has_substr(r.output, "libfixture_context_probe.so(")) << r.output;
+  EXPECT_TRUE(test::has_substr(r.output, "libselfsup_core.so")) << r.output;
+  const core::Checkpoint last = core::load_checkpoint((work / "epoch_1.pth").string());
+  EXPECT_EQ(last.meta.find("epoch")->as_int(), 1);
+  EXPECT_FALSE(fs::exists(work / "epoch_2.pth"));
 }
 
 TEST(CliTest, PluginPathEnvironmentFoldersAreSearched) {
@@ -285,10 +286,11 @@ TEST(CliTest, PluginPathEnvironmentFoldersAreSearched) {
                 a.path() / "libfixture_good.so");
   fs::copy_file(std::string(SELFSUP_TEST_FIXTURE_DIR) + "/libfixture_good_twin.so",
                 b.path() / "libfixture_good_twin.so");
-  Result r = run("list --json");
+  test::CliResult r = run_selfsup("list --json");
   ASSERT_EQ(r.code, 0);
   EXPECT_EQ(r.output.find("FixtureInvert"), std::string::npos);
-  Result with = run("list", "SELFSUP_PLUGIN_PATH=" + a.str() + ":" + b.str() + " ");
+  test::CliResult with =
+      run_selfsup("list", "SELFSUP_PLUGIN_PATH=" + a.str() + ":" + b.str() + " ");
   EXPECT_EQ(with.code, 0);
   const std::string& out = with.output;
   EXPECT_NE(out.find("fixture_good 1.2.3"), std::string::npos) << out;
@@ -300,7 +302,7 @@ TEST(CliTest, TerminalGetsAProgressBarPipesGetPlainLines) {
   test::make_fake_fmnist(tmp.path() / "data", 64, 10);
   const std::string args =
       "train " + config_dir() + "/simclr/simclr_resnet18_fmnist.json" +
-      tiny_overrides(tmp.path() / "data") +
+      tiny_run_overrides(tmp.path() / "data") +
       " train_cfg.max_epochs=1 custom_hooks=[] default_hooks.logger.interval=2";
   // Under a pseudo-terminal (util-linux `script`): one bar redrawn in place with it/s and ETA.
   const std::string exe = std::string(SELFSUP_TEST_BIN_DIR) + "/selfsup";
@@ -319,7 +321,7 @@ TEST(CliTest, TerminalGetsAProgressBarPipesGetPlainLines) {
   EXPECT_NE(tty.find("loss: "), std::string::npos) << tty;
   EXPECT_EQ(tty.find("Epoch(train)"), std::string::npos) << tty;
   // Through a pipe: plain lines every `interval` iterations.
-  Result plain = run(args + " --work-dir " + (tmp.path() / "pipe").string());
+  test::CliResult plain = run_selfsup(args + " --work-dir " + (tmp.path() / "pipe").string());
   ASSERT_EQ(plain.code, 0) << plain.output;
   EXPECT_NE(plain.output.find("Epoch(train) [1][2/4] lr: "), std::string::npos) << plain.output;
   EXPECT_NE(plain.output.find("Epoch(train) [1][4/4] lr: "), std::string::npos) << plain.output;
@@ -363,8 +365,9 @@ void expect_six_mistakes(const std::string& output) {
 
 TEST(CliTest, ConfigCheckListsEveryProblemAndExitsTwo) {
   test::TempDir tmp;
-  Result r = run("config " + config_dir() + "/simclr/simclr_resnet18_fmnist.json --check" +
-                 six_mistakes(tmp.path() / "no_data"));
+  test::CliResult r =
+      run_selfsup("config " + config_dir() + "/simclr/simclr_resnet18_fmnist.json --check" +
+                  six_mistakes(tmp.path() / "no_data"));
   EXPECT_EQ(r.code, 2) << r.output;
   expect_six_mistakes(r.output);
   EXPECT_EQ(r.output.find("config OK"), std::string::npos) << r.output;
@@ -374,7 +377,7 @@ TEST(CliTest, ConfigCheckPassesTheShippedConfigsQuickly) {
   if (!fs::is_directory("/usr/share/datasets/fashion-mnist"))
     GTEST_SKIP() << "the shipped configs read /usr/share/datasets/fashion-mnist";
   for (const char* name : {"simclr_resnet18_fmnist.json", "simclr_resnet18_fmnist_demo.json"}) {
-    Result r = run("config " + config_dir() + "/simclr/" + name + " --check");
+    test::CliResult r = run_selfsup("config " + config_dir() + "/simclr/" + name + " --check");
     ASSERT_EQ(r.code, 0) << name << ": " << r.output;
     const auto at = r.output.find("config OK: ");
     ASSERT_NE(at, std::string::npos) << r.output;
@@ -389,14 +392,15 @@ TEST(CliTest, ConfigCheckPassesTheShippedConfigsQuickly) {
 TEST(CliTest, TrainChecksTheWholeConfigBeforeTouchingTheWorkDir) {
   test::TempDir tmp;
   const fs::path work = tmp.path() / "work";
-  Result r = run("train " + config_dir() + "/simclr/simclr_resnet18_fmnist.json --work-dir " +
-                 work.string() + six_mistakes(tmp.path() / "no_data"));
+  test::CliResult r =
+      run_selfsup("train " + config_dir() + "/simclr/simclr_resnet18_fmnist.json --work-dir " +
+                  work.string() + six_mistakes(tmp.path() / "no_data"));
   EXPECT_EQ(r.code, 2) << r.output;
   expect_six_mistakes(r.output);
   EXPECT_FALSE(fs::exists(work)) << r.output;
   // A --resume checkpoint that is not there is found before anything is written, too.
-  r = run("train " + config_dir() + "/simclr/simclr_resnet18_fmnist.json --work-dir " +
-          work.string() + " --resume " + (tmp.path() / "gone.pth").string());
+  r = run_selfsup("train " + config_dir() + "/simclr/simclr_resnet18_fmnist.json --work-dir " +
+                  work.string() + " --resume " + (tmp.path() / "gone.pth").string());
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("--resume: expected an existing checkpoint file or \"auto\", got \"" +
                           (tmp.path() / "gone.pth").string() + "\""),
@@ -410,15 +414,17 @@ TEST(CliTest, BatchSizeZeroOrNoBatchPerEpochExitsTwoWritingNothingButALog) {
   test::make_fake_fmnist(tmp.path() / "data", 10, 4);
   const std::string cfg = config_dir() + "/simclr/simclr_resnet18_fmnist.json";
   const fs::path work = tmp.path() / "work";
-  Result r = run("train " + cfg + " --work-dir " + work.string() +
-                 tiny_overrides(tmp.path() / "data") + " train_dataloader.batch_size=0");
+  test::CliResult r =
+      run_selfsup("train " + cfg + " --work-dir " + work.string() +
+                  tiny_run_overrides(tmp.path() / "data") + " train_dataloader.batch_size=0");
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("train_dataloader.batch_size: expected int > 0, got 0"),
             std::string::npos)
       << r.output;
   EXPECT_TRUE(holds_at_most_a_log(work));
   // 10 samples, batch_size 16 and drop_last (the shipped config's): no iteration at all.
-  r = run("train " + cfg + " --work-dir " + work.string() + tiny_overrides(tmp.path() / "data"));
+  r = run_selfsup("train " + cfg + " --work-dir " + work.string() +
+                  tiny_run_overrides(tmp.path() / "data"));
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("train_dataloader: no batch in an epoch: the dataset has 10 samples, "
                           "fewer than batch_size 16, and drop_last is true"),
@@ -435,17 +441,17 @@ TEST(CliTest, BadDataExitsTwoNamingTheFileWritingNothingButALog) {
   test::make_fake_fmnist(tmp.path() / "data", 40, 4);
   const fs::path labels = tmp.path() / "data" / "train-labels-idx1-ubyte.gz";
   test::write_idx(labels, {40}, std::vector<uint8_t>(20, 1));
-  Result r =
-      run("train " + cfg + " --work-dir " + work.string() + tiny_overrides(tmp.path() / "data"));
+  test::CliResult r = run_selfsup("train " + cfg + " --work-dir " + work.string() +
+                                  tiny_run_overrides(tmp.path() / "data"));
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find(labels.string() + ": truncated IDX payload"), std::string::npos)
       << r.output;
   EXPECT_TRUE(holds_at_most_a_log(work));
   // An image folder with no image in it.
   fs::create_directories(tmp.path() / "images");
-  r = run("train " + config_dir() + "/simclr/simclr_resnet18_imagefolder.json --work-dir " +
-          work.string() +
-          " --cfg-options train_dataloader.dataset.data_root=" + (tmp.path() / "images").string());
+  r = run_selfsup("train " + config_dir() + "/simclr/simclr_resnet18_imagefolder.json --work-dir " +
+                  work.string() + " --cfg-options train_dataloader.dataset.data_root=" +
+                  (tmp.path() / "images").string());
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find((tmp.path() / "images").string() + ": no images"), std::string::npos)
       << r.output;

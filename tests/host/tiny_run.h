@@ -18,9 +18,10 @@ struct CliResult {
   std::string output; // stdout and stderr
 };
 
-/// Runs the build tree's selfsup with `args` (a shell command line).
-inline CliResult run_selfsup(const std::string& args) {
-  const std::string cmd = std::string(SELFSUP_TEST_BIN_DIR) + "/selfsup " + args + " 2>&1";
+/// Runs the build tree's selfsup with `args` (a shell command line); `env` is prepended
+/// ("NAME=value ").
+inline CliResult run_selfsup(const std::string& args, const std::string& env = "") {
+  const std::string cmd = env + std::string(SELFSUP_TEST_BIN_DIR) + "/selfsup " + args + " 2>&1";
   CliResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
