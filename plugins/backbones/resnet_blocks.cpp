@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "small_conv.h"
+
 namespace selfsup::plugins::backbones {
 
 torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
@@ -50,8 +52,8 @@ BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, int64_t
 }
 
 torch::Tensor BasicBlock::forward(const torch::Tensor& x) {
-  torch::Tensor out = bn1_(conv1_(x)).relu_();
-  out = bn2_(conv2_(out));
+  torch::Tensor out = bn1_(conv2d(conv1_, x)).relu_();
+  out = bn2_(conv2d(conv2_, out));
   out += downsample_ ? downsample_->forward(x) : x;
   return out.relu_();
 }
@@ -78,9 +80,9 @@ Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, int64_t
 }
 
 torch::Tensor Bottleneck::forward(const torch::Tensor& x) {
-  torch::Tensor out = bn1_(conv1_(x)).relu_();
-  out = bn2_(conv2_(out)).relu_();
-  out = bn3_(conv3_(out));
+  torch::Tensor out = bn1_(conv2d(conv1_, x)).relu_();
+  out = bn2_(conv2d(conv2_, out)).relu_();
+  out = bn3_(conv2d(conv3_, out));
   out += downsample_ ? downsample_->forward(x) : x;
   return out.relu_();
 }
