@@ -738,6 +738,24 @@ int main(int argc, char** argv) try {
     return train_child(args[1], args[2], std::stoi(args[3]), std::stoi(args[4]), std::stod(args[5]),
                        args[6] == "-" ? "" : args[6]);
   }
+  if (!args.empty() && args[0] == "--child-augment") {
+    // One augmentation figure alone (for profiling): `32` (in-memory arrays) or `jpeg DIR` (N
+    // files written there first, then read back through ImageFolder).
+    if (args.size() < 2 || (args[1] != "32" && args[1] != "jpeg") ||
+        (args[1] == "jpeg" && args.size() != 4) || (args[1] == "32" && args.size() != 2))
+      throw ValueError("--child-augment 32 | --child-augment jpeg DIR N_FILES");
+    core::register_builtins();
+    torch::set_num_threads(1);
+    double per_s = 0;
+    if (args[1] == "32") {
+      per_s = augment_32_per_second();
+    } else {
+      write_jpegs(args[2], std::stoi(args[3]));
+      per_s = augment_jpeg_per_second(args[2]);
+    }
+    std::printf("%.1f img/s\n", per_s);
+    return 0;
+  }
   if (!args.empty() && args[0] == "--child-extract") {
     if (args.size() != 3) throw ValueError("--child-extract PRECISION ROOT");
     return extract_child(args[1], args[2]);

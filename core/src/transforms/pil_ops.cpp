@@ -216,39 +216,84 @@ inline void rgb_to_hsv(int r, int g, int b, uint8_t& h8, uint8_t& s8, uint8_t& v
   s8 = clamp_u8(int(double(s) * 255.0));
 }
 
-inline void hsv_to_rgb(uint8_t h8, uint8_t s8, uint8_t v8, uint8_t& r, uint8_t& g, uint8_t& b) {
-  if (s8 == 0) {
-    r = g = b = v8;
-    return;
-  }
+// round() of a non-negative double below 2^31 without a libm call: truncate, then add one when
+// the (exact) remainder is at least one half, which is round-half-away-from-zero.
+inline int round_nonneg(double x) {
+  const int k = int(x);
+  return k + int(x - double(k) >= 0.5);
+}
+
+// PIL's uint8 HSV -> RGB of the pixels with s8 > 0 (s8 == 0 is grey: r = g = b = v8). The
+// sector i and fraction f of h8, and the float saturation fs of s8, are tabulated; what remains
+// per pixel is p, q and t with PIL's arithmetic.
+struct HsvSector {
+  uint8_t sector = 0; // int(h8 * 6 / 255) % 6
+  float f = 0.f;      // h8 * 6 / 255 - int(h8 * 6 / 255), as a float
+};
+
+HsvSector hsv_sector(int h8) {
   const double h6 = double(float(h8)) * 6.0 / 255.0;
   const int i = int(h6); // floor: h6 >= 0
-  const float f = float(h6 - double(float(i)));
-  const float fs = float(double(float(s8)) / 255.0);
+  return {uint8_t(i % 6), float(h6 - double(float(i)))};
+}
+
+float hsv_saturation(int s8) {
+  return float(double(float(s8)) / 255.0);
+}
+
+// Writes (r, g, b) from v8 and PIL's p, q, t of one pixel with s8 > 0.
+inline void hsv_to_rgb(const HsvSector& sec, float fs, uint8_t v8, uint8_t& r, uint8_t& g,
+                       uint8_t& b) {
   const double v = double(float(v8));
-  const uint8_t p = clamp_u8(int(std::round(v * (1.0 - double(fs)))));
-  const uint8_t q = clamp_u8(int(std::round(v * (1.0 - double(fs * f)))));
-  const uint8_t t = clamp_u8(int(std::round(v * (1.0 - double(fs) * (1.0 - double(f))))));
-  switch (i % 6) {
-  case 0:
-    r = v8, g = t, b = p;
-    break;
-  case 1:
-    r = q, g = v8, b = p;
-    break;
-  case 2:
-    r = p, g = v8, b = t;
-    break;
-  case 3:
-    r = p, g = q, b = v8;
-    break;
-  case 4:
-    r = t, g = p, b = v8;
-    break;
-  default:
-    r = v8, g = p, b = q;
-    break;
-  }
+  const auto p = uint8_t(round_nonneg(v * (1.0 - double(fs))));
+  const auto q = uint8_t(round_nonneg(v * (1.0 - double(fs * sec.f))));
+  const auto t = uint8_t(round_nonneg(v * (1.0 - double(fs) * (1.0 - double(sec.f)))));
+  // Per sector, which of {v, p, q, t} goes to r, g and b.
+  static constexpr uint8_t kPick[6][3] = {{0, 3, 1}, {2, 0, 1}, {1, 0, 3},
+                                          {1, 2, 0}, {3, 1, 0}, {0, 1, 2}};
+  const uint8_t vals[4] = {v8, p, q, t};
+  const uint8_t* pick = kPick[sec.sector];
+  r = vals[pick[0]];
+  g = vals[pick[1]];
+  b = vals[pick[2]];
+}
+
+// PIL's RGB -> uint8 HSV depends on a pixel only through maxc (v8), the differences
+// d = maxc - channel and their largest, maxc - minc. h8 is tabulated by the channel holding
+// the maximum (R first, then G, as PIL's tests run) and the two other channels' d; s8 by
+// (maxc, maxc - minc). Both tables are filled once from rgb_to_hsv itself.
+struct HsvTables {
+  std::vector<uint8_t> h8; // [max channel 0..2 (R, G, B)][d of the first other][d of the second]
+  std::vector<uint8_t> s8; // [maxc][maxc - minc]
+};
+
+const HsvTables& hsv_tables() {
+  static const HsvTables tables = [] {
+    HsvTables t;
+    t.h8.assign(size_t(3) * 256 * 256, 0);
+    t.s8.assign(size_t(256) * 256, 0);
+    uint8_t h = 0, s = 0, v = 0;
+    for (int d1 = 0; d1 < 256; ++d1)
+      for (int d2 = 0; d2 < 256; ++d2) {
+        // The max channel at 255, the other two at 255 - d (R's "others" are G, B; G's are R,
+        // B; B's are R, G).
+        const int a = 255 - d1, b = 255 - d2;
+        const size_t at = size_t(d1) * 256 + size_t(d2);
+        rgb_to_hsv(255, a, b, h, s, v);
+        t.h8[at] = h;
+        rgb_to_hsv(a, 255, b, h, s, v);
+        t.h8[size_t(256) * 256 + at] = h;
+        rgb_to_hsv(a, b, 255, h, s, v);
+        t.h8[size_t(2) * 256 * 256 + at] = h;
+      }
+    for (int maxc = 1; maxc < 256; ++maxc)
+      for (int cr = 1; cr <= maxc; ++cr) {
+        rgb_to_hsv(maxc, maxc - cr, maxc - cr, h, s, v);
+        t.s8[size_t(maxc) * 256 + size_t(cr)] = s;
+      }
+    return t;
+  }();
+  return tables;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -323,6 +368,20 @@ void box_cols(const uint8_t* src, uint8_t* dst, int h, size_t row_len, int r, ui
   }
 }
 
+// Per-thread buffers the kernels reuse from call to call. Reached through a function that is
+// not inlined: GCC recomputes the address of a thread_local at each use instead of keeping it,
+// and in a shared library each recomputation is a call to __tls_get_addr (it was 7% of the
+// 32x32 SimCLR pipeline, called per row of the blur).
+struct Scratch {
+  std::vector<uint8_t> ext, other;
+  std::vector<uint32_t> acc;
+};
+
+[[gnu::noinline]] Scratch& scratch() {
+  thread_local Scratch buffers;
+  return buffers;
+}
+
 } // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -347,7 +406,7 @@ Image resize(const Image& src, int x, int y, int w, int h, int out_h, int out_w,
   const int first = vt.start.front();
   const int last = vt.start.back() + vt.count.back();
 
-  thread_local std::vector<uint8_t> tmp;
+  std::vector<uint8_t>& tmp = scratch().ext;
   const uint8_t* rows = origin;
   size_t rows_stride = src_stride;
   int row_w = w;
@@ -424,12 +483,32 @@ void hue(Image& img, double factor) {
   if (img.channels != 3) return;
   // np.uint8(hue_factor * 255): truncation toward zero, then modulo 256.
   const auto shift = uint8_t(int(factor * 255.0) & 0xFF);
+  const HsvTables& tables = hsv_tables();
+  std::array<HsvSector, 256> sector; // by h8 before the shift
+  std::array<float, 256> fs{};
+  for (int v = 0; v < 256; ++v) {
+    sector[size_t(v)] = hsv_sector(uint8_t(v + shift));
+    fs[size_t(v)] = hsv_saturation(v);
+  }
   const size_t n = size_t(img.height) * size_t(img.width);
   uint8_t* p = img.data.data();
   for (size_t i = 0; i < n; ++i, p += 3) {
-    uint8_t h, s, v;
-    rgb_to_hsv(p[2], p[1], p[0], h, s, v);
-    hsv_to_rgb(uint8_t(h + shift), s, v, p[2], p[1], p[0]);
+    const int b = p[0], g = p[1], r = p[2];
+    const int maxc = std::max(r, std::max(g, b));
+    const int minc = std::min(r, std::min(g, b));
+    if (maxc == minc) continue; // grey: s8 = 0, so H is ignored and the pixel comes back as is
+    const int dr = maxc - r, dg = maxc - g, db = maxc - b;
+    // The max channel (R before G before B) and the other two channels' d, in table order.
+    const size_t at = r == maxc   ? size_t(dg) * 256 + size_t(db)
+                      : g == maxc ? size_t(256) * 256 + size_t(dr) * 256 + size_t(db)
+                                  : size_t(2) * 256 * 256 + size_t(dr) * 256 + size_t(dg);
+    const uint8_t h8 = tables.h8[at];
+    const uint8_t s8 = tables.s8[size_t(maxc) * 256 + size_t(maxc - minc)];
+    if (s8 == 0) { // PIL: grey at v
+      p[0] = p[1] = p[2] = uint8_t(maxc);
+      continue;
+    }
+    hsv_to_rgb(sector[h8], fs[s8], uint8_t(maxc), p[2], p[1], p[0]);
   }
 }
 
@@ -453,12 +532,14 @@ void gaussian_blur(Image& img, double radius) {
   const uint32_t fw = ((1u << 24) - uint32_t(r * 2 + 1) * ww) / 2;
   if (ww == (1u << 24) && fw == 0) return; // box radius 0: identity
   const int h = img.height, w = img.width, c = img.channels;
-  thread_local std::vector<uint8_t> ext, other;
-  thread_local std::vector<uint32_t> acc;
+  Scratch& sc = scratch();
+  std::vector<uint8_t>& ext = sc.ext;
   const size_t row = size_t(w) * size_t(c);
-  for (int pass = 0; pass < kPasses; ++pass)
-    for (int y = 0; y < h; ++y) {
-      uint8_t* line = &img.data[size_t(y) * row];
+  // Rows are independent in the horizontal passes: all three passes of a row while it is in
+  // cache.
+  for (int y = 0; y < h; ++y) {
+    uint8_t* line = &img.data[size_t(y) * row];
+    for (int pass = 0; pass < kPasses; ++pass) {
       if (c == 3)
         box_row<3>(line, w, c, r, ww, fw, ext);
       else if (c == 1)
@@ -466,6 +547,9 @@ void gaussian_blur(Image& img, double radius) {
       else
         box_row<0>(line, w, c, r, ww, fw, ext);
     }
+  }
+  std::vector<uint8_t>& other = sc.other;
+  std::vector<uint32_t>& acc = sc.acc;
   other.resize(img.data.size());
   for (int pass = 0; pass < kPasses; ++pass) {
     box_cols(img.data.data(), other.data(), h, row, r, ww, fw, acc);
