@@ -17,6 +17,23 @@ namespace selfsup::core::transforms::pil {
 
 namespace {
 
+// The integer loops of the blur and the resize (sums of uint8 x int32 products) vectorize far
+// better with AVX2's 32-bit multiply than with SSE2's emulation of it. On x86-64 each is built
+// twice, for the baseline and for AVX2, and the AVX2 one runs where the CPU has it. Integer
+// arithmetic gives the same bits either way; no floating-point code is built for AVX2 (where
+// FMA contraction could change a rounding).
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SELFSUP_PIL_AVX2 1
+#define SELFSUP_PIL_INLINE [[gnu::always_inline]] inline
+bool has_avx2() {
+  static const bool avx2 = __builtin_cpu_supports("avx2") != 0;
+  return avx2;
+}
+#else
+#define SELFSUP_PIL_AVX2 0
+#define SELFSUP_PIL_INLINE inline
+#endif
+
 // ---------------------------------------------------------------------------------------
 // Resampling
 
@@ -109,11 +126,12 @@ inline uint8_t fixed_to_u8(int32_t acc) {
 }
 
 // Horizontal pass over `rows` rows starting at `src` (row stride in bytes) into dst (dense).
+// kC > 0: that many channels, summed in registers; 0: `channels`, any count.
 template <int kC>
 void resample_rows(const uint8_t* src, size_t src_stride, int rows, int channels, const Taps& tp,
                    uint8_t* dst, int out_w) {
   const int c = kC > 0 ? kC : channels;
-  std::vector<int32_t> acc(static_cast<size_t>(c));
+  std::vector<int32_t> wide(kC > 0 ? 0 : static_cast<size_t>(c));
   for (int y = 0; y < rows; ++y) {
     const uint8_t* in = src + size_t(y) * src_stride;
     uint8_t* out = dst + size_t(y) * size_t(out_w) * size_t(c);
@@ -121,30 +139,47 @@ void resample_rows(const uint8_t* src, size_t src_stride, int rows, int channels
       const int32_t* k = &tp.k[size_t(i) * size_t(tp.ksize)];
       const uint8_t* p = in + size_t(tp.start[size_t(i)]) * size_t(c);
       const int n = tp.count[size_t(i)];
-      for (int ch = 0; ch < c; ++ch) acc[size_t(ch)] = 1 << (kPrecisionBits - 1);
+      int32_t fixed[kC > 0 ? kC : 1];
+      int32_t* acc = kC > 0 ? fixed : wide.data();
+      for (int ch = 0; ch < c; ++ch) acc[ch] = 1 << (kPrecisionBits - 1);
       for (int t = 0; t < n; ++t, p += c)
-        for (int ch = 0; ch < c; ++ch) acc[size_t(ch)] += int32_t(p[ch]) * k[t];
-      for (int ch = 0; ch < c; ++ch)
-        out[size_t(i) * size_t(c) + size_t(ch)] = fixed_to_u8(acc[size_t(ch)]);
+        for (int ch = 0; ch < c; ++ch) acc[ch] += int32_t(p[ch]) * k[t];
+      for (int ch = 0; ch < c; ++ch) out[size_t(i) * size_t(c) + size_t(ch)] = fixed_to_u8(acc[ch]);
     }
   }
 }
 
 // Vertical pass: src rows are dense with `row_len` bytes each.
-void resample_cols(const uint8_t* src, size_t row_len, const Taps& tp, int out_h, uint8_t* dst) {
-  std::vector<int32_t> acc(row_len);
+SELFSUP_PIL_INLINE void resample_cols_body(const uint8_t* __restrict src, size_t row_len,
+                                           const Taps& tp, int out_h, uint8_t* __restrict dst,
+                                           int32_t* __restrict acc) {
   for (int j = 0; j < out_h; ++j) {
-    std::fill(acc.begin(), acc.end(), int32_t(1) << (kPrecisionBits - 1));
+    for (size_t i = 0; i < row_len; ++i) acc[i] = int32_t(1) << (kPrecisionBits - 1);
     const int32_t* k = &tp.k[size_t(j) * size_t(tp.ksize)];
     const int n = tp.count[size_t(j)];
     for (int t = 0; t < n; ++t) {
-      const uint8_t* row = src + size_t(tp.start[size_t(j)] + t) * row_len;
+      const uint8_t* __restrict row = src + size_t(tp.start[size_t(j)] + t) * row_len;
       const int32_t kt = k[t];
       for (size_t i = 0; i < row_len; ++i) acc[i] += int32_t(row[i]) * kt;
     }
-    uint8_t* out = dst + size_t(j) * row_len;
+    uint8_t* __restrict out = dst + size_t(j) * row_len;
     for (size_t i = 0; i < row_len; ++i) out[i] = fixed_to_u8(acc[i]);
   }
+}
+
+#if SELFSUP_PIL_AVX2
+[[gnu::target("avx2")]] void resample_cols_avx2(const uint8_t* src, size_t row_len, const Taps& tp,
+                                                int out_h, uint8_t* dst, int32_t* acc) {
+  resample_cols_body(src, row_len, tp, out_h, dst, acc);
+}
+#endif
+
+void resample_cols(const uint8_t* src, size_t row_len, const Taps& tp, int out_h, uint8_t* dst) {
+  std::vector<int32_t> acc(row_len);
+#if SELFSUP_PIL_AVX2
+  if (has_avx2()) return resample_cols_avx2(src, row_len, tp, out_h, dst, acc.data());
+#endif
+  resample_cols_body(src, row_len, tp, out_h, dst, acc.data());
 }
 
 Image crop(const Image& src, int x, int y, int w, int h) {
@@ -262,9 +297,13 @@ inline void hsv_to_rgb(const HsvSector& sec, float fs, uint8_t v8, uint8_t& r, u
 // d = maxc - channel and their largest, maxc - minc. h8 is tabulated by the channel holding
 // the maximum (R first, then G, as PIL's tests run) and the two other channels' d; s8 by
 // (maxc, maxc - minc). Both tables are filled once from rgb_to_hsv itself.
+// The HSV -> RGB side's sector and fraction of each h8, and float saturation of each s8, are
+// tabulated with them.
 struct HsvTables {
   std::vector<uint8_t> h8; // [max channel 0..2 (R, G, B)][d of the first other][d of the second]
   std::vector<uint8_t> s8; // [maxc][maxc - minc]
+  std::array<HsvSector, 256> sector; // by h8 (after the shift)
+  std::array<float, 256> fs{};       // by s8
 };
 
 const HsvTables& hsv_tables() {
@@ -291,6 +330,10 @@ const HsvTables& hsv_tables() {
         rgb_to_hsv(maxc, maxc - cr, maxc - cr, h, s, v);
         t.s8[size_t(maxc) * 256 + size_t(cr)] = s;
       }
+    for (int i = 0; i < 256; ++i) {
+      t.sector[size_t(i)] = hsv_sector(i);
+      t.fs[size_t(i)] = hsv_saturation(i);
+    }
     return t;
   }();
   return tables;
@@ -311,42 +354,41 @@ float extended_box_radius(float radius, int passes) {
   return l + a;
 }
 
-// One horizontal box-blur pass over a row of `n` pixels of `c` channels, in place. Output x
-// weighs the window [x - r, x + r] by ww and pixels x - r - 1 and x + r + 1 by fw (24-bit
-// fixed point), indices clamped to the row; `ext` is scratch.
-template <int kC>
-void box_row(uint8_t* line, int n, int channels, int r, uint32_t ww, uint32_t fw,
-             std::vector<uint8_t>& ext) {
-  const size_t c = size_t(kC > 0 ? kC : channels);
-  const int len = n + 2 * r + 2; // ext[j] = line[clamp(j - r - 1)]: r + 1 copies of each end
-  ext.resize(size_t(len) * c);
-  for (int j = 0; j <= r; ++j) std::memcpy(&ext[size_t(j) * c], line, c);
-  std::memcpy(&ext[size_t(r + 1) * c], line, size_t(n) * c);
-  for (int j = r + 1 + n; j < len; ++j)
-    std::memcpy(&ext[size_t(j) * c], line + size_t(n - 1) * c, c);
-  uint32_t acc[4] = {0, 0, 0, 0};
-  std::vector<uint32_t> wide;
-  uint32_t* sum = acc;
-  if (c > 4) {
-    wide.assign(c, 0);
-    sum = wide.data();
-  }
-  for (int j = 1; j <= 2 * r + 1; ++j)
-    for (size_t ch = 0; ch < c; ++ch) sum[ch] += ext[size_t(j) * c + ch];
-  const size_t span = size_t(2 * r + 2) * c;
-  const uint8_t* e = ext.data();
-  for (int x = 0; x < n; ++x, e += c) {
-    uint8_t* out = line + size_t(x) * c;
-    for (size_t ch = 0; ch < c; ++ch) {
-      const uint32_t bulk = sum[ch] * ww + uint32_t(e[ch] + e[span + ch]) * fw;
-      out[ch] = uint8_t((bulk + (1u << 23)) >> 24);
-      sum[ch] += uint32_t(e[span + ch]) - uint32_t(e[c + ch]); // add x + r + 1, drop x - r
-    }
+// One box-blur pass down the columns, src -> dst (h rows of row_len bytes), a whole row at a
+// time. Output row y weighs rows [y - r, y + r] by ww and rows y - r - 1 and y + r + 1 by fw
+// (24-bit fixed point), row indices clamped to the image (edges replicated). The horizontal
+// passes run through it too, on the transposed image.
+// One output row of box_cols from the running column sums `acc`, which it then advances. The
+// pointers are declared unaliased (the rows read may coincide at the edges, but only `out` and
+// `acc` are written, each its own buffer) so the compiler vectorizes the loop.
+SELFSUP_PIL_INLINE void box_step_body(const uint8_t* __restrict far_up,
+                                      const uint8_t* __restrict far_down,
+                                      const uint8_t* __restrict leaving, uint8_t* __restrict out,
+                                      uint32_t* __restrict acc, size_t n, uint32_t ww,
+                                      uint32_t fw) {
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t bulk = acc[i] * ww + uint32_t(far_up[i] + far_down[i]) * fw;
+    out[i] = uint8_t((bulk + (1u << 23)) >> 24);
+    acc[i] += uint32_t(far_down[i]) - uint32_t(leaving[i]);
   }
 }
 
-// One vertical box-blur pass, src -> dst (h rows of row_len bytes): the same sums, down the
-// columns, a whole row at a time.
+#if SELFSUP_PIL_AVX2
+[[gnu::target("avx2")]] void box_step_avx2(const uint8_t* far_up, const uint8_t* far_down,
+                                           const uint8_t* leaving, uint8_t* out, uint32_t* acc,
+                                           size_t n, uint32_t ww, uint32_t fw) {
+  box_step_body(far_up, far_down, leaving, out, acc, n, ww, fw);
+}
+#endif
+
+void box_step(const uint8_t* far_up, const uint8_t* far_down, const uint8_t* leaving, uint8_t* out,
+              uint32_t* acc, size_t n, uint32_t ww, uint32_t fw) {
+#if SELFSUP_PIL_AVX2
+  if (has_avx2()) return box_step_avx2(far_up, far_down, leaving, out, acc, n, ww, fw);
+#endif
+  box_step_body(far_up, far_down, leaving, out, acc, n, ww, fw);
+}
+
 void box_cols(const uint8_t* src, uint8_t* dst, int h, size_t row_len, int r, uint32_t ww,
               uint32_t fw, std::vector<uint32_t>& acc) {
   const auto row = [&](int j) { return src + size_t(std::min(std::max(j, 0), h - 1)) * row_len; };
@@ -359,12 +401,7 @@ void box_cols(const uint8_t* src, uint8_t* dst, int h, size_t row_len, int r, ui
     const uint8_t* far_up = row(y - r - 1);
     const uint8_t* far_down = row(y + r + 1);
     const uint8_t* leaving = row(y - r);
-    uint8_t* out = dst + size_t(y) * row_len;
-    for (size_t i = 0; i < row_len; ++i) {
-      const uint32_t bulk = acc[i] * ww + uint32_t(far_up[i] + far_down[i]) * fw;
-      out[i] = uint8_t((bulk + (1u << 23)) >> 24);
-      acc[i] += uint32_t(far_down[i]) - uint32_t(leaving[i]);
-    }
+    box_step(far_up, far_down, leaving, dst + size_t(y) * row_len, acc.data(), row_len, ww, fw);
   }
 }
 
@@ -380,6 +417,25 @@ struct Scratch {
 [[gnu::noinline]] Scratch& scratch() {
   thread_local Scratch buffers;
   return buffers;
+}
+
+// src (h rows of w pixels of c bytes) -> dst (w rows of h pixels).
+void transpose(const uint8_t* src, int h, int w, int c, uint8_t* dst) {
+  const size_t cs = size_t(c);
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* in = src + size_t(y) * size_t(w) * cs;
+    uint8_t* out = dst + size_t(y) * cs;
+    const size_t step = size_t(h) * cs;
+    if (c == 3) {
+      for (int x = 0; x < w; ++x, in += 3, out += step) {
+        out[0] = in[0];
+        out[1] = in[1];
+        out[2] = in[2];
+      }
+    } else {
+      for (int x = 0; x < w; ++x, in += cs, out += step) std::memcpy(out, in, cs);
+    }
+  }
 }
 
 } // namespace
@@ -471,11 +527,16 @@ void color(Image& img, double factor) {
   const float alpha = float(factor);
   const size_t n = size_t(img.height) * size_t(img.width);
   uint8_t* p = img.data.data();
+  // blend() without branches: clamping to [0, 255] then truncating equals trunc_u8.
+  const auto mix = [alpha](float g, int v) {
+    return uint8_t(int(std::min(std::max(g + alpha * (float(v) - g), 0.f), 255.f)));
+  };
   for (size_t i = 0; i < n; ++i, p += 3) {
     const int g = luma_bgr(p);
-    p[0] = blend(g, p[0], alpha);
-    p[1] = blend(g, p[1], alpha);
-    p[2] = blend(g, p[2], alpha);
+    const float gf = float(g);
+    p[0] = mix(gf, p[0]);
+    p[1] = mix(gf, p[1]);
+    p[2] = mix(gf, p[2]);
   }
 }
 
@@ -484,12 +545,6 @@ void hue(Image& img, double factor) {
   // np.uint8(hue_factor * 255): truncation toward zero, then modulo 256.
   const auto shift = uint8_t(int(factor * 255.0) & 0xFF);
   const HsvTables& tables = hsv_tables();
-  std::array<HsvSector, 256> sector; // by h8 before the shift
-  std::array<float, 256> fs{};
-  for (int v = 0; v < 256; ++v) {
-    sector[size_t(v)] = hsv_sector(uint8_t(v + shift));
-    fs[size_t(v)] = hsv_saturation(v);
-  }
   const size_t n = size_t(img.height) * size_t(img.width);
   uint8_t* p = img.data.data();
   for (size_t i = 0; i < n; ++i, p += 3) {
@@ -508,7 +563,7 @@ void hue(Image& img, double factor) {
       p[0] = p[1] = p[2] = uint8_t(maxc);
       continue;
     }
-    hsv_to_rgb(sector[h8], fs[s8], uint8_t(maxc), p[2], p[1], p[0]);
+    hsv_to_rgb(tables.sector[uint8_t(h8 + shift)], tables.fs[s8], uint8_t(maxc), p[2], p[1], p[0]);
   }
 }
 
@@ -533,24 +588,20 @@ void gaussian_blur(Image& img, double radius) {
   if (ww == (1u << 24) && fw == 0) return; // box radius 0: identity
   const int h = img.height, w = img.width, c = img.channels;
   Scratch& sc = scratch();
-  std::vector<uint8_t>& ext = sc.ext;
-  const size_t row = size_t(w) * size_t(c);
-  // Rows are independent in the horizontal passes: all three passes of a row while it is in
-  // cache.
-  for (int y = 0; y < h; ++y) {
-    uint8_t* line = &img.data[size_t(y) * row];
-    for (int pass = 0; pass < kPasses; ++pass) {
-      if (c == 3)
-        box_row<3>(line, w, c, r, ww, fw, ext);
-      else if (c == 1)
-        box_row<1>(line, w, c, r, ww, fw, ext);
-      else
-        box_row<0>(line, w, c, r, ww, fw, ext);
-    }
-  }
+  std::vector<uint8_t>& cols = sc.ext; // the image transposed: w rows of h pixels
   std::vector<uint8_t>& other = sc.other;
   std::vector<uint32_t>& acc = sc.acc;
+  const size_t row = size_t(w) * size_t(c), col = size_t(h) * size_t(c);
+  // Horizontal passes first (as PIL): down the columns of the transposed image, where the
+  // running sums of a whole row of pixels advance together.
+  cols.resize(img.data.size());
   other.resize(img.data.size());
+  transpose(img.data.data(), h, w, c, cols.data());
+  for (int pass = 0; pass < kPasses; ++pass) {
+    box_cols(cols.data(), other.data(), w, col, r, ww, fw, acc);
+    std::swap(cols, other);
+  }
+  transpose(cols.data(), w, h, c, img.data.data());
   for (int pass = 0; pass < kPasses; ++pass) {
     box_cols(img.data.data(), other.data(), h, row, r, ww, fw, acc);
     std::swap(img.data, other); // the pass's result becomes the image
