@@ -281,12 +281,15 @@ inline void hsv_to_rgb(const HsvSector& sec, float fs, uint8_t v8, uint8_t& r, u
                        uint8_t& b) {
   const double v = double(float(v8));
   const auto p = uint8_t(round_nonneg(v * (1.0 - double(fs))));
-  const auto q = uint8_t(round_nonneg(v * (1.0 - double(fs * sec.f))));
-  const auto t = uint8_t(round_nonneg(v * (1.0 - double(fs) * (1.0 - double(sec.f)))));
-  // Per sector, which of {v, p, q, t} goes to r, g and b.
-  static constexpr uint8_t kPick[6][3] = {{0, 3, 1}, {2, 0, 1}, {1, 0, 3},
-                                          {1, 2, 0}, {3, 1, 0}, {0, 1, 2}};
-  const uint8_t vals[4] = {v8, p, q, t};
+  // A sector uses q (odd sectors) or t (even ones), never both: only that one is computed.
+  const double scales[2] = {double(fs) * (1.0 - double(sec.f)), double(fs * sec.f)}; // t, q
+  const double qt_scale = scales[sec.sector & 1];
+  const auto qt = uint8_t(round_nonneg(v * (1.0 - qt_scale)));
+  // Per sector, which of {v, p, q or t} goes to r, g and b (PIL: (v, t, p), (q, v, p),
+  // (p, v, t), (p, q, v), (t, p, v), (v, p, q)).
+  static constexpr uint8_t kPick[6][3] = {{0, 2, 1}, {2, 0, 1}, {1, 0, 2},
+                                          {1, 2, 0}, {2, 1, 0}, {0, 1, 2}};
+  const uint8_t vals[3] = {v8, p, qt};
   const uint8_t* pick = kPick[sec.sector];
   r = vals[pick[0]];
   g = vals[pick[1]];
@@ -412,7 +415,16 @@ void box_cols(const uint8_t* src, uint8_t* dst, int h, size_t row_len, int r, ui
 struct Scratch {
   std::vector<uint8_t> ext, other;
   std::vector<uint32_t> acc;
+  std::vector<float> grey;
 };
+
+// v[i] = trunc_u8(g[i] + alpha * (v[i] - g[i])): PIL's blend of each value with its grey level.
+void blend_values(uint8_t* __restrict v, const float* __restrict g, size_t n, float alpha) {
+  for (size_t i = 0; i < n; ++i) {
+    const float x = g[i] + alpha * (float(v[i]) - g[i]);
+    v[i] = uint8_t(int(std::min(std::max(x, 0.f), 255.f)));
+  }
+}
 
 [[gnu::noinline]] Scratch& scratch() {
   thread_local Scratch buffers;
@@ -526,18 +538,15 @@ void color(Image& img, double factor) {
   if (img.channels != 3) return;
   const float alpha = float(factor);
   const size_t n = size_t(img.height) * size_t(img.width);
-  uint8_t* p = img.data.data();
-  // blend() without branches: clamping to [0, 255] then truncating equals trunc_u8.
-  const auto mix = [alpha](float g, int v) {
-    return uint8_t(int(std::min(std::max(g + alpha * (float(v) - g), 0.f), 255.f)));
-  };
-  for (size_t i = 0; i < n; ++i, p += 3) {
-    const int g = luma_bgr(p);
-    const float gf = float(g);
-    p[0] = mix(gf, p[0]);
-    p[1] = mix(gf, p[1]);
-    p[2] = mix(gf, p[2]);
-  }
+  // Two passes that the compiler vectorizes: each value's grey level (its pixel's luma), then
+  // blend() on every value, without branches (clamping to [0, 255] then truncating equals
+  // trunc_u8).
+  std::vector<float>& grey = scratch().grey;
+  grey.resize(3 * n);
+  const uint8_t* p = img.data.data();
+  for (size_t i = 0; i < n; ++i, p += 3)
+    grey[3 * i] = grey[3 * i + 1] = grey[3 * i + 2] = float(luma_bgr(p));
+  blend_values(img.data.data(), grey.data(), 3 * n, alpha);
 }
 
 void hue(Image& img, double factor) {
@@ -554,9 +563,13 @@ void hue(Image& img, double factor) {
     if (maxc == minc) continue; // grey: s8 = 0, so H is ignored and the pixel comes back as is
     const int dr = maxc - r, dg = maxc - g, db = maxc - b;
     // The max channel (R before G before B) and the other two channels' d, in table order.
-    const size_t at = r == maxc   ? size_t(dg) * 256 + size_t(db)
-                      : g == maxc ? size_t(256) * 256 + size_t(dr) * 256 + size_t(db)
-                                  : size_t(2) * 256 * 256 + size_t(dr) * 256 + size_t(dg);
+    const size_t at_r = size_t(dg) * 256 + size_t(db);
+    const size_t at_g = size_t(256) * 256 + size_t(dr) * 256 + size_t(db);
+    const size_t at_b = size_t(2) * 256 * 256 + size_t(dr) * 256 + size_t(dg);
+    // Selected with masks, not branches: which channel is the largest is a coin toss on noisy
+    // images.
+    const size_t is_r = r == maxc, is_g = (1 - is_r) & size_t(g == maxc), is_b = 1 - is_r - is_g;
+    const size_t at = (at_r & (0 - is_r)) | (at_g & (0 - is_g)) | (at_b & (0 - is_b));
     const uint8_t h8 = tables.h8[at];
     const uint8_t s8 = tables.s8[size_t(maxc) * 256 + size_t(maxc - minc)];
     if (s8 == 0) { // PIL: grey at v
