@@ -1,4 +1,4 @@
-#include "small_conv.h"
+#include "fast_conv.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -86,6 +86,7 @@ bool uses_matmul_weight_grad(const torch::nn::Conv2d& conv, const torch::Tensor&
 }
 
 torch::Tensor conv2d(const torch::nn::Conv2d& conv, const torch::Tensor& x) {
+  if (uses_winograd(conv, x)) return winograd_conv2d(x, conv->weight);
   if (!uses_matmul_weight_grad(conv, x)) return conv.ptr()->forward(x);
   const auto& pad = c10::get<torch::ExpandingArray<2>>(conv->options.padding());
   const auto& stride = *conv->options.stride();

@@ -1,15 +1,19 @@
 #pragma once
-// A 2-D convolution whose weight gradient, for bf16 inputs of small output maps, is computed as
-// one matrix product over the unfolded input (im2col) instead of by oneDNN's direct
-// backward-weights kernel. On this platform's AMX kernels (LibTorch 1.13, oneDNN 2.6) the direct
-// kernel is 2.4-2.8x slower than the matrix product for ResNet's 4x4 layer4 maps at batch 512
-// (docs/performance.md); forward and input gradient stay the library's.
+// ResNet's convolutions in training, on two paths faster here than the direct kernels LibTorch
+// 1.13 asks oneDNN 2.6 for (docs/performance.md has the figures); every other call is the
+// module's own forward.
+// - bf16 with output maps of at most 16 pixels (layer4 at 32 px): the weight gradient as one
+//   matrix product over the unfolded input (im2col), 2.4-2.8x faster than oneDNN's direct AMX
+//   backward-weights kernel there; forward and input gradient stay the library's.
+// - fp32 3x3 stride-1: forward and both gradients through oneDNN's Winograd F(4x4, 3x3)
+//   kernels, which do about 2x fewer multiplications than direct convolution.
 #include <torch/nn/modules/conv.h>
 #include <torch/types.h>
 
 namespace selfsup::plugins::backbones {
 
-/// conv(x), through the matrix-product weight gradient when `uses_matmul_weight_grad` holds.
+/// conv(x), through the matrix-product weight gradient when `uses_matmul_weight_grad` holds,
+/// through Winograd when `uses_winograd` does, else the module's forward.
 torch::Tensor conv2d(const torch::nn::Conv2d& conv, const torch::Tensor& x);
 
 /// True when a gradient will be taken (grad mode, the weight requires grad), the computation is
@@ -24,5 +28,15 @@ bool uses_matmul_weight_grad(const torch::nn::Conv2d& conv, const torch::Tensor&
 torch::Tensor conv2d_weight_grad_matmul(const torch::Tensor& x, const torch::Tensor& grad_out,
                                         at::IntArrayRef kernel, at::IntArrayRef stride,
                                         at::IntArrayRef padding);
+
+/// True when a gradient will be taken (grad mode, the weight requires grad), `x` and the weight
+/// are fp32 on the CPU outside autocast, the conv is 3x3, stride 1, padding 1 (zeros),
+/// dilation 1, one group, no bias, and oneDNN has a Winograd kernel for the shape (it needs
+/// channel counts it can block, and AVX-512). SELFSUP_WINOGRAD=0 in the environment turns it off.
+bool uses_winograd(const torch::nn::Conv2d& conv, const torch::Tensor& x);
+
+/// conv2d(x, w, padding 1) by Winograd, differentiable in x and w; the output and the input
+/// gradient in x's memory format, the weight gradient in w's. Only where uses_winograd holds.
+torch::Tensor winograd_conv2d(const torch::Tensor& x, const torch::Tensor& w);
 
 } // namespace selfsup::plugins::backbones

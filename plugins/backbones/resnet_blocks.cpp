@@ -2,7 +2,7 @@
 
 #include <torch/torch.h>
 
-#include "small_conv.h"
+#include "fast_conv.h"
 
 namespace selfsup::plugins::backbones {
 

@@ -1,5 +1,5 @@
 // The matrix-product weight gradient of ResNet's small-map bf16 convolutions (backbones plugin,
-// small_conv.h): the same gradient as a float64 computation and as oneDNN's direct kernel, to
+// fast_conv.h): the same gradient as a float64 computation and as oneDNN's direct kernel, to
 // bf16's rounding, in channels-last order; used exactly when it should be, and through a
 // convolution under autocast it changes nothing else.
 #include <gtest/gtest.h>
@@ -7,7 +7,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
-#include "../../../plugins/backbones/small_conv.h"
+#include "../../../plugins/backbones/fast_conv.h"
 
 namespace selfsup::plugins::backbones {
 namespace {
@@ -126,6 +126,69 @@ TEST(SmallConvTest, UnderAutocastOnlyTheWeightGradientsSummationDiffers) {
     EXPECT_EQ(gw_ours.scalar_type(), torch::kFloat);
     expect_close_to_bf16(gw_ours, gw_ref);
   }
+}
+
+// Winograd's transforms cost some fp32 accuracy: |a - b| <= 2e-5 max|b| (direct fp32
+// convolution is near 1e-6 here).
+void expect_close_to_fp32_winograd(const torch::Tensor& a, const torch::Tensor& b) {
+  const torch::Tensor a64 = a.to(torch::kDouble), b64 = b.to(torch::kDouble);
+  const double scale = b64.abs().max().item<double>();
+  ASSERT_GT(scale, 0);
+  EXPECT_LE((a64 - b64).abs().max().item<double>(), 2e-5 * scale);
+}
+
+TEST(WinogradConvTest, OutputAndGradientsMatchFloat64InEitherMemoryFormat) {
+  torch::manual_seed(7);
+  struct Case {
+    int64_t n, c, o, h, w;
+    bool channels_last;
+  };
+  for (const Case k : {Case{4, 16, 32, 8, 8, false}, Case{4, 16, 32, 8, 8, true},
+                       Case{3, 32, 16, 5, 7, true}, Case{2, 64, 64, 4, 4, false}}) {
+    SCOPED_TRACE("c " + std::to_string(k.c) + " h " + std::to_string(k.h) + " w " +
+                 std::to_string(k.w) + (k.channels_last ? " channels-last" : " NCHW"));
+    const auto format =
+        k.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    torch::nn::Conv2d conv(torch::nn::Conv2dOptions(k.c, k.o, 3).padding(1).bias(false));
+    conv->weight.set_data(conv->weight.contiguous(format));
+    const torch::Tensor x = torch::randn({k.n, k.c, k.h, k.w}).contiguous(format).requires_grad_();
+    const torch::Tensor r = torch::randn({k.n, k.o, k.h, k.w});
+    ASSERT_TRUE(uses_winograd(conv, x));
+    const torch::Tensor y = conv2d(conv, x);
+    (y * r).sum().backward();
+    EXPECT_TRUE(y.is_contiguous(format));
+    EXPECT_TRUE(x.grad().is_contiguous(format));
+    EXPECT_TRUE(conv->weight.grad().is_contiguous(format));
+
+    const torch::Tensor x64 = x.detach().to(torch::kDouble).requires_grad_();
+    const torch::Tensor w64 = conv->weight.detach().to(torch::kDouble).requires_grad_();
+    const torch::Tensor y64 = torch::conv2d(x64, w64, {}, 1, 1);
+    (y64 * r.to(torch::kDouble)).sum().backward();
+    expect_close_to_fp32_winograd(y.detach(), y64.detach());
+    expect_close_to_fp32_winograd(x.grad(), x64.grad());
+    expect_close_to_fp32_winograd(conv->weight.grad(), w64.grad());
+  }
+}
+
+TEST(WinogradConvTest, UsedForFp32ThreeByThreeStrideOneTrainingOnly) {
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(16, 16, 3).padding(1).bias(false));
+  const torch::Tensor x = torch::randn({2, 16, 8, 8});
+  EXPECT_TRUE(uses_winograd(conv, x));
+  {
+    torch::NoGradGuard no_grad; // evaluation and feature extraction keep the direct kernels
+    EXPECT_FALSE(uses_winograd(conv, x));
+  }
+  torch::nn::Conv2d strided(torch::nn::Conv2dOptions(16, 16, 3).stride(2).padding(1).bias(false));
+  EXPECT_FALSE(uses_winograd(strided, x));
+  torch::nn::Conv2d pointwise(torch::nn::Conv2dOptions(16, 16, 1).bias(false));
+  EXPECT_FALSE(uses_winograd(pointwise, x));
+  torch::nn::Conv2d biased(torch::nn::Conv2dOptions(16, 16, 3).padding(1));
+  EXPECT_FALSE(uses_winograd(biased, x));
+  at::autocast::set_cpu_enabled(true);
+  EXPECT_FALSE(uses_winograd(conv, x));
+  at::autocast::set_cpu_enabled(false);
+  conv->weight.requires_grad_(false);
+  EXPECT_FALSE(uses_winograd(conv, x));
 }
 
 } // namespace
