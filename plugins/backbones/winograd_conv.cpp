@@ -131,8 +131,15 @@ public:
     dnnl::stream stream(cpu_engine());
     const dnnl::memory grad = as_memory(g);
     torch::Tensor gx, gw;
+    // The output gradient in the blocked layout, reordered once when both passes want the same.
+    dnnl::memory blocked_grad;
+    auto grad_in = [&](const dnnl::memory::desc& desc) {
+      if (!blocked_grad || blocked_grad.get_desc() != desc)
+        blocked_grad = in_layout(grad, desc, stream);
+      return blocked_grad;
+    };
     if (ctx->needs_input_grad(0)) {
-      const dnnl::memory diff_dst = in_layout(grad, p.bwd_data_pd.diff_dst_desc(), stream);
+      const dnnl::memory diff_dst = grad_in(p.bwd_data_pd.diff_dst_desc());
       const dnnl::memory weights = in_layout(as_memory(w), p.bwd_data_pd.weights_desc(), stream);
       dnnl::memory diff_src(p.bwd_data_pd.diff_src_desc(), cpu_engine());
       p.bwd_data.execute(stream, {{DNNL_ARG_DIFF_DST, diff_dst},
@@ -141,7 +148,7 @@ public:
       gx = to_tensor(diff_src, x.sizes(), x, stream);
     }
     if (ctx->needs_input_grad(1)) {
-      const dnnl::memory diff_dst = in_layout(grad, p.bwd_weights_pd.diff_dst_desc(), stream);
+      const dnnl::memory diff_dst = grad_in(p.bwd_weights_pd.diff_dst_desc());
       const dnnl::memory src = in_layout(as_memory(x), p.bwd_weights_pd.src_desc(), stream);
       dnnl::memory diff_weights(p.bwd_weights_pd.diff_weights_desc(), cpu_engine());
       p.bwd_weights.execute(stream, {{DNNL_ARG_DIFF_DST, diff_dst},
