@@ -1,11 +1,14 @@
 // fp32 3x3 stride-1 convolutions through oneDNN's Winograd F(4x4, 3x3) kernels (the same oneDNN
 // 2.6 that LibTorch calls, which only ever asks it for direct convolution). See fast_conv.h.
 #include <algorithm>
+#include <array>
+#include <memory>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include <ATen/autocast_mode.h>
@@ -56,16 +59,20 @@ const WinogradPrimitives& primitives_for(const Shape& shape) {
   const dnnl::memory::desc dst({n, o, h, w}, dt::f32, tag::any);
   const dnnl::memory::dims stride{1, 1}, pad{1, 1};
   const auto alg = dnnl::algorithm::convolution_winograd;
+  // Scratchpads are the caller's (allocated per call, see with_scratchpad): a primitive that
+  // owned one would hold it for as long as the cache keeps the primitive.
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   try {
     p.fwd_pd = dnnl::convolution_forward::primitive_desc(
         dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, src, weights, dst,
                                         stride, pad, pad),
-        cpu_engine());
+        attr, cpu_engine());
     p.bwd_data_pd = dnnl::convolution_backward_data::primitive_desc(
-        dnnl::convolution_backward_data::desc(alg, src, weights, dst, stride, pad, pad),
+        dnnl::convolution_backward_data::desc(alg, src, weights, dst, stride, pad, pad), attr,
         cpu_engine(), p.fwd_pd);
     p.bwd_weights_pd = dnnl::convolution_backward_weights::primitive_desc(
-        dnnl::convolution_backward_weights::desc(alg, src, weights, dst, stride, pad, pad),
+        dnnl::convolution_backward_weights::desc(alg, src, weights, dst, stride, pad, pad), attr,
         cpu_engine(), p.fwd_pd);
     p.fwd = dnnl::convolution_forward(p.fwd_pd);
     p.bwd_data = dnnl::convolution_backward_data(p.bwd_data_pd);
@@ -101,6 +108,35 @@ template <class Fn> void for_each_chunk(const torch::Tensor& x, const torch::Ten
     fn(start, std::min(chunk, x.size(0) - start));
 }
 
+// Buffers for oneDNN's side of a call (blocked copies, scratchpad), one per role and thread,
+// reused by every call and grown to the largest size asked of them. Fresh buffers per call
+// would cost their page faults every time (about a quarter of the step at batch 512); buffers
+// owned by the cached primitives would add up over every shape.
+enum class Role { kSrc, kDst, kGrad, kWeights, kDiffWeights, kScratchpad, kCount };
+
+dnnl::memory workspace(Role role, const dnnl::memory::desc& desc) {
+  struct Buffer {
+    std::unique_ptr<char, decltype(&std::free)> data{nullptr, &std::free};
+    size_t size = 0;
+  };
+  thread_local std::array<Buffer, size_t(Role::kCount)> buffers;
+  Buffer& buffer = buffers[size_t(role)];
+  const size_t size = (desc.get_size() + 63) / 64 * 64;
+  if (size > buffer.size) {
+    buffer.data.reset(static_cast<char*>(std::aligned_alloc(64, size)));
+    TORCH_CHECK(buffer.data != nullptr, "Winograd convolution: out of memory (", size, " bytes)");
+    buffer.size = size;
+  }
+  return {desc, cpu_engine(), buffer.data.get()};
+}
+
+// `args` plus the scratchpad `pd` asks for.
+std::unordered_map<int, dnnl::memory> with_scratchpad(std::unordered_map<int, dnnl::memory> args,
+                                                      const dnnl::primitive_desc_base& pd) {
+  args.emplace(DNNL_ARG_SCRATCHPAD, workspace(Role::kScratchpad, pd.scratchpad_desc()));
+  return args;
+}
+
 // A tensor's own layout (any strides) as a oneDNN memory over its data.
 dnnl::memory as_memory(const torch::Tensor& t) {
   const dnnl::memory::desc desc(t.sizes().vec(), dnnl::memory::data_type::f32, t.strides().vec());
@@ -108,11 +144,11 @@ dnnl::memory as_memory(const torch::Tensor& t) {
 }
 
 // `from` in the layout `desc` wants: `from` itself when it already has it, else a reordered copy
-// (in a buffer that lives as long as the returned memory).
-dnnl::memory in_layout(const dnnl::memory& from, const dnnl::memory::desc& desc,
+// in the `role` buffer.
+dnnl::memory in_layout(const dnnl::memory& from, const dnnl::memory::desc& desc, Role role,
                        dnnl::stream& stream) {
   if (from.get_desc() == desc) return from;
-  dnnl::memory to(desc, cpu_engine());
+  dnnl::memory to = workspace(role, desc);
   dnnl::reorder(from, to).execute(stream, const_cast<dnnl::memory&>(from), to);
   return to;
 }
@@ -128,12 +164,14 @@ public:
     for_each_chunk(x, w, [&](int64_t start, int64_t n) {
       const WinogradPrimitives& p = primitives_for(call_shape(x, w, n));
       const dnnl::memory src =
-          in_layout(as_memory(x.narrow(0, start, n)), p.fwd_pd.src_desc(), stream);
+          in_layout(as_memory(x.narrow(0, start, n)), p.fwd_pd.src_desc(), Role::kSrc, stream);
       if (!weights || weights.get_desc() != p.fwd_pd.weights_desc())
-        weights = in_layout(as_memory(w), p.fwd_pd.weights_desc(), stream);
-      dnnl::memory dst(p.fwd_pd.dst_desc(), cpu_engine());
-      p.fwd.execute(stream,
-                    {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}});
+        weights = in_layout(as_memory(w), p.fwd_pd.weights_desc(), Role::kWeights, stream);
+      dnnl::memory dst = workspace(Role::kDst, p.fwd_pd.dst_desc());
+      p.fwd.execute(
+          stream,
+          with_scratchpad({{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}},
+                          p.fwd_pd));
       dnnl::memory out = as_memory(y.narrow(0, start, n));
       dnnl::reorder(dst, out).execute(stream, dst, out);
       stream.wait(); // before this chunk's buffers go
@@ -160,28 +198,31 @@ public:
       dnnl::memory blocked_grad;
       auto grad_in = [&](const dnnl::memory::desc& desc) {
         if (!blocked_grad || blocked_grad.get_desc() != desc)
-          blocked_grad = in_layout(grad, desc, stream);
+          blocked_grad = in_layout(grad, desc, Role::kGrad, stream);
         return blocked_grad;
       };
       if (want_x) {
         const dnnl::memory diff_dst = grad_in(p.bwd_data_pd.diff_dst_desc());
         if (!weights || weights.get_desc() != p.bwd_data_pd.weights_desc())
-          weights = in_layout(as_memory(w), p.bwd_data_pd.weights_desc(), stream);
-        dnnl::memory diff_src(p.bwd_data_pd.diff_src_desc(), cpu_engine());
-        p.bwd_data.execute(stream, {{DNNL_ARG_DIFF_DST, diff_dst},
-                                    {DNNL_ARG_WEIGHTS, weights},
-                                    {DNNL_ARG_DIFF_SRC, diff_src}});
+          weights = in_layout(as_memory(w), p.bwd_data_pd.weights_desc(), Role::kWeights, stream);
+        dnnl::memory diff_src = workspace(Role::kDst, p.bwd_data_pd.diff_src_desc());
+        p.bwd_data.execute(stream, with_scratchpad({{DNNL_ARG_DIFF_DST, diff_dst},
+                                                    {DNNL_ARG_WEIGHTS, weights},
+                                                    {DNNL_ARG_DIFF_SRC, diff_src}},
+                                                   p.bwd_data_pd));
         dnnl::memory out = as_memory(gx.narrow(0, start, n));
         dnnl::reorder(diff_src, out).execute(stream, diff_src, out);
       }
       if (want_w) {
         const dnnl::memory diff_dst = grad_in(p.bwd_weights_pd.diff_dst_desc());
-        const dnnl::memory src =
-            in_layout(as_memory(x.narrow(0, start, n)), p.bwd_weights_pd.src_desc(), stream);
-        dnnl::memory diff_weights(p.bwd_weights_pd.diff_weights_desc(), cpu_engine());
-        p.bwd_weights.execute(stream, {{DNNL_ARG_DIFF_DST, diff_dst},
-                                       {DNNL_ARG_SRC, src},
-                                       {DNNL_ARG_DIFF_WEIGHTS, diff_weights}});
+        const dnnl::memory src = in_layout(as_memory(x.narrow(0, start, n)),
+                                           p.bwd_weights_pd.src_desc(), Role::kSrc, stream);
+        dnnl::memory diff_weights =
+            workspace(Role::kDiffWeights, p.bwd_weights_pd.diff_weights_desc());
+        p.bwd_weights.execute(stream, with_scratchpad({{DNNL_ARG_DIFF_DST, diff_dst},
+                                                       {DNNL_ARG_SRC, src},
+                                                       {DNNL_ARG_DIFF_WEIGHTS, diff_weights}},
+                                                      p.bwd_weights_pd));
         torch::Tensor part = torch::empty_like(gw);
         dnnl::memory out = as_memory(part);
         dnnl::reorder(diff_weights, out).execute(stream, diff_weights, out);
