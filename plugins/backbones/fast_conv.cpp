@@ -15,14 +15,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-bool enabled_by_environment() {
-  static const bool on = [] {
-    const char* v = std::getenv("SELFSUP_MATMUL_WEIGHT_GRAD");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
-  return on;
-}
-
 // conv2d(x, w) in bf16: the library's forward and input gradient, the weight gradient by
 // conv2d_weight_grad_matmul. Gradients come back in the dtypes of x and w (autocast's fp32
 // master weights get an fp32 gradient, as through autocast's own cast).
@@ -63,26 +55,35 @@ public:
 
 } // namespace
 
-bool uses_matmul_weight_grad(const torch::nn::Conv2d& conv, const torch::Tensor& x) {
+bool switched_on(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
+bool is_plain_trained_conv(const torch::nn::Conv2d& conv, const torch::Tensor& x) {
   const auto& o = conv->options;
-  if (!torch::GradMode::is_enabled() || !conv->weight.requires_grad() || conv->bias.defined())
-    return false;
-  if (x.dim() != 4 || !x.device().is_cpu() || o.groups() != 1 ||
-      !c10::holds_alternative<torch::ExpandingArray<2>>(o.padding()) ||
-      !c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode()) ||
-      o.dilation()->at(0) != 1 || o.dilation()->at(1) != 1)
-    return false;
+  return torch::GradMode::is_enabled() && conv->weight.requires_grad() && !conv->bias.defined() &&
+         x.dim() == 4 && x.device().is_cpu() && o.groups() == 1 &&
+         c10::holds_alternative<torch::ExpandingArray<2>>(o.padding()) &&
+         c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode()) &&
+         o.dilation()->at(0) == 1 && o.dilation()->at(1) == 1;
+}
+
+bool uses_matmul_weight_grad(const torch::nn::Conv2d& conv, const torch::Tensor& x) {
+  static const bool on = switched_on("SELFSUP_MATMUL_WEIGHT_GRAD");
+  if (!on || !is_plain_trained_conv(conv, x)) return false;
   const bool bf16 =
       (x.scalar_type() == torch::kBFloat16 && conv->weight.scalar_type() == torch::kBFloat16) ||
       (at::autocast::is_cpu_enabled() &&
        at::autocast::get_autocast_cpu_dtype() == torch::kBFloat16);
   if (!bf16 || x.suggest_memory_format() != at::MemoryFormat::ChannelsLast) return false;
+  const auto& o = conv->options;
   const auto& pad = c10::get<torch::ExpandingArray<2>>(o.padding());
   const int64_t out_h =
       (x.size(2) + 2 * pad->at(0) - o.kernel_size()->at(0)) / o.stride()->at(0) + 1;
   const int64_t out_w =
       (x.size(3) + 2 * pad->at(1) - o.kernel_size()->at(1)) / o.stride()->at(1) + 1;
-  return out_h * out_w <= 16 && enabled_by_environment();
+  return out_h * out_w <= 16;
 }
 
 torch::Tensor conv2d(const torch::nn::Conv2d& conv, const torch::Tensor& x) {

@@ -35,6 +35,13 @@ torch::Tensor conv2d_weight_grad_matmul(const torch::Tensor& x, const torch::Ten
 /// channel counts it can block, and AVX-512). SELFSUP_WINOGRAD=0 in the environment turns it off.
 bool uses_winograd(const torch::nn::Conv2d& conv, const torch::Tensor& x);
 
+/// What both paths need: a gradient will be taken (grad mode, the weight requires grad), `x`
+/// is a 4-D CPU tensor, and the conv has no bias, one group, numeric zero padding, dilation 1.
+bool is_plain_trained_conv(const torch::nn::Conv2d& conv, const torch::Tensor& x);
+
+/// False when the environment variable `name` is "0" (the paths' off switches).
+bool switched_on(const char* name);
+
 /// conv2d(x, w, padding 1) by Winograd, differentiable in x and w; the output and the input
 /// gradient in x's memory format, the weight gradient in w's. Only where uses_winograd holds.
 torch::Tensor winograd_conv2d(const torch::Tensor& x, const torch::Tensor& w);

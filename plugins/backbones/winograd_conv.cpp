@@ -1,10 +1,9 @@
 // fp32 3x3 stride-1 convolutions through oneDNN's Winograd F(4x4, 3x3) kernels (the same oneDNN
 // 2.6 that LibTorch calls, which only ever asks it for direct convolution). See fast_conv.h.
 #include <algorithm>
+#include <cstdlib>
 #include <array>
 #include <memory>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -235,31 +234,17 @@ public:
   }
 };
 
-bool winograd_enabled_by_environment() {
-  static const bool on = [] {
-    const char* v = std::getenv("SELFSUP_WINOGRAD");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
-  return on;
-}
-
 } // namespace
 
 bool uses_winograd(const torch::nn::Conv2d& conv, const torch::Tensor& x) {
+  static const bool on = switched_on("SELFSUP_WINOGRAD");
+  if (!on || !is_plain_trained_conv(conv, x) || x.scalar_type() != torch::kFloat ||
+      conv->weight.scalar_type() != torch::kFloat || at::autocast::is_cpu_enabled())
+    return false;
   const auto& o = conv->options;
-  if (!torch::GradMode::is_enabled() || !conv->weight.requires_grad() || conv->bias.defined())
-    return false;
-  if (x.dim() != 4 || !x.device().is_cpu() || x.scalar_type() != torch::kFloat ||
-      conv->weight.scalar_type() != torch::kFloat || at::autocast::is_cpu_enabled() ||
-      o.groups() != 1 || !c10::holds_alternative<torch::ExpandingArray<2>>(o.padding()) ||
-      !c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode()))
-    return false;
   const auto& pad = c10::get<torch::ExpandingArray<2>>(o.padding());
-  for (int i = 0; i < 2; ++i)
-    if (o.kernel_size()->at(size_t(i)) != 3 || o.stride()->at(size_t(i)) != 1 ||
-        o.dilation()->at(size_t(i)) != 1 || pad->at(size_t(i)) != 1)
-      return false;
-  if (!winograd_enabled_by_environment()) return false;
+  for (size_t i = 0; i < 2; ++i)
+    if (o.kernel_size()->at(i) != 3 || o.stride()->at(i) != 1 || pad->at(i) != 1) return false;
   const torch::Tensor& w = conv->weight;
   const int64_t chunk = images_per_call(x, w), last = x.size(0) % chunk;
   return primitives_for(call_shape(x, w, chunk)).supported &&
