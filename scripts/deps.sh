@@ -9,6 +9,7 @@ PACKAGES=(
   libgloo-dev             # c10d's ProcessGroupGloo headers (distributed training, core/src/dist_c10d.cpp)
   libfaiss-dev            # k-means and PCA whitening of DeepCluster/ODC (plugins/deepcluster/clustering.cpp)
   libdnnl-dev             # oneDNN 2.6 headers: fp32 Winograd convolutions of ResNet (plugins/backbones/winograd_conv.cpp)
+  libtcmalloc-minimal4    # the executables' allocator: no page faults per step (cmake/Allocator.cmake)
   libopenblas0-openmp     # makes libblas.so.3 an optimised BLAS instead of the reference one
   libboost-dev libboost-program-options-dev
   rapidjson-dev zlib1g-dev

@@ -7,6 +7,8 @@
 
 #include <selfsup/errors.h>
 
+#include "fast_norm.h"
+
 namespace selfsup::plugins::backbones {
 
 namespace {
@@ -210,7 +212,7 @@ std::vector<torch::Tensor> ResNet::forward(const torch::Tensor& x) {
   auto wanted = [&](int64_t i) {
     return std::binary_search(out_indices_.begin(), out_indices_.end(), i);
   };
-  torch::Tensor h = bn1_(conv1_(x)).relu_();
+  torch::Tensor h = batch_norm_act(bn1_, conv1_(x), {}, /*relu=*/true);
   if (wanted(0)) outs.push_back(h);
   if (options.stem() != "cifar")
     h = torch::max_pool2d(h, /*kernel_size=*/{3, 3}, /*stride=*/{2, 2}, /*padding=*/{1, 1});

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "fast_conv.h"
+#include "fast_norm.h"
 
 namespace selfsup::plugins::backbones {
 
@@ -35,6 +36,15 @@ void print_block(std::ostream& s, const char* name, int64_t inplanes, int64_t pl
   s << ")";
 }
 
+// The shortcut: x, or downsample's conv and norm (through the fast paths, which its
+// Sequential's forward would bypass).
+torch::Tensor shortcut(const torch::nn::Sequential& downsample, const torch::Tensor& x) {
+  if (!downsample) return x;
+  const torch::nn::Conv2d conv(downsample->ptr<torch::nn::Conv2dImpl>(0));
+  const bricks::BatchNorm2d norm(downsample->ptr<bricks::BatchNorm2dImpl>(1));
+  return batch_norm_act(norm, conv2d(conv, x), {}, /*relu=*/false);
+}
+
 } // namespace
 
 // ---- BasicBlock ------------------------------------------------------------------------
@@ -52,10 +62,8 @@ BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, int64_t
 }
 
 torch::Tensor BasicBlock::forward(const torch::Tensor& x) {
-  torch::Tensor out = bn1_(conv2d(conv1_, x)).relu_();
-  out = bn2_(conv2d(conv2_, out));
-  out += downsample_ ? downsample_->forward(x) : x;
-  return out.relu_();
+  const torch::Tensor out = batch_norm_act(bn1_, conv2d(conv1_, x), {}, /*relu=*/true);
+  return batch_norm_act(bn2_, conv2d(conv2_, out), shortcut(downsample_, x), /*relu=*/true);
 }
 
 void BasicBlock::pretty_print(std::ostream& stream) const {
@@ -80,11 +88,9 @@ Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, int64_t
 }
 
 torch::Tensor Bottleneck::forward(const torch::Tensor& x) {
-  torch::Tensor out = bn1_(conv2d(conv1_, x)).relu_();
-  out = bn2_(conv2d(conv2_, out)).relu_();
-  out = bn3_(conv2d(conv3_, out));
-  out += downsample_ ? downsample_->forward(x) : x;
-  return out.relu_();
+  torch::Tensor out = batch_norm_act(bn1_, conv2d(conv1_, x), {}, /*relu=*/true);
+  out = batch_norm_act(bn2_, conv2d(conv2_, out), {}, /*relu=*/true);
+  return batch_norm_act(bn3_, conv2d(conv3_, out), shortcut(downsample_, x), /*relu=*/true);
 }
 
 void Bottleneck::pretty_print(std::ostream& stream) const {
