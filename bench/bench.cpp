@@ -10,6 +10,10 @@
 //   selfsup_bench [--iters N] [--warmup N] [--algos simclr,mocov2,byol,swav] [--quiet-wait S]
 //                 [--mmselfsup PYTHONPATH] [--anchors DIR] [--python EXE] [--no-python]
 //                 [--jpeg-images N] [--profile FILE] [--extract-images N]
+//   selfsup_bench --scaling [--iters N] [--warmup N]
+//     selfsup alone: SimCLR step time against batch size (64-512, ResNet-18 CIFAR stem, 32 px)
+//     and image side (32, 64, 96, 224, ResNet-50, batch 32), fp32 and bf16 + channels-last;
+//     DataLoader throughput on 224-px JPEG views with 1 and 2 worker threads.
 //
 // --mmselfsup (or SELFSUP_BENCH_MMSELFSUP) is the PYTHONPATH under which MMSelfSup 1.0 imports;
 // --anchors (or SELFSUP_BENCH_ANCHORS) the folder of upstream's bench_train.py / bench_data.py.
@@ -251,18 +255,21 @@ std::vector<double> numbers(const Json* a) {
 
 // The same models as upstream's bench_train.py builds from MMSelfSup's base configs: ResNet-18
 // with the CIFAR stem, neck in_channels 512, BN everywhere (one process).
-Json model_config(const std::string& algo) {
+// `depth` 50 (the --scaling table only): ResNet-50 with the ImageNet stem, neck in_channels 2048.
+Json model_config(const std::string& algo, int depth = 18) {
   const std::string pre = R"("data_preprocessor": {"mean": [123.675, 116.28, 103.53],
       "std": [58.395, 57.12, 57.375], "bgr_to_rgb": true},)";
-  auto backbone = [](bool zero_init) {
-    return std::string(R"("backbone": {"type": "ResNet", "depth": 18, "in_channels": 3,
-      "stem": "cifar", "out_indices": [4], "norm_cfg": {"type": "BN"}, "zero_init_residual": )") +
+  auto backbone = [depth](bool zero_init) {
+    return std::string(R"("backbone": {"type": "ResNet", "depth": )") + std::to_string(depth) +
+           R"(, "in_channels": 3, "stem": ")" + (depth == 18 ? "cifar" : "imagenet") +
+           R"(", "out_indices": [4], "norm_cfg": {"type": "BN"}, "zero_init_residual": )" +
            (zero_init ? "true" : "false") + "},";
   };
   std::string m;
   if (algo == "simclr") {
     m = R"({"type": "SimCLR", )" + pre + backbone(true) +
-        R"("neck": {"type": "NonLinearNeck", "in_channels": 512, "hid_channels": 2048,
+        R"("neck": {"type": "NonLinearNeck", "in_channels": )" +
+        std::to_string(depth == 18 ? 512 : 2048) + R"(, "hid_channels": 2048,
           "out_channels": 128, "num_layers": 2, "with_avg_pool": true,
           "norm_cfg": {"type": "BN"}},
         "head": {"type": "ContrastiveHead", "loss": {"type": "mmcls.CrossEntropyLoss"},
@@ -297,17 +304,25 @@ Json model_config(const std::string& algo) {
   return Json::parse(m, "bench model " + algo);
 }
 
-// The side of each view of one sample: two 32x32 views; SwAV's multi-crop 2 x 32 + 6 x 14.
-std::vector<int64_t> view_sizes(const std::string& algo) {
+// The side of each view of one sample: two `side` x `side` views (32 in the main table);
+// SwAV's multi-crop 2 x 32 + 6 x 14.
+std::vector<int64_t> view_sizes(const std::string& algo, int64_t side = 32) {
   if (algo == "swav")
     return {32, 32, kSwAVSmall, kSwAVSmall, kSwAVSmall, kSwAVSmall, kSwAVSmall, kSwAVSmall};
-  return {32, 32};
+  return {side, side};
 }
+
+// What one training child runs: batch, view side and ResNet depth (the main table: 256, 32, 18).
+struct Work {
+  int batch = kBatch;
+  int side = 32;
+  int depth = 18;
+};
 
 // Upstream's train_step on pre-made uint8 views (data loading excluded, as in bench_train.py):
 // preprocess, forward (loss), backward, SGD step, zero_grad; modes fp32 / fp32_cl / bf16_cl.
 int train_child(const std::string& algo, const std::string& mode, int iters, int warmup,
-                double quiet_wait, const std::string& profile) {
+                double quiet_wait, const std::string& profile, const Work& work = {}) {
   if (mode != "fp32" && mode != "fp32_cl" && mode != "bf16_cl")
     throw ValueError("--child-train: mode must be fp32, fp32_cl or bf16_cl, got " + mode);
   core::register_builtins();
@@ -316,7 +331,7 @@ int train_child(const std::string& algo, const std::string& mode, int iters, int
   torch::set_num_threads(2);
   torch::manual_seed(0);
   const bool cl = mode != "fp32", bf16 = mode == "bf16_cl";
-  auto model = build<Algorithm>(Config(model_config(algo), "model"));
+  auto model = build<Algorithm>(Config(model_config(algo, work.depth), "model"));
   model->train();
   if (cl) { // as the Runner does with env_cfg.channels_last
     torch::NoGradGuard no_grad;
@@ -332,11 +347,11 @@ int train_child(const std::string& algo, const std::string& mode, int iters, int
   }
   core::OptimWrapper wrapper(Config(ow, "optim_wrapper"), *model);
   std::vector<torch::Tensor> raw;
-  for (int64_t side : view_sizes(algo))
-    raw.push_back(torch::randint(0, 256, {kBatch, 3, side, side}, torch::kUInt8));
+  for (int64_t side : view_sizes(algo, work.side))
+    raw.push_back(torch::randint(0, 256, {work.batch, 3, side, side}, torch::kUInt8));
   DataSamples samples;
-  samples.gt_label = torch::full({kBatch}, -1, torch::kLong);
-  samples.sample_idx = torch::arange(kBatch, torch::kLong);
+  samples.gt_label = torch::full({work.batch}, -1, torch::kLong);
+  samples.sample_idx = torch::arange(work.batch, torch::kLong);
   const int64_t total_iters = warmup + iters;
   int64_t iter = 0;
   double last_loss = 0;
@@ -723,6 +738,96 @@ void extraction_section(const fs::path& exe, const fs::path& tmp, int images,
               kExtractBatch, images);
 }
 
+// ---------------------------------------------------------------------------------------
+// --scaling: how the step time grows with the work, and the loader with its threads (issue
+// 14, point 5), so that a user can predict a run. selfsup alone, every figure its own child.
+
+// Source images/s of the SimCLR 224-px view pipeline through the DataLoader with `workers`
+// threads, over `dir`'s JPEG files (batch 32; the first batch, start-up, left out).
+double loader_images_per_second(const fs::path& dir, int workers) {
+  Json ds = Json::object({{"type", Json("ImageFolder")},
+                          {"data_root", Json(dir.string())},
+                          {"pipeline", simclr_pipeline(224, true)}});
+  Json cfg = Json::object(
+      {{"batch_size", Json(32)},
+       {"num_workers", Json(workers)},
+       {"sampler", Json::parse(R"({"type": "DefaultSampler", "shuffle": true})", "bench sampler")},
+       {"dataset", ds}});
+  auto loader = core::DataLoader::from_config(Config(cfg, "bench dataloader"), 0);
+  int64_t images = 0;
+  double start = 0;
+  for (int64_t epoch = 0; images < 32 * 24; ++epoch) {
+    loader->start_epoch(epoch);
+    while (auto batch = loader->next()) {
+      if (start == 0) {
+        start = now();
+        continue;
+      }
+      images += batch->views[0].size(0);
+    }
+  }
+  return double(images) / (now() - start);
+}
+
+int scaling_table(const std::vector<std::string>& args) {
+  int iters = 2, warmup = 1;
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "--iters" && i + 1 < args.size())
+      iters = std::max(1, std::stoi(args[++i]));
+    else if (args[i] == "--warmup" && i + 1 < args.size())
+      warmup = std::max(1, std::stoi(args[++i]));
+    else
+      throw ValueError("--scaling [--iters N] [--warmup N], got " + args[i]);
+  }
+  const fs::path exe = fs::canonical("/proc/self/exe");
+  const fs::path tmp = fs::temp_directory_path() / ("selfsup_scaling_" + std::to_string(getpid()));
+  fs::create_directories(tmp);
+  std::printf("selfsup_bench --scaling: SimCLR training steps, %d timed after %d warm-up, 2 "
+              "threads, each row its own process\n\n",
+              iters, warmup);
+  std::printf("%-12s %6s %5s %-8s %9s %11s %10s %9s\n", "backbone", "batch", "side", "mode",
+              "step s", "samples/s", "peak RSS", "load");
+  auto row = [&](int depth, int batch, int side, const char* mode) {
+    const ChildResult r =
+        run_child({exe.string(), "--child-train", "simclr", mode, std::to_string(iters),
+                   std::to_string(warmup), "5", "-", std::to_string(batch), std::to_string(side),
+                   std::to_string(depth)},
+                  {}, tmp);
+    const std::string name = depth == 18 ? "ResNet-18 c" : "ResNet-50";
+    try {
+      const Json j = Json::parse(r.out, "child");
+      const Steps st{numbers(j.find("step_times")), numbers(j.find("step_foreign"))};
+      if (!r.ok()) throw ValueError("failed");
+      std::printf("%-12s %6d %5d %-8s %9.2f %11.1f %7ld MB %9.2f\n", name.c_str(), batch, side,
+                  mode, st.step_s(), batch / st.step_s(), r.maxrss_kb / 1024, st.max_foreign());
+    } catch (const std::exception&) {
+      std::printf("%-12s %6d %5d %-8s failed (status %d): %s\n", name.c_str(), batch, side, mode,
+                  r.status, tail(r.err, 300).c_str());
+    }
+    std::fflush(stdout);
+  };
+  for (const char* mode : {"fp32", "bf16_cl"})
+    for (int batch : {64, 128, 256, 512}) row(18, batch, 32, mode);
+  for (const char* mode : {"fp32", "bf16_cl"})
+    for (int side : {32, 64, 96, 224}) row(50, 32, side, mode);
+  std::printf("\nResNet-18 c: the CIFAR stem (3x3 conv, no max-pool), as the main table; "
+              "ResNet-50: the ImageNet stem; a sample is two views of side x side; load: the "
+              "largest CPU other processes used during a timed step (cores)\n\n");
+
+  // The loader: JPEG files (500x375) -> the SimCLR pipeline's two 224-px views.
+  core::register_builtins();
+  torch::set_num_threads(1);
+  const fs::path dir = tmp / "jpeg";
+  write_jpegs(dir, 64);
+  std::printf("%-40s %10s\n", "DataLoader, SimCLR 224-px views of JPEGs", "images/s");
+  for (int workers : {1, 2})
+    std::printf("%-40s %10.1f\n", ("num_workers " + std::to_string(workers)).c_str(),
+                loader_images_per_second(dir, workers));
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) try {
@@ -733,11 +838,15 @@ int main(int argc, char** argv) try {
     return args[++i];
   };
   if (!args.empty() && args[0] == "--child-train") {
-    if (args.size() != 7)
-      throw ValueError("--child-train ALGO MODE ITERS WARMUP QUIET_WAIT PROFILE|-");
+    if (args.size() != 7 && args.size() != 10)
+      throw ValueError(
+          "--child-train ALGO MODE ITERS WARMUP QUIET_WAIT PROFILE|- [BATCH SIDE DEPTH]");
+    Work work;
+    if (args.size() == 10) work = {std::stoi(args[7]), std::stoi(args[8]), std::stoi(args[9])};
     return train_child(args[1], args[2], std::stoi(args[3]), std::stoi(args[4]), std::stod(args[5]),
-                       args[6] == "-" ? "" : args[6]);
+                       args[6] == "-" ? "" : args[6], work);
   }
+  if (!args.empty() && args[0] == "--scaling") return scaling_table(args);
   if (!args.empty() && args[0] == "--child-augment") {
     // One augmentation figure alone (for profiling): `32` (in-memory arrays) or `jpeg DIR` (N
     // files written there first, then read back through ImageFolder).
