@@ -115,26 +115,23 @@ OptionTable<OptimWrapperOptions> OptimWrapperOptions::table() {
                 "a NaN or Inf loss skips its step (no backward, no update, the gradients "
                 "gathered so far dropped) and is counted (logged, 'nonfinite_skipped' in "
                 "scalars.jsonl) instead of stopping the run")
-      .optional("dtype", &O::dtype, "AmpOptimWrapper's autocast dtype (default bfloat16)")
+      .optional("dtype", &O::dtype,
+                "AmpOptimWrapper's autocast dtype: bfloat16 (the CPU's only one, its default) or "
+                "float16 (CUDA's default)",
+                one_of({"bfloat16", "float16"}))
       .optional("loss_scale", &O::loss_scale,
-                "AmpOptimWrapper's: \"dynamic\" or a number > 0; bfloat16 autocast needs no "
-                "loss scaling, so none is applied and the log says so once")
+                "AmpOptimWrapper's loss scaler on CUDA (torch's GradScaler): \"dynamic\" (the "
+                "default), a number > 0 (a static scale) or a dict of init_scale, "
+                "growth_factor, backoff_factor, growth_interval, enabled; on the CPU none is "
+                "applied (bfloat16 needs none) and the log says so once")
       .rule([](const O& o, const Config& c) {
         if (!o.loss_scale.is_null()) {
           if (o.type != "AmpOptimWrapper")
             c.fail_key("loss_scale", "only AmpOptimWrapper takes a loss_scale");
-          const Json& v = o.loss_scale;
-          const bool ok =
-              (v.is_string() && v.as_string() == "dynamic") || (v.is_number() && v.as_number() > 0);
-          if (!ok)
-            c.fail_key("loss_scale", "expected \"dynamic\" or a number > 0, got " + v.dump());
+          (void)LossScaler::options_of(c["loss_scale"]);
         }
-        if (!o.dtype) return;
-        if (o.type != "AmpOptimWrapper") c.fail_key("dtype", "only AmpOptimWrapper takes a dtype");
-        if (*o.dtype != "bfloat16")
-          c.fail_key("dtype", "expected \"bfloat16\", got \"" + *o.dtype +
-                                  "\" (float16 needs a loss scaler, which LibTorch's C++ API "
-                                  "lacks)");
+        if (o.dtype && o.type != "AmpOptimWrapper")
+          c.fail_key("dtype", "only AmpOptimWrapper takes a dtype");
       });
 }
 
@@ -220,18 +217,39 @@ std::vector<CustomKey> read_custom_keys(const Config& keys, const Schema& group_
 
 } // namespace
 
-OptimWrapper::OptimWrapper(const Config& cfg, torch::nn::Module& model)
+OptimWrapper::OptimWrapper(const Config& cfg, torch::nn::Module& model,
+                           std::optional<torch::Device> device)
     : options_(OptimWrapperOptions::table().parse(cfg)) {
   // Built from the caller's node, so a test's or an embedder's registry is honoured.
   const Config optimizer_cfg = cfg["optimizer"];
   factory_ = build<OptimizerFactory>(optimizer_cfg);
   optimizer_type_ = optimizer_cfg.get<std::string>("type");
   build_groups(model, cfg);
-  if (!options_.loss_scale.is_null())
-    std::cerr << "selfsup: " << cfg.path_of("loss_scale") << " " << options_.loss_scale.dump()
-              << ": no loss scaling is applied (bfloat16 autocast keeps float32's exponent "
-                 "range and needs none)"
-              << std::endl;
+  if (!amp()) return;
+
+  const bool cuda = device ? device->is_cuda() : params_.front().device().is_cuda();
+  if (options_.dtype)
+    cast_dtype_ = *options_.dtype == "float16" ? torch::kHalf : torch::kBFloat16;
+  else
+    cast_dtype_ = cuda ? torch::kHalf : torch::kBFloat16; // torch's autocast defaults
+  if (!cuda) {
+    if (cast_dtype_ == torch::kHalf)
+      cfg.fail_key("dtype", "float16 autocast needs CUDA (--device cuda): LibTorch 1.13's CPU "
+                            "autocast runs in bfloat16 only; use \"bfloat16\" on the CPU");
+    // torch's GradScaler disables itself without CUDA; bfloat16 keeps float32's exponent
+    // range and needs no scaling.
+    if (!options_.loss_scale.is_null())
+      std::cerr << "selfsup: " << cfg.path_of("loss_scale") << " " << options_.loss_scale.dump()
+                << ": no loss scaling is applied on the CPU (bfloat16 autocast keeps float32's "
+                   "exponent range and needs none)"
+                << std::endl;
+    return;
+  }
+  // On CUDA MMEngine always builds a GradScaler, whatever the dtype.
+  const Config loss_scale = options_.loss_scale.is_null()
+                                ? Config(Json("dynamic"), cfg.path_of("loss_scale"))
+                                : cfg["loss_scale"];
+  if (LossScaler::options_of(loss_scale).enabled) scaler_ = LossScaler::from_config(loss_scale);
 }
 
 OptimWrapper::~OptimWrapper() = default;
@@ -325,7 +343,10 @@ void OptimWrapper::build_groups(torch::nn::Module& model, const Config& cfg) {
 
 std::unique_ptr<AutocastGuard> OptimWrapper::autocast(torch::Device device) const {
   if (!amp()) return nullptr;
-  return std::make_unique<AutocastGuard>(device, torch::kBFloat16);
+  if (!device.is_cuda() && cast_dtype_ != torch::kBFloat16)
+    throw ValueError("optim_wrapper.dtype: float16 autocast on the CPU (this wrapper was built "
+                     "for CUDA); LibTorch 1.13's CPU autocast runs in bfloat16 only");
+  return std::make_unique<AutocastGuard>(device, cast_dtype_);
 }
 
 bool OptimWrapper::update_params(const torch::Tensor& loss, int64_t iter, int64_t max_iters,
@@ -335,10 +356,24 @@ bool OptimWrapper::update_params(const torch::Tensor& loss, int64_t iter, int64_
   const int64_t counts = options_.accumulative_counts;
   const int64_t tail = max_iters % counts;
   const int64_t window = (tail != 0 && iter >= max_iters - tail) ? tail : counts;
-  (window > 1 ? loss / double(window) : loss).backward();
+  torch::Tensor scaled = window > 1 ? loss / double(window) : loss;
+  if (scaler_) scaled = scaler_->scale_loss(scaled); // the scale holds for the whole window
+  scaled.backward();
   if ((iter + 1) % counts != 0 && iter + 1 != max_iters) return false;
 
   sync_gradients();
+  // Unscaled after the sync (the mean of scaled gradients is the scaled mean), before
+  // clipping, which sees the true gradients. An Inf or NaN on any rank reached every rank
+  // through the sync, so all skip together and keep the same scale.
+  if (scaler_) {
+    const bool found_inf = scaler_->unscale(params_);
+    if (found_inf) {
+      scaler_->update(true);
+      scalars.emplace_back("loss_scale", scaler_->scale());
+      zero_grad();
+      return false;
+    }
+  }
   if (options_.clip_grad) {
     const ClipGradOptions& clip = *options_.clip_grad;
     if (clip.type == "norm") {
@@ -355,6 +390,10 @@ bool OptimWrapper::update_params(const torch::Tensor& loss, int64_t iter, int64_
     }
   }
   optimizer_->step();
+  if (scaler_) {
+    scaler_->update(false);
+    scalars.emplace_back("loss_scale", scaler_->scale());
+  }
   zero_grad();
   return true;
 }
@@ -417,6 +456,7 @@ c10::IValue OptimWrapper::state_dict() const {
   auto groups = state.at("param_groups").toList();
   for (size_t i = 0; i < groups.size(); ++i)
     groups.get(i).toGenericDict().insert_or_assign("initial_lr", initial_lrs_[i]);
+  if (scaler_) state.insert_or_assign("loss_scaler", scaler_->state_dict());
   return state;
 }
 
@@ -424,10 +464,19 @@ void OptimWrapper::load_state_dict(const c10::IValue& state) {
   const std::string source = "optimizer state (" + optimizer_type_ + ")";
   // "initial_lr" is the schedulers' key in a group, not the optimizer's: take it out first.
   c10::IValue stripped = state;
-  std::vector<std::optional<double>> initial(num_groups());
-  if (state.isGenericDict() && state.toGenericDict().contains("param_groups") &&
-      state.toGenericDict().at("param_groups").isList()) {
+  // MMEngine's AmpOptimWrapper keeps the scaler's state beside the optimizer's. Read into a
+  // copy, so that nothing changes unless everything loads.
+  std::optional<LossScaler> scaler = scaler_;
+  if (state.isGenericDict() && state.toGenericDict().contains("loss_scaler")) {
     c10::impl::GenericDict top = state.toGenericDict().copy();
+    if (scaler) scaler->load_state_dict(top.at("loss_scaler"), source + ": loss_scaler");
+    (void)top.erase("loss_scaler");
+    stripped = top;
+  }
+  std::vector<std::optional<double>> initial(num_groups());
+  if (stripped.isGenericDict() && stripped.toGenericDict().contains("param_groups") &&
+      stripped.toGenericDict().at("param_groups").isList()) {
+    c10::impl::GenericDict top = stripped.toGenericDict().copy();
     c10::impl::GenericList groups(c10::AnyType::get());
     const auto saved = top.at("param_groups").toList();
     for (size_t i = 0; i < saved.size(); ++i) {
@@ -450,6 +499,28 @@ void OptimWrapper::load_state_dict(const c10::IValue& state) {
   load_optimizer_state_dict(*optimizer_, stripped, source);
   for (size_t i = 0; i < initial.size(); ++i)
     if (initial[i]) initial_lrs_[i] = *initial[i];
+  scaler_ = scaler;
+}
+
+std::string enable_amp(Json& cfg) {
+  Json* wrapper = cfg.find("optim_wrapper");
+  if (!wrapper || !wrapper->is_object())
+    throw ConfigError("optim_wrapper: --amp needs an optim_wrapper dict (OptimWrapper or "
+                      "AmpOptimWrapper), got " +
+                      (wrapper ? wrapper->dump() : std::string("none")));
+  const Json* type = wrapper->find("type");
+  const std::string name = type && type->is_string() ? type->as_string() : "OptimWrapper";
+  if (type && !type->is_string())
+    throw ConfigError("optim_wrapper.type: expected a string, got " + type->dump());
+  if (name != "OptimWrapper" && name != "AmpOptimWrapper")
+    throw ConfigError("optim_wrapper.type: --amp turns an OptimWrapper into an "
+                      "AmpOptimWrapper, got '" +
+                      name + "'");
+  if (!wrapper->find("loss_scale")) wrapper->set("loss_scale", "dynamic");
+  if (name == "AmpOptimWrapper")
+    return "--amp: optim_wrapper.type is already AmpOptimWrapper (mixed precision on)";
+  wrapper->set("type", "AmpOptimWrapper");
+  return "";
 }
 
 } // namespace selfsup::core

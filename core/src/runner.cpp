@@ -116,7 +116,7 @@ Runner::Runner(Json cfg_json, TrainOptions options)
   loop_ = build<TrainLoop>(keys.train_cfg);
   max_epochs_ = loop_->max_epochs(iters_per_epoch());
   max_iters_ = loop_->max_iters(iters_per_epoch());
-  optim_wrapper_ = std::make_unique<OptimWrapper>(keys.optim_wrapper, *model_);
+  optim_wrapper_ = std::make_unique<OptimWrapper>(keys.optim_wrapper, *model_, device_);
   if (keys.param_scheduler) {
     const Config ps = raw["param_scheduler"];
     if (ps.is_array()) {

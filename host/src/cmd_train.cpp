@@ -10,6 +10,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <selfsup/core/optim_wrapper.h>
 #include <selfsup/core/preflight.h>
 #include <selfsup/core/runner.h>
 #include <selfsup/errors.h>
@@ -94,7 +95,9 @@ int cmd_train(int argc, char** argv) {
       "launcher", po::value(&launcher),
       "none or pytorch: join the ranks RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT describe "
       "(default: cfg.launcher; pytorch when WORLD_SIZE > 1 is set)")(
-      "allow-insecure-plugins", "load plugins from folders or files others can write to");
+      "allow-insecure-plugins", "load plugins from folders or files others can write to")(
+      "amp", "mixed precision, as MMSelfSup's --amp: optim_wrapper.type becomes AmpOptimWrapper "
+             "(bfloat16 autocast on the CPU; float16 with a dynamic loss scaler on CUDA)");
   std::string config;
   po::variables_map vm = parse_with_config(argc, argv, opts, config);
   if (vm.count("help")) {
@@ -110,6 +113,9 @@ int cmd_train(int argc, char** argv) {
   core::PluginLoader loader;
   load_plugins(loader, plugin_dirs, vm.count("allow-insecure-plugins") > 0);
   Json cfg = load_config(config, overrides, &loader);
+  if (vm.count("amp"))
+    if (const std::string note = core::enable_amp(cfg); !note.empty())
+      std::cerr << "selfsup: " << note << "\n";
 
   core::TrainOptions options;
   options.work_dir = work_dir;

@@ -1,15 +1,19 @@
 // The optim wrapper on a tiny model: paramwise rules, accumulation, clipping, gradient
-// synchronisation, autocast, lr access and its state.
+// synchronisation, autocast, loss scaling, lr access and its state.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <deque>
+#include <fstream>
 #include <limits>
+#include <optional>
 
 #include <ATen/autocast_mode.h>
 #include <torch/optim/sgd.h>
 #include <torch/torch.h>
 
 #include <selfsup/core/builtins.h>
+#include <selfsup/core/checkpoint.h>
 #include <selfsup/core/optim_wrapper.h>
 #include <selfsup/core/optimizers.h>
 #include <selfsup/dist.h>
@@ -45,12 +49,14 @@ class OptimWrapperTest : public ::testing::Test {
 protected:
   void SetUp() override { core::register_builtins(registry_); }
 
-  std::unique_ptr<core::OptimWrapper> wrap(const std::string& json, torch::nn::Module& model) {
+  std::unique_ptr<core::OptimWrapper> wrap(const std::string& json, torch::nn::Module& model,
+                                           std::optional<torch::Device> device = std::nullopt) {
     return std::make_unique<core::OptimWrapper>(
-        Config(Json::parse(json, "test"), "optim_wrapper").with_registry(registry_), model);
+        Config(Json::parse(json, "test"), "optim_wrapper").with_registry(registry_), model, device);
   }
-  std::string error_of(const std::string& json, torch::nn::Module& model) {
-    return test::message_of<ConfigError>([&] { (void)wrap(json, model); });
+  std::string error_of(const std::string& json, torch::nn::Module& model,
+                       std::optional<torch::Device> device = std::nullopt) {
+    return test::message_of<ConfigError>([&] { (void)wrap(json, model, device); });
   }
   /// Group name -> the group's value of `key` in the state dict (PyTorch's layout).
   static std::map<std::string, double> per_group(const core::OptimWrapper& w,
@@ -258,7 +264,13 @@ TEST_F(OptimWrapperTest, ConfigErrorsNameTheirPath) {
                                "optim_wrapper.dtype: only AmpOptimWrapper takes a dtype"));
   EXPECT_TRUE(
       test::has_substr(error_of(cfg(R"(, "type": "AmpOptimWrapper", "dtype": "float16")"), net),
-                       "optim_wrapper.dtype: expected \"bfloat16\""));
+                       "optim_wrapper.dtype: float16 autocast needs CUDA (--device cuda)"));
+  EXPECT_TRUE(test::has_substr(error_of(cfg(R"(, "type": "AmpOptimWrapper", "dtype": "float16")"),
+                                        net, torch::Device(torch::kCPU)),
+                               "optim_wrapper.dtype: float16 autocast needs CUDA"));
+  EXPECT_TRUE(
+      test::has_substr(error_of(cfg(R"(, "type": "AmpOptimWrapper", "dtype": "float32")"), net),
+                       "optim_wrapper.dtype: expected one of"));
   EXPECT_TRUE(test::has_substr(error_of(cfg(R"(, "clip_grad": {"norm_type": 2})"), net),
                                "optim_wrapper.clip_grad.max_norm: required key is missing"));
   EXPECT_TRUE(test::has_substr(error_of(cfg(R"(, "clip_grad": {"max_norm": 1, "x": 2})"), net),
@@ -367,7 +379,10 @@ TEST_F(OptimWrapperTest, LossScaleOnlyForAmpAndLoggedAsUnneeded) {
                        "optim_wrapper.loss_scale: only AmpOptimWrapper takes a loss_scale"));
   EXPECT_TRUE(
       test::has_substr(error_of(cfg(R"(, "type": "AmpOptimWrapper", "loss_scale": "static")"), net),
-                       "optim_wrapper.loss_scale: expected \"dynamic\" or a number > 0"));
+                       "optim_wrapper.loss_scale: expected \"dynamic\", a number > 0"));
+  EXPECT_TRUE(test::has_substr(
+      error_of(cfg(R"(, "type": "AmpOptimWrapper", "loss_scale": {"growth_interval": 0})"), net),
+      "optim_wrapper.loss_scale.growth_interval: expected int >= 1"));
   EXPECT_TRUE(test::has_substr(
       error_of(cfg(R"(, "type": "AmpOptimWrapper", "loss_scale": -1)"), net), "number > 0"));
 }
@@ -462,4 +477,261 @@ TEST_F(OptimWrapperTest, LrAndStateRoundTrip) {
   auto u = wrap(R"({"optimizer": {"type": "SGD", "lr": 0.1}})", other);
   EXPECT_TRUE(test::has_substr(test::message_of<ValueError>([&] { u->load_state_dict(state); }),
                                "optimizer state (SGD): 7 param groups saved, the optimizer has 1"));
+}
+
+// ---- Loss scaling (AmpOptimWrapper on CUDA) -----------------------------------------------
+//
+// The wrapper is told it runs on CUDA, which gives it float16 autocast and a loss scaler; the
+// model and its gradients stay float32 on the CPU, where the scaler's arithmetic is the same.
+
+namespace {
+const torch::Device kCuda(torch::kCUDA);
+
+std::string amp_sgd(const std::string& rest, const std::string& lr = "1.0") {
+  return R"({"type": "AmpOptimWrapper", "optimizer": {"type": "SGD", "lr": )" + lr + "}" + rest +
+         "}";
+}
+
+double last_scalar(const std::vector<std::pair<std::string, double>>& scalars,
+                   const std::string& name) {
+  for (auto it = scalars.rbegin(); it != scalars.rend(); ++it)
+    if (it->first == name) return it->second;
+  return std::numeric_limits<double>::quiet_NaN();
+}
+} // namespace
+
+TEST_F(OptimWrapperTest, AmpOnCudaScalesTheLossWhateverTheDtypeAsMMEngine) {
+  OneParam net;
+  auto w = wrap(amp_sgd(""), net, kCuda);
+  EXPECT_EQ(w->cast_dtype(), torch::kHalf); // torch's CUDA autocast default
+  ASSERT_NE(w->loss_scaler(), nullptr);
+  EXPECT_TRUE(w->loss_scaler()->dynamic());
+  EXPECT_EQ(w->loss_scaler()->scale(), 65536.0);
+  auto b = wrap(amp_sgd(R"(, "dtype": "bfloat16", "loss_scale": 128.0)"), net, kCuda);
+  EXPECT_EQ(b->cast_dtype(), torch::kBFloat16);
+  ASSERT_NE(b->loss_scaler(), nullptr); // MMEngine builds a GradScaler for any dtype
+  EXPECT_FALSE(b->loss_scaler()->dynamic());
+  EXPECT_EQ(b->loss_scaler()->scale(), 128.0);
+  EXPECT_EQ(wrap(amp_sgd(R"(, "loss_scale": {"enabled": false})"), net, kCuda)->loss_scaler(),
+            nullptr);
+  EXPECT_EQ(wrap(R"({"optimizer": {"type": "SGD", "lr": 1.0}})", net, kCuda)->loss_scaler(),
+            nullptr);
+  // The CPU: bfloat16 and no scaler (torch's GradScaler disables itself without CUDA).
+  auto cpu = wrap(amp_sgd(""), net);
+  EXPECT_EQ(cpu->cast_dtype(), torch::kBFloat16);
+  EXPECT_EQ(cpu->loss_scaler(), nullptr);
+  // A wrapper built for float16 on CUDA does not autocast on the CPU.
+  EXPECT_TRUE(
+      test::has_substr(test::message_of<ValueError>([&] { (void)w->autocast(torch::kCPU); }),
+                       "optim_wrapper.dtype: float16 autocast on the CPU"));
+}
+
+TEST_F(OptimWrapperTest, AnInjectedInfGradientSkipsTheStepKeepsTheWeightsAndHalvesTheScale) {
+  OneParam net;
+  auto w = wrap(amp_sgd(""), net, kCuda);
+  std::vector<std::pair<std::string, double>> scalars;
+  net.w.mutable_grad() = torch::tensor({std::numeric_limits<float>::infinity(), 0.0f});
+  EXPECT_FALSE(w->update_params((net.w * torch::tensor({3.0f, -4.0f})).sum(), 0, 10, scalars));
+  EXPECT_TRUE(torch::equal(net.w, torch::tensor({1.0f, 2.0f}))) << net.w;
+  EXPECT_FALSE(net.w.grad().defined()); // the window's gradients are dropped
+  EXPECT_EQ(w->loss_scaler()->scale(), 32768.0);
+  EXPECT_EQ(w->loss_scaler()->growth_tracker(), 0);
+  EXPECT_EQ(last_scalar(scalars, "loss_scale"), 32768.0);
+  // The next step goes through with the true (unscaled) gradient.
+  scalars.clear();
+  EXPECT_TRUE(w->update_params((net.w * torch::tensor({3.0f, -4.0f})).sum(), 1, 10, scalars));
+  EXPECT_TRUE(torch::equal(net.w, torch::tensor({-2.0f, 6.0f}))) << net.w;
+  EXPECT_EQ(w->loss_scaler()->growth_tracker(), 1);
+  EXPECT_EQ(last_scalar(scalars, "loss_scale"), 32768.0);
+}
+
+TEST_F(OptimWrapperTest, AGradientTheScaleOverflowsBacksOffUntilItFits) {
+  // The true gradient 1e34 is finite; times 65536 it is beyond float32 (3.4e38), times 32768
+  // it is not: the first step is skipped and the second, at half the scale, is taken.
+  OneParam net;
+  auto w = wrap(amp_sgd("", "1e-34"), net, kCuda);
+  std::vector<std::pair<std::string, double>> scalars;
+  auto loss = [&] { return (net.w * torch::tensor({1e34f, 1e34f})).sum(); };
+  EXPECT_FALSE(w->update_params(loss(), 0, 10, scalars));
+  EXPECT_TRUE(torch::equal(net.w, torch::tensor({1.0f, 2.0f})));
+  EXPECT_EQ(w->loss_scaler()->scale(), 32768.0);
+  EXPECT_TRUE(w->update_params(loss(), 1, 10, scalars));
+  EXPECT_TRUE(torch::allclose(net.w, torch::tensor({0.0f, 1.0f}), 1e-5, 1e-5)) << net.w;
+  EXPECT_EQ(w->loss_scaler()->scale(), 32768.0);
+}
+
+TEST_F(OptimWrapperTest, GoodStepsGrowTheScaleAfterTheInterval) {
+  OneParam net;
+  auto w =
+      wrap(amp_sgd(R"(, "loss_scale": {"init_scale": 256, "growth_interval": 3})"), net, kCuda);
+  std::vector<std::pair<std::string, double>> scalars;
+  for (int64_t it = 0; it < 3; ++it) {
+    EXPECT_TRUE(w->update_params(net.w.sum(), it, 100, scalars));
+    EXPECT_EQ(w->loss_scaler()->scale(), it < 2 ? 256.0 : 512.0) << it;
+    EXPECT_EQ(w->loss_scaler()->growth_tracker(), it < 2 ? it + 1 : 0) << it;
+  }
+  EXPECT_EQ(last_scalar(scalars, "loss_scale"), 512.0);
+  // A static scale stays, and still skips an overflowing step.
+  OneParam other;
+  auto s = wrap(amp_sgd(R"(, "loss_scale": 512.0)"), other, kCuda);
+  for (int64_t it = 0; it < 3; ++it) EXPECT_TRUE(s->update_params(other.w.sum(), it, 100, scalars));
+  other.w.mutable_grad() = torch::tensor({std::numeric_limits<float>::quiet_NaN(), 0.0f});
+  EXPECT_FALSE(s->update_params(other.w.sum(), 3, 100, scalars));
+  EXPECT_EQ(s->loss_scaler()->scale(), 512.0);
+}
+
+TEST_F(OptimWrapperTest, ClippingSeesTheUnscaledGradients) {
+  OneParam net;
+  auto w = wrap(amp_sgd(R"(, "clip_grad": {"max_norm": 5.0, "norm_type": 2})"), net, kCuda);
+  std::vector<std::pair<std::string, double>> scalars;
+  ASSERT_TRUE(w->update_params((net.w * torch::tensor({30.0f, 40.0f})).sum(), 0, 1, scalars));
+  // The true norm 50 (not 50 x 65536), clipped to 5: the step is -(3, 4), as without scaling.
+  EXPECT_NEAR(last_scalar(scalars, "grad_norm"), 50.0, 1e-4);
+  EXPECT_NEAR(net.w[0].item<double>(), 1.0 - 3.0, 1e-4);
+  EXPECT_NEAR(net.w[1].item<double>(), 2.0 - 4.0, 1e-4);
+  // By value too: a 0.5 bound on the true gradient.
+  OneParam other;
+  auto v = wrap(amp_sgd(R"(, "clip_grad": {"type": "value", "clip_value": 0.5})"), other, kCuda);
+  ASSERT_TRUE(v->update_params((other.w * torch::tensor({3.0f, -0.25f})).sum(), 0, 1, scalars));
+  EXPECT_NEAR(other.w[0].item<double>(), 1.0 - 0.5, 1e-6);
+  EXPECT_NEAR(other.w[1].item<double>(), 2.0 + 0.25, 1e-6);
+}
+
+TEST_F(OptimWrapperTest, AccumulatedScaledGradientsAreUnscaledOncePerWindow) {
+  OneParam net;
+  auto w = wrap(amp_sgd(R"(, "accumulative_counts": 2)"), net, kCuda);
+  std::vector<std::pair<std::string, double>> scalars;
+  EXPECT_FALSE(w->update_params((net.w * torch::tensor({2.0f, 2.0f})).sum(), 0, 4, scalars));
+  EXPECT_TRUE(w->update_params((net.w * torch::tensor({4.0f, -2.0f})).sum(), 1, 4, scalars));
+  EXPECT_TRUE(torch::equal(net.w, torch::tensor({-2.0f, 2.0f}))) << net.w; // mean (3, 0)
+  EXPECT_EQ(w->loss_scaler()->growth_tracker(), 1);                        // one update per window
+  // An overflow in a window's first iteration skips the whole window at its end.
+  net.w.mutable_grad() = torch::tensor({std::numeric_limits<float>::infinity(), 0.0f});
+  EXPECT_FALSE(w->update_params((net.w * torch::tensor({1.0f, 1.0f})).sum(), 2, 4, scalars));
+  EXPECT_EQ(w->loss_scaler()->scale(), 65536.0); // not yet: only at the window's end
+  EXPECT_FALSE(w->update_params((net.w * torch::tensor({1.0f, 1.0f})).sum(), 3, 4, scalars));
+  EXPECT_TRUE(torch::equal(net.w, torch::tensor({-2.0f, 2.0f}))) << net.w;
+  EXPECT_EQ(w->loss_scaler()->scale(), 32768.0);
+  EXPECT_FALSE(net.w.grad().defined());
+}
+
+TEST_F(OptimWrapperTest, AnInfOnAnotherRankSkipsTheStepHereToo) {
+  TwoParams net;
+  auto w = wrap(amp_sgd(""), net, kCuda);
+  auto fake = std::make_shared<FakeTwoRanks>();
+  // Rank 1 has gradients for a and b; its flat gradients hold an Inf. Ours are finite.
+  fake->other.push_back(torch::tensor({1.0f, 1.0f, 0.0f}));
+  fake->other.push_back(torch::tensor({std::numeric_limits<float>::infinity(), 0.0f, 0.0f}));
+  DistGuard guard(fake);
+  std::vector<std::pair<std::string, double>> scalars;
+  EXPECT_FALSE(w->update_params((net.a * torch::tensor({2.0f, 2.0f})).sum(), 0, 2, scalars));
+  EXPECT_EQ(fake->calls, 2);
+  EXPECT_TRUE(torch::equal(net.a, torch::zeros({2})));
+  EXPECT_TRUE(torch::equal(net.b, torch::zeros({1})));
+  EXPECT_EQ(w->loss_scaler()->scale(), 32768.0); // as rank 1's, which saw the same sums
+  // Synchronised scaled gradients are unscaled after the mean: -(2 + 4) / 2 = -3.
+  fake->other.push_back(torch::tensor({1.0f, 0.0f, 0.0f}));
+  fake->other.push_back(torch::tensor({4.0f * 32768.0f, 0.0f}));
+  EXPECT_TRUE(w->update_params((net.a * torch::tensor({2.0f, 2.0f})).sum(), 1, 2, scalars));
+  EXPECT_TRUE(torch::equal(net.a, torch::tensor({-3.0f, -1.0f}))) << net.a;
+}
+
+TEST_F(OptimWrapperTest, TheScalerStateGoesThroughACheckpoint) {
+  const std::string cfg =
+      amp_sgd(R"(, "loss_scale": {"init_scale": 1024, "growth_interval": 5})", "0.1");
+  auto loss = [](TwoParams& n) { return n.a.sum() + 2 * n.b.sum() + 3 * n.c.sum(); };
+  TwoParams net;
+  auto w = wrap(cfg, net, kCuda);
+  std::vector<std::pair<std::string, double>> scalars;
+  // good, good, good, overflow, good, good: scale 512, two good steps since.
+  for (int64_t it = 0; it < 6; ++it) {
+    if (it == 3) net.c.mutable_grad() = torch::tensor({std::numeric_limits<float>::infinity()});
+    (void)w->update_params(loss(net), it, 100, scalars);
+  }
+  ASSERT_EQ(w->loss_scaler()->scale(), 512.0);
+  ASSERT_EQ(w->loss_scaler()->growth_tracker(), 2);
+
+  // Written as the runner writes it (no paramwise_cfg: the groups merge into one) and read.
+  test::TempDir dir;
+  const std::string path = (dir.path() / "epoch_1.pth").string();
+  core::Checkpoint c;
+  c.meta.set("iter", Json(int64_t(6)));
+  c.meta.set("config", Json::parse(R"({"optim_wrapper": )" + cfg + "}", "cfg"));
+  c.state_dict = core::module_state(net);
+  c.optimizer = w->state_dict();
+  core::save_checkpoint(path, c);
+  const core::Checkpoint back = core::load_checkpoint(path);
+
+  TwoParams resumed;
+  auto v = wrap(cfg, resumed, kCuda);
+  v->load_state_dict(back.optimizer);
+  EXPECT_EQ(v->loss_scaler()->scale(), 512.0);
+  EXPECT_EQ(v->loss_scaler()->growth_tracker(), 2);
+  // It goes on as the unbroken run does: three more good steps make five, and it grows.
+  for (int64_t it = 6; it < 9; ++it) {
+    (void)w->update_params(loss(net), it, 100, scalars);
+    (void)v->update_params(loss(resumed), it, 100, scalars);
+  }
+  EXPECT_EQ(v->loss_scaler()->scale(), 1024.0);
+  EXPECT_EQ(v->loss_scaler()->scale(), w->loss_scaler()->scale());
+  EXPECT_EQ(v->loss_scaler()->growth_tracker(), w->loss_scaler()->growth_tracker());
+
+  // A wrapper without a scaler (the CPU) passes the scaler's state over; a state without one
+  // leaves a scaler at its configured start.
+  TwoParams on_cpu;
+  auto cpu = wrap(cfg, on_cpu);
+  ASSERT_EQ(cpu->loss_scaler(), nullptr);
+  cpu->load_state_dict(back.optimizer);
+  EXPECT_FALSE(cpu->state_dict().toGenericDict().contains("loss_scaler"));
+  TwoParams fresh;
+  auto f = wrap(cfg, fresh, kCuda);
+  f->load_state_dict(cpu->state_dict());
+  EXPECT_EQ(f->loss_scaler()->scale(), 1024.0);
+  EXPECT_EQ(f->loss_scaler()->growth_tracker(), 0);
+  // A broken scaler state is an error naming it, and changes nothing.
+  c10::impl::GenericDict bad = back.optimizer.toGenericDict().copy();
+  c10::impl::GenericDict scaler = bad.at("loss_scaler").toGenericDict().copy();
+  scaler.insert_or_assign("scale", -1.0);
+  bad.insert_or_assign("loss_scaler", scaler);
+  EXPECT_TRUE(test::has_substr(test::message_of<ValueError>([&] { f->load_state_dict(bad); }),
+                               "optimizer state (SGD): loss_scaler: scale: expected a finite"));
+  EXPECT_EQ(f->loss_scaler()->scale(), 1024.0);
+
+  // torch's GradScaler takes the saved state (python3-torch as the oracle, when installed).
+  if (std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") != 0) return;
+  const std::string script = (dir.path() / "load.py").string();
+  std::ofstream(script) << R"(import sys, torch
+import torch.cuda.amp.grad_scaler as gs
+gs.amp_definitely_not_available = lambda: False  # state_dict/load_state_dict touch no device
+s = gs.GradScaler()
+s.load_state_dict(torch.load(sys.argv[1])["optimizer"]["loss_scaler"])
+print(s.get_scale(), s._get_growth_tracker(), s.get_growth_interval())
+)";
+  std::string out;
+  if (FILE* p = popen(("/usr/bin/python3 " + script + " " + path + " 2>&1").c_str(), "r")) {
+    char buf[512];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    pclose(p);
+  }
+  EXPECT_TRUE(test::has_substr(out, "512.0 2 5\n"));
+}
+
+TEST_F(OptimWrapperTest, EnableAmpTurnsTheWrapperIntoAnAmpOptimWrapperAsMMSelfSup) {
+  Json cfg = Json::parse(R"({"optim_wrapper": {"optimizer": {"type": "SGD", "lr": 0.1}}})", "t");
+  EXPECT_EQ(core::enable_amp(cfg), "");
+  EXPECT_EQ(cfg.find("optim_wrapper")->find("type")->as_string(), "AmpOptimWrapper");
+  EXPECT_EQ(cfg.find("optim_wrapper")->find("loss_scale")->as_string(), "dynamic");
+  // Already one: said so; a given loss_scale is kept.
+  Json amp = Json::parse(
+      R"({"optim_wrapper": {"type": "AmpOptimWrapper", "loss_scale": 512.0, "optimizer": {}}})",
+      "t");
+  EXPECT_TRUE(test::has_substr(core::enable_amp(amp), "already AmpOptimWrapper"));
+  EXPECT_EQ(amp.find("optim_wrapper")->find("loss_scale")->as_number(), 512.0);
+  Json other = Json::parse(R"({"optim_wrapper": {"type": "MyWrapper", "optimizer": {}}})", "t");
+  EXPECT_TRUE(test::has_substr(
+      test::message_of<ConfigError>([&] { (void)core::enable_amp(other); }),
+      "optim_wrapper.type: --amp turns an OptimWrapper into an AmpOptimWrapper, got 'MyWrapper'"));
+  Json none = Json::parse(R"({"model": {}})", "t");
+  EXPECT_TRUE(test::has_substr(test::message_of<ConfigError>([&] { (void)core::enable_amp(none); }),
+                               "optim_wrapper: --amp needs an optim_wrapper dict"));
 }
