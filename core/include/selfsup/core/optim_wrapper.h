@@ -165,10 +165,10 @@ public:
   /// schedulers add it), and with a scaler its state under "loss_scaler" (as MMEngine's
   /// AmpOptimWrapper); tensors on the CPU.
   [[nodiscard]] c10::IValue state_dict() const;
-  /// Restores state_dict(); throws ValueError when it does not fit this optimizer. A saved
-  /// "loss_scaler" restores the scaler (without one it is not needed and passed over, as
-  /// MMEngine's OptimWrapper and a disabled GradScaler do); without one the scaler keeps its
-  /// configured start.
+  /// Restores state_dict(); throws ValueError when it does not fit this optimizer (and then
+  /// changes nothing of the scaler). A saved "loss_scaler" restores the scaler; a wrapper
+  /// without a scaler passes it over, as MMEngine's OptimWrapper and a disabled GradScaler
+  /// do. A state without one leaves the scaler at its configured start.
   void load_state_dict(const c10::IValue& state);
 
 private:
