@@ -199,26 +199,25 @@ SELFSUP_INLINE void map_elements(const Job& j, int64_t u0, int64_t u1) {
   }
 }
 
+// One summing pass over rows (channels-last) or planes (NCHW).
+template <class T, bool kGrad, bool kRelu>
+SELFSUP_INLINE void sums(const Job& j, int64_t b, int64_t e, int tid) {
+  if (j.channels_last)
+    sum_rows<T, kGrad, kRelu>(j, b, e, tid);
+  else
+    sum_planes<T, kGrad, kRelu>(j, b, e, tid);
+}
+
 template <class T> SELFSUP_INLINE void run_chunk(const Job& j, int64_t b, int64_t e, int tid) {
   switch (j.pass) {
   case Pass::kStats:
-    if (j.channels_last)
-      sum_rows<T, false, false>(j, b, e, tid);
-    else
-      sum_planes<T, false, false>(j, b, e, tid);
+    sums<T, false, false>(j, b, e, tid);
     break;
   case Pass::kGradSums:
-    if (j.channels_last) {
-      if (j.relu)
-        sum_rows<T, true, true>(j, b, e, tid);
-      else
-        sum_rows<T, true, false>(j, b, e, tid);
-    } else {
-      if (j.relu)
-        sum_planes<T, true, true>(j, b, e, tid);
-      else
-        sum_planes<T, true, false>(j, b, e, tid);
-    }
+    if (j.relu)
+      sums<T, true, true>(j, b, e, tid);
+    else
+      sums<T, true, false>(j, b, e, tid);
     break;
   case Pass::kForward:
     if (j.relu && j.residual)
